@@ -1,0 +1,32 @@
+# Two entry points (see README): `make demo` and `make test`. Both create or reuse .venv.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.sparsecc-installed
+
+.PHONY: demo test lint zoo bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# The main job: export the GSC sparse CNN, compile it for the host CPU, run it and compare with onnxruntime.
+demo: $(STAMP)
+	$(PY) -m sparsecc.examples.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+zoo: $(STAMP)
+	$(PY) -m sparsecc.examples.export_zoo --out examples/models/onnx
+
+bench: $(STAMP)
+	$(VENV)/bin/sparsecc bench
+
+clean:
+	rm -rf build *.egg-info .pytest_cache artifacts

@@ -1,0 +1,432 @@
+"""The reference interpreter: numpy implementations that define what every op computes.
+
+``interpret(module, {name: array})`` runs any module at any stage of the pipeline and returns the outputs
+in the function's output order. Every op computes in its declared dtype (float32 stays float32), and each
+result is checked against its declared type. Users register implementations for their own ops with
+:func:`implements`.
+
+k-WTA (``sparse.kwta`` and the ``#epi.kwta`` stage of fused ops) follows DESIGN.md §2 exactly; a
+``kwta_observer`` sees every selection (the boosted values per group, k and the tie mode), which the
+tie-aware comparison uses to find near-ties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, SparseccError
+from .ir import ops
+from .ir.core import Module, Operation, Value
+from .ir.ops.sparse import KWTAStage, MaxPoolStage, ReluStage
+from .ir.shapes import normalize_axis
+
+Impl = Callable[..., Any]
+KWTAObserver = Callable[[Operation, np.ndarray, int, str], None]
+_IMPLS: dict[type[Operation], Impl] = {}
+
+
+def implements(op_class: type[Operation]) -> Callable[[Impl], Impl]:
+    """Decorator registering ``fn(op, ctx, *operand_slots)`` as the meaning of ``op_class``.
+
+    ``operand_slots`` follow the op's declaration: arrays, None for an absent optional operand, a list of
+    arrays for a variadic one. Return an array, or a tuple of arrays for several results.
+    """
+
+    def wrap(fn: Impl) -> Impl:
+        _IMPLS[op_class] = fn
+        return fn
+
+    return wrap
+
+
+class Context:
+    """Per-run state passed to implementations (only the k-WTA observer today)."""
+
+    def __init__(self, kwta_observer: KWTAObserver | None) -> None:
+        self.kwta_observer = kwta_observer
+
+
+def check_inputs(module: Module, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Validate a feed against the signature: names, dtypes and shapes. Returns arrays by name."""
+    args = module.func.args
+    names = [a.name for a in args]
+    unknown = sorted(set(inputs) - set(names))
+    if unknown:
+        raise InputError(f"unknown input(s) {unknown}; the model takes {names}")
+    missing = [n for n in names if n not in inputs]
+    if missing:
+        raise InputError(f"missing input(s) {missing}; the model takes {names}")
+    feed: dict[str, np.ndarray] = {}
+    for arg in args:
+        array = inputs[arg.name]
+        if not isinstance(array, np.ndarray):
+            raise InputError(f"input '{arg.name}' must be a numpy array, got {type(array).__name__}")
+        if array.dtype != arg.type.numpy_dtype:
+            raise InputError(f"input '{arg.name}' has dtype {array.dtype}, expected {arg.type.numpy_dtype}")
+        if not arg.type.accepts(array.shape, array.dtype):
+            want = ["?" if d is None else d for d in arg.type.shape]
+            raise InputError(f"input '{arg.name}' has shape {list(array.shape)}, expected {want}")
+        feed[arg.name] = array
+    return feed
+
+
+def evaluate_op(op: Operation, operands: list[Any]) -> tuple[np.ndarray, ...]:
+    """Run one op on concrete operand slots (as ``op.operand_slots()`` orders them); used to fold constants."""
+    impl = _IMPLS.get(type(op))
+    if impl is None:
+        raise SparseccError(f"the interpreter has no implementation of {op.name}", op_type=op.name)
+    out = impl(op, Context(None), *operands)
+    return tuple(np.asarray(a) for a in (out if isinstance(out, tuple) else (out,)))
+
+
+def interpret(module: Module, inputs: Mapping[str, np.ndarray], *,
+              kwta_observer: KWTAObserver | None = None) -> list[np.ndarray]:
+    """Run ``module`` on numpy ``inputs`` (by argument name); returns the outputs in order."""
+    feed = check_inputs(module, inputs)
+    ctx = Context(kwta_observer)
+    env: dict[int, np.ndarray] = {id(a): feed[a.name] for a in module.func.args}  # type: ignore[index]
+
+    def get(slot: Value | tuple[Value, ...] | None) -> Any:
+        if slot is None:
+            return None
+        if isinstance(slot, tuple):
+            return [env[id(v)] for v in slot]
+        return env[id(slot)]
+
+    func = module.func
+    last_use = {id(v): i for i, op in enumerate(func.ops) for v in op.operand_values}
+    keep = {id(v) for v in func.outputs}
+    for i, op in enumerate(func.ops):
+        impl = _IMPLS.get(type(op))
+        if impl is None:
+            raise SparseccError(f"the interpreter has no implementation of {op.name}", op_type=op.name)
+        out = impl(op, ctx, *(get(s) for s in op.operand_slots()))
+        results = out if isinstance(out, tuple) else (out,)
+        for value, array in zip(op.results, results, strict=True):
+            array = np.asarray(array)
+            if not value.type.accepts(array.shape, array.dtype):
+                raise SparseccError(
+                    f"interpreter produced {array.dtype}{list(array.shape)} for %{value.name} : {value.type}",
+                    op_type=op.name,
+                )
+            env[id(value)] = array
+        for operand in op.operand_values:  # free what no later op needs
+            if last_use[id(operand)] == i and id(operand) not in keep:
+                env.pop(id(operand), None)
+    return [env[id(v)] for v in module.func.outputs]
+
+
+# -- constants and elementwise ------------------------------------------------------------------------------
+@implements(ops.Constant)
+def _constant(op: ops.Constant, ctx: Context) -> np.ndarray:
+    return op.value
+
+
+def _typed(op: Operation, array: Any) -> np.ndarray:
+    return np.asarray(array).astype(op.result.type.numpy_dtype, copy=False)
+
+
+for _cls, _fn in [
+    (ops.Add, np.add), (ops.Sub, np.subtract), (ops.Mul, np.multiply),
+    (ops.Less, np.less), (ops.LessEqual, np.less_equal), (ops.Greater, np.greater),
+    (ops.GreaterEqual, np.greater_equal), (ops.Equal, np.equal),
+    (ops.And, np.logical_and), (ops.Or, np.logical_or),
+]:
+    implements(_cls)(lambda op, ctx, a, b, _fn=_fn: _typed(op, _fn(a, b)))
+
+for _cls, _fn in [(ops.Exp, np.exp), (ops.Neg, np.negative), (ops.Sqrt, np.sqrt), (ops.Not, np.logical_not)]:
+    implements(_cls)(lambda op, ctx, x, _fn=_fn: _typed(op, _fn(x)))
+
+
+@implements(ops.Div)
+def _div(op: Operation, ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.dtype.kind in "iu":
+        return _typed(op, np.trunc(np.true_divide(a, b)))
+    return _typed(op, np.divide(a, b))
+
+
+@implements(ops.Cast)
+def _cast(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
+    return x.astype(op.result.type.numpy_dtype)
+
+
+@implements(ops.Where)
+def _where(op: Operation, ctx: Context, cond: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _typed(op, np.where(cond, a, b))
+
+
+@implements(ops.MatMul)
+def _matmul(op: Operation, ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _typed(op, np.matmul(a, b))
+
+
+# -- neural-network ops -------------------------------------------------------------------------------------
+def conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: Sequence[int],
+           pads: Sequence[int], dilations: Sequence[int], groups: int) -> np.ndarray:
+    """NCHW x OIHW cross-correlation with zero padding, in the input's dtype."""
+    n = x.shape[0]
+    o, cg, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    dh, dw = dilations
+    span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    win = np.lib.stride_tricks.sliding_window_view(xp, (span_h, span_w), axis=(2, 3))
+    win = win[:, :, :: strides[0], :: strides[1], ::dh, ::dw]  # (N, C, OH, OW, KH, KW)
+    oh, ow = win.shape[2], win.shape[3]
+    og = o // groups
+    outs = []
+    for g in range(groups):
+        xg = win[:, g * cg : (g + 1) * cg]  # (N, cg, OH, OW, KH, KW)
+        cols = xg.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, cg * kh * kw)
+        wg = w[g * og : (g + 1) * og].reshape(og, cg * kh * kw)
+        outs.append((cols @ wg.T).reshape(n, oh, ow, og))
+    y = np.concatenate(outs, axis=3).transpose(0, 3, 1, 2)
+    if bias is not None:
+        y = y + bias.reshape(1, o, 1, 1)
+    return np.ascontiguousarray(y.astype(x.dtype, copy=False))
+
+
+def pool2d(x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int],
+           ceil_mode: bool, mode: str, count_include_pad: bool = False) -> np.ndarray:
+    """Max or average pooling over H, W (NCHW); padding never wins a max."""
+    from .ir.shapes import window_output_dim
+
+    _, _, h, w = x.shape
+    oh = window_output_dim(h, kernel[0], strides[0], pads[0], pads[2], 1, ceil_mode)
+    ow = window_output_dim(w, kernel[1], strides[1], pads[1], pads[3], 1, ceil_mode)
+    assert oh is not None and ow is not None
+    # pad the end so that ceil-mode windows exist; the extra cells never count
+    extra_h = max(0, (oh - 1) * strides[0] + kernel[0] - (h + pads[0] + pads[2]))
+    extra_w = max(0, (ow - 1) * strides[1] + kernel[1] - (w + pads[1] + pads[3]))
+    widths = ((0, 0), (0, 0), (pads[0], pads[2] + extra_h), (pads[1], pads[3] + extra_w))
+    if mode == "max":
+        xp = np.pad(x, widths, constant_values=-np.inf)
+        win = np.lib.stride_tricks.sliding_window_view(xp, tuple(kernel), axis=(2, 3))
+        return np.ascontiguousarray(win[:, :, :: strides[0], :: strides[1]][:, :, :oh, :ow].max(axis=(4, 5)))
+    xp = np.pad(x, widths)
+    win = np.lib.stride_tricks.sliding_window_view(xp, tuple(kernel), axis=(2, 3))
+    total = win[:, :, :: strides[0], :: strides[1]][:, :, :oh, :ow].sum(axis=(4, 5), dtype=np.float64)
+    inside = np.zeros((1, 1, h + sum(widths[2]), w + sum(widths[3])))
+    if count_include_pad:
+        inside[:, :, : h + pads[0] + pads[2], : w + pads[1] + pads[3]] = 1
+    else:
+        inside[:, :, pads[0] : pads[0] + h, pads[1] : pads[1] + w] = 1
+    cwin = np.lib.stride_tricks.sliding_window_view(inside, tuple(kernel), axis=(2, 3))
+    count = cwin[:, :, :: strides[0], :: strides[1]][:, :, :oh, :ow].sum(axis=(4, 5))
+    return np.ascontiguousarray((total / count).astype(x.dtype))
+
+
+def kwta(x: np.ndarray, boost: np.ndarray | None, k: int, over: Sequence[int], ties: str,
+         observe: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+    """k-winners-take-all over axes ``over`` (DESIGN.md §2); see ``sparse.kwta``."""
+    boosted = x * boost if boost is not None else x
+    boosted = boosted.astype(x.dtype, copy=False)
+    rest = [a for a in range(x.ndim) if a not in over]
+    perm = rest + list(over)
+    moved = np.transpose(boosted, perm)
+    group = int(np.prod([x.shape[a] for a in over]))
+    groups = moved.reshape(-1, group)
+    if observe is not None:
+        observe(groups)
+    if ties == "keep":
+        threshold = np.partition(groups, group - k, axis=1)[:, group - k]
+        keep = ~(groups < threshold[:, None])
+    else:
+        order = np.argsort(-groups, axis=1, kind="stable")
+        keep = np.zeros(groups.shape, dtype=bool)
+        np.put_along_axis(keep, order[:, :k], True, axis=1)
+    keep = np.transpose(keep.reshape(moved.shape), np.argsort(perm))
+    return np.where(keep, x, np.zeros((), dtype=x.dtype))
+
+
+def _observer(ctx: Context, op: Operation, k: int, ties: str) -> Callable[[np.ndarray], None] | None:
+    if ctx.kwta_observer is None:
+        return None
+    observer = ctx.kwta_observer
+    return lambda groups: observer(op, groups, k, ties)
+
+
+@implements(ops.KWinners)
+def _kwta(op: Operation, ctx: Context, x: np.ndarray, boost: np.ndarray | None) -> np.ndarray:
+    k, over, ties = op.attr("k"), op.attr("over"), op.attr("ties")
+    return kwta(x, boost, k, over, ties, _observer(ctx, op, k, ties))
+
+
+def _conv_attrs(op: Operation) -> tuple:
+    return op.attr("strides"), op.attr("pads"), op.attr("dilations"), op.attr("groups")
+
+
+@implements(ops.Conv2D)
+def _conv2d(op: Operation, ctx: Context, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    return conv2d(x, w, bias, *_conv_attrs(op))
+
+
+def linear(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    y = x @ w.T
+    if bias is not None:
+        y = y + bias
+    return y.astype(x.dtype, copy=False)
+
+
+@implements(ops.Linear)
+def _linear(op: Operation, ctx: Context, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    return linear(x, w, bias)
+
+
+def _per_channel(v: np.ndarray, rank: int) -> np.ndarray:
+    return v.reshape((1, -1) + (1,) * (rank - 2))
+
+
+@implements(ops.BatchNorm)
+def _batch_norm(op: Operation, ctx: Context, x: np.ndarray, scale: np.ndarray, bias: np.ndarray,
+                mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    eps = np.asarray(op.attr("epsilon"), dtype=x.dtype)
+    r = x.ndim
+    y = (x - _per_channel(mean, r)) / np.sqrt(_per_channel(var, r) + eps)
+    y = y * _per_channel(scale, r) + _per_channel(bias, r)
+    return _typed(op, y)
+
+
+@implements(ops.ChannelAffine)
+def _channel_affine(op: Operation, ctx: Context, x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    return _typed(op, x * _per_channel(scale, x.ndim) + _per_channel(shift, x.ndim))
+
+
+@implements(ops.MaxPool2D)
+def _maxpool(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
+    return pool2d(x, op.attr("kernel"), op.attr("strides"), op.attr("pads"), op.attr("ceil_mode"), "max")
+
+
+@implements(ops.AvgPool2D)
+def _avgpool(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
+    return pool2d(x, op.attr("kernel"), op.attr("strides"), op.attr("pads"), op.attr("ceil_mode"), "avg",
+                  op.attr("count_include_pad"))
+
+
+@implements(ops.GlobalAvgPool2D)
+def _global_avgpool(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
+    return _typed(op, x.mean(axis=(2, 3), keepdims=True, dtype=np.float64))
+
+
+@implements(ops.Relu)
+def _relu(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, np.zeros((), dtype=x.dtype))
+
+
+def _softmax(x: np.ndarray, axis: int, log: bool) -> np.ndarray:
+    shifted = x - x.max(axis=axis, keepdims=True)
+    if log:
+        return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    e = np.exp(shifted)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@implements(ops.Softmax)
+def _softmax_op(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
+    return _typed(op, _softmax(x, normalize_axis(op.attr("axis"), x.ndim), log=False))
+
+
+@implements(ops.LogSoftmax)
+def _log_softmax_op(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
+    return _typed(op, _softmax(x, normalize_axis(op.attr("axis"), x.ndim), log=True))
+
+
+@implements(ops.Dropout)
+@implements(ops.Identity)
+def _identity(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
+    return x
+
+
+# -- fused sparse layers ------------------------------------------------------------------------------------
+def apply_epilogue(op: Operation, ctx: Context, y: np.ndarray, boost: np.ndarray | None) -> np.ndarray:
+    for stage in op.attr("epilogue"):
+        if isinstance(stage, ReluStage):
+            y = np.maximum(y, np.zeros((), dtype=y.dtype))
+        elif isinstance(stage, KWTAStage):
+            y = kwta(y, boost, stage.k, stage.over, stage.ties, _observer(ctx, op, stage.k, stage.ties))
+        elif isinstance(stage, MaxPoolStage):
+            y = pool2d(y, stage.kernel, stage.strides, stage.pads, stage.ceil_mode, "max")
+        else:  # pragma: no cover - the verifier rejects other stages
+            raise SparseccError(f"unknown epilogue stage {stage!r}", op_type=op.name)
+    return y
+
+
+@implements(ops.SparseConv2D)
+def _sparse_conv2d(op: Operation, ctx: Context, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None,
+                   boost: np.ndarray | None) -> np.ndarray:
+    return apply_epilogue(op, ctx, conv2d(x, w, bias, *_conv_attrs(op)), boost)
+
+
+@implements(ops.SparseLinear)
+def _sparse_linear(op: Operation, ctx: Context, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None,
+                   boost: np.ndarray | None) -> np.ndarray:
+    return apply_epilogue(op, ctx, linear(x, w, bias), boost)
+
+
+# -- data movement ------------------------------------------------------------------------------------------
+@implements(ops.Reshape)
+def _reshape(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
+    return x.reshape(op.attr("shape"))
+
+
+@implements(ops.Transpose)
+def _transpose(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.transpose(x, op.attr("perm")))
+
+
+@implements(ops.Concat)
+def _concat(op: Operation, ctx: Context, xs: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(xs, axis=op.attr("axis"))
+
+
+@implements(ops.Slice)
+def _slice(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
+    index: list[slice] = [slice(None)] * x.ndim
+    fields = (op.attr("starts"), op.attr("ends"), op.attr("axes"), op.attr("steps"))
+    for start, end, axis, step in zip(*fields, strict=True):
+        index[normalize_axis(axis, x.ndim)] = slice(start, end, step)
+    return np.ascontiguousarray(x[tuple(index)])
+
+
+@implements(ops.Gather)
+def _gather(op: Operation, ctx: Context, x: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    axis = normalize_axis(op.attr("axis"), x.ndim)
+    idx = np.where(indices < 0, indices + x.shape[axis], indices)
+    if np.any((idx < 0) | (idx >= x.shape[axis])):
+        raise InputError(f"gather index out of range for axis of size {x.shape[axis]}", op_type=op.name)
+    return np.take(x, idx, axis=axis)
+
+
+def topk(x: np.ndarray, k: int, axis: int, largest: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Values and indices of the k largest/smallest along ``axis``; equal values: lower index first."""
+    order = np.argsort(-x if largest else x, axis=axis, kind="stable")
+    idx = np.take(order, np.arange(k), axis=axis)
+    return np.take_along_axis(x, idx, axis=axis), idx.astype(np.int64)
+
+
+@implements(ops.TopK)
+def _topk(op: Operation, ctx: Context, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # sorted=False leaves the order unspecified; returning it sorted is one valid order.
+    return topk(x, op.attr("k"), normalize_axis(op.attr("axis"), x.ndim), op.attr("largest"))
+
+
+@implements(ops.ScatterElements)
+def _scatter(op: Operation, ctx: Context, data: np.ndarray, indices: np.ndarray, updates: np.ndarray) -> np.ndarray:
+    axis = normalize_axis(op.attr("axis"), data.ndim)
+    idx = np.where(indices < 0, indices + data.shape[axis], indices)
+    out = data.copy()
+    np.put_along_axis(out, idx, updates, axis=axis)
+    return out
+
+
+@implements(ops.FullLike)
+def _full_like(op: Operation, ctx: Context, like: np.ndarray) -> np.ndarray:
+    return np.full(like.shape, op.attr("value"), dtype=op.result.type.numpy_dtype)
+
+
+@implements(ops.Expand)
+def _expand(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
+    target = tuple(1 if d == -1 else d for d in op.attr("shape"))
+    return np.ascontiguousarray(np.broadcast_to(x, np.broadcast_shapes(x.shape, target)))

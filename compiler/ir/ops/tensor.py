@@ -1,0 +1,205 @@
+"""Data-movement and selection ops (``tensor.*``)."""
+
+from __future__ import annotations
+
+from ..attributes import check
+from ..core import Attr, Operand, Operation, register_op
+from ..shapes import broadcast_shapes, normalize_axis, reshape_output
+from ..types import DTYPES, KWTABound, TensorType
+
+
+def _input(op: Operation, name: str = "input") -> TensorType:
+    value = op.operand(name)
+    assert value is not None
+    return value.type
+
+
+@register_op
+class Identity(Operation):
+    """Returns its input. ``canonicalize`` removes it."""
+
+    name = "tensor.identity"
+    operands = (Operand("input"),)
+
+    def infer_types(self) -> list[TensorType]:
+        return [_input(self)]
+
+
+@register_op
+class Reshape(Operation):
+    """Row-major reshape to ``shape`` (positive dims and at most one -1, which is inferred; a dynamic batch
+    is written as -1). Keeps a k-WTA bound over all non-batch axes when the batch axis is kept."""
+
+    name = "tensor.reshape"
+    operands = (Operand("input"),)
+    attributes = (Attr("shape", "ints"),)
+
+    def infer_types(self) -> list[TensorType]:
+        x = _input(self)
+        shape = reshape_output(x.shape, self.attr("shape"))
+        bound = x.encoding if isinstance(x.encoding, KWTABound) else None
+        keeps = (
+            bound is not None
+            and x.rank >= 2
+            and len(shape) >= 2
+            and bound.over == tuple(range(1, x.rank))
+            and shape[0] == x.shape[0]
+        )
+        return [TensorType(shape, x.dtype, KWTABound(bound.k, tuple(range(1, len(shape)))) if keeps else None)]  # type: ignore[union-attr]
+
+
+@register_op
+class Transpose(Operation):
+    """Permute axes: output axis i is input axis ``perm[i]``."""
+
+    name = "tensor.transpose"
+    operands = (Operand("input"),)
+    attributes = (Attr("perm", "ints"),)
+
+    def infer_types(self) -> list[TensorType]:
+        x = _input(self)
+        perm = self.attr("perm")
+        check(sorted(perm) == list(range(x.rank)),
+              f"{self.name}: perm {list(perm)} is not a permutation of {x.rank} axes")
+        return [TensorType(tuple(x.shape[p] for p in perm), x.dtype)]
+
+
+@register_op
+class Concat(Operation):
+    """Concatenate along ``axis``; all inputs share dtype and the other dimensions."""
+
+    name = "tensor.concat"
+    operands = (Operand("inputs", "variadic"),)
+    attributes = (Attr("axis", int),)
+
+    def infer_types(self) -> list[TensorType]:
+        types = [v.type for v in self.operand_group("inputs")]
+        check(len(types) >= 1, f"{self.name}: needs at least one input")
+        rank = types[0].rank
+        axis = normalize_axis(self.attr("axis"), rank)
+        check(all(t.rank == rank for t in types), f"{self.name}: inputs must share one rank")
+        check(len({t.dtype for t in types}) == 1, f"{self.name}: inputs must share one dtype")
+        shape: list[int | None] = []
+        for a in range(rank):
+            dims = [t.shape[a] for t in types]
+            if a == axis:
+                shape.append(None if any(d is None for d in dims) else sum(dims))  # type: ignore[arg-type]
+            else:
+                static = {d for d in dims if d is not None}
+                check(len(static) <= 1, f"{self.name}: inputs differ in dimension {a}: {dims}")
+                shape.append(static.pop() if static else None)
+        return [TensorType(tuple(shape), types[0].dtype)]
+
+
+def slice_dim(size: int | None, start: int, end: int, step: int) -> int | None:
+    """Length of ``range(size)[start:end:step]`` (None for a dynamic size)."""
+    if size is None:
+        return None
+    return len(range(size)[slice(start, end, step)])
+
+
+@register_op
+class Slice(Operation):
+    """``x[start:end:step]`` along each listed axis (Python slicing rules, ends clamped)."""
+
+    name = "tensor.slice"
+    operands = (Operand("input"),)
+    attributes = (Attr("starts", "ints"), Attr("ends", "ints"), Attr("axes", "ints"), Attr("steps", "ints"))
+
+    def infer_types(self) -> list[TensorType]:
+        x = _input(self)
+        starts, ends, axes, steps = (self.attr(n) for n in ("starts", "ends", "axes", "steps"))
+        check(len(starts) == len(ends) == len(axes) == len(steps),
+              f"{self.name}: starts/ends/axes/steps differ in length")
+        check(all(s != 0 for s in steps), f"{self.name}: steps must be non-zero")
+        shape = list(x.shape)
+        seen = set()
+        for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+            a = normalize_axis(axis, x.rank)
+            check(a not in seen, f"{self.name}: axis {a} sliced twice")
+            seen.add(a)
+            shape[a] = slice_dim(x.shape[a], start, end, step)
+        return [TensorType(tuple(shape), x.dtype)]
+
+
+@register_op
+class Gather(Operation):
+    """Take ``indices`` (int, negative counts from the end) along ``axis``, as ONNX Gather."""
+
+    name = "tensor.gather"
+    operands = (Operand("input"), Operand("indices"))
+    attributes = (Attr("axis", int, 0),)
+
+    def infer_types(self) -> list[TensorType]:
+        x, idx = _input(self), _input(self, "indices")
+        check(idx.dtype in ("i64", "i32"), f"{self.name}: indices must be integers, got {idx.dtype}")
+        a = normalize_axis(self.attr("axis"), x.rank)
+        return [TensorType((*x.shape[:a], *idx.shape, *x.shape[a + 1 :]), x.dtype)]
+
+
+@register_op
+class TopK(Operation):
+    """The ``k`` largest (or smallest) values along ``axis`` and their indices (i64).
+
+    Sorted by value; among equal values the lower index comes first (ONNX TopK).
+    """
+
+    name = "tensor.topk"
+    operands = (Operand("input"),)
+    attributes = (Attr("k", int), Attr("axis", int, -1), Attr("largest", bool, True), Attr("sorted", bool, True))
+    num_results = 2
+
+    def infer_types(self) -> list[TensorType]:
+        x = _input(self)
+        a = normalize_axis(self.attr("axis"), x.rank)
+        k = self.attr("k")
+        check(k >= 0, f"{self.name}: k must be >= 0")
+        check(x.shape[a] is None or k <= x.shape[a], f"{self.name}: k={k} exceeds axis size {x.shape[a]}")
+        shape = (*x.shape[:a], k, *x.shape[a + 1 :])
+        return [TensorType(shape, x.dtype), TensorType(shape, "i64")]
+
+
+@register_op
+class ScatterElements(Operation):
+    """ONNX ScatterElements without reduction: a copy of ``data`` with ``updates`` written at ``indices``
+    along ``axis`` (``out[..., indices[i,j], ...] = updates[i, j]``)."""
+
+    name = "tensor.scatter_elements"
+    operands = (Operand("data"), Operand("indices"), Operand("updates"))
+    attributes = (Attr("axis", int, 0),)
+
+    def infer_types(self) -> list[TensorType]:
+        data, idx, upd = _input(self, "data"), _input(self, "indices"), _input(self, "updates")
+        check(idx.dtype in ("i64", "i32"), f"{self.name}: indices must be integers")
+        check(idx.rank == data.rank and upd.rank == data.rank, f"{self.name}: data, indices, updates need one rank")
+        check(upd.dtype == data.dtype, f"{self.name}: updates and data differ in dtype")
+        normalize_axis(self.attr("axis"), data.rank)
+        return [data.with_encoding(None)]
+
+
+@register_op
+class FullLike(Operation):
+    """A tensor of ``like``'s shape filled with ``value`` converted to ``dtype`` (ONNX ConstantOfShape of a
+    Shape, which appears with a dynamic batch)."""
+
+    name = "tensor.full_like"
+    operands = (Operand("like"),)
+    attributes = (Attr("value", float), Attr("dtype", str, choices=tuple(DTYPES)))
+
+    def infer_types(self) -> list[TensorType]:
+        return [TensorType(_input(self, "like").shape, self.attr("dtype"))]
+
+
+@register_op
+class Expand(Operation):
+    """Broadcast ``input`` to ``shape`` (numpy rules; -1 in ``shape`` stands for the dynamic batch and
+    broadcasts like 1)."""
+
+    name = "tensor.expand"
+    operands = (Operand("input"),)
+    attributes = (Attr("shape", "ints"),)
+
+    def infer_types(self) -> list[TensorType]:
+        x = _input(self)
+        target = tuple(None if d == -1 else d for d in self.attr("shape"))
+        return [TensorType(broadcast_shapes(x.shape, target), x.dtype)]

@@ -1,0 +1,1 @@
+"""sparsecc.targets.cuda."""
