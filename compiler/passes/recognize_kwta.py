@@ -53,38 +53,56 @@ def _is_all(value: Value, fill: bool) -> bool:
     return data is not None and data.size >= 1 and bool(np.all(data == fill))
 
 
-def _unflatten(boosted: Value, x: Value, axis: int) -> _Selection | None:
-    """Relate the selected tensor (after an optional flattening reshape) to the unit tensor ``x``."""
-    b_owner, x_owner = boosted.owner, x.owner
-    flat_shape = None
-    if isinstance(b_owner, ops.Reshape) and isinstance(x_owner, ops.Reshape):
-        # global k-WTA of an (N, ...) tensor: both flattened to (N, -1), selection over axis 1
-        flat_shape = b_owner.attr("shape")
-        if x_owner.attr("shape") != flat_shape or axis != 1 or len(flat_shape) != 2:
-            return None
-        boosted, x = b_owner.operand("input"), x_owner.operand("input")  # type: ignore[assignment]
-        if x.type.rank < 2 or boosted.type.shape != x.type.shape:
-            return None
-        if flat_shape[0] not in (-1, x.type.shape[0]):
-            return None
-        over = tuple(range(1, x.type.rank))
-    elif isinstance(b_owner, ops.Reshape) or isinstance(x_owner, ops.Reshape):
-        return None
-    else:
-        over = (axis,)
+def _boost_factor(boosted: Value, x: Value) -> np.ndarray | bool | None:
+    """How ``boosted`` derives from ``x``: False if it does not, None if it is ``x``, else the factor
+    (a constant broadcast to x's rank, 1 along the batch axis)."""
     if boosted is x:
-        return _Selection(x, None, over, flat_shape)
-    mul = boosted.owner
-    if not isinstance(mul, ops.Mul):
         return None
+    mul = boosted.owner
+    if not isinstance(mul, ops.Mul) or boosted.type.shape != x.type.shape:
+        return False
     lhs, rhs = mul.operand("lhs"), mul.operand("rhs")
     factor = constant_value(rhs) if lhs is x else constant_value(lhs) if rhs is x else None  # type: ignore[arg-type]
     if factor is None or factor.ndim > x.type.rank:
-        return None
+        return False
     factor = factor.reshape((1,) * (x.type.rank - factor.ndim) + factor.shape)
     if factor.shape[0] != 1:
+        return False
+    return factor.astype(x.type.numpy_dtype)
+
+
+def _is_flatten(value: Value) -> Value | None:
+    """If ``value = reshape(v, (N, -1))`` flattening every non-batch axis of v (rank >= 3), return v."""
+    owner = value.owner
+    if not isinstance(owner, ops.Reshape):
         return None
-    return _Selection(x, factor.astype(x.type.numpy_dtype), over, flat_shape)
+    src = owner.operand("input")
+    assert src is not None
+    shape = owner.attr("shape")
+    if len(shape) != 2 or src.type.rank < 2 or shape[0] not in (-1, src.type.shape[0]):
+        return None
+    return src if value.type.shape[0] == src.type.shape[0] else None
+
+
+def _selection(boosted: Value, x: Value, axis: int) -> _Selection | None:
+    """Relate the tensor TopK selected from (``boosted``) and the tensor Where keeps values of (``x``).
+
+    Either both are the same rank (local / 1-D selection along ``axis``, or both already flattened), or
+    both are flattenings ``reshape(., (N, -1))`` of an unflattened pair (global selection).
+    """
+    b_src, x_src = _is_flatten(boosted), _is_flatten(x)
+    if b_src is not None and x_src is not None and axis == 1:
+        flat_shape = x.owner.attr("shape")  # type: ignore[union-attr]
+        if boosted.owner.attr("shape") != flat_shape:  # type: ignore[union-attr]
+            return None
+        factor = _boost_factor(b_src, x_src)
+        if factor is False:
+            return None
+        return _Selection(x_src, factor, tuple(range(1, x_src.type.rank)), flat_shape)  # type: ignore[arg-type]
+    factor = _boost_factor(boosted, x)
+    if factor is False:
+        return None
+    return _Selection(x, factor, (axis,), None)  # type: ignore[arg-type]
 
 
 def _threshold_k(thr: Value) -> tuple[Value, int, int] | None:
@@ -93,7 +111,9 @@ def _threshold_k(thr: Value) -> tuple[Value, int, int] | None:
     if not isinstance(sl, ops.Slice) or len(sl.attr("axes")) != 1 or sl.attr("steps") != (1,):
         return None
     top = sl.operand("input").owner  # type: ignore[union-attr]
-    if not isinstance(top, ops.TopK) or sl.operand("input") is not top.results[0] or not top.attr("largest"):
+    if not isinstance(top, ops.TopK) or sl.operand("input") is not top.results[0]:
+        return None
+    if not top.attr("largest") or not top.attr("sorted"):
         return None
     src = top.operand("input")
     assert src is not None
@@ -102,6 +122,19 @@ def _threshold_k(thr: Value) -> tuple[Value, int, int] | None:
     if sl.attr("axes")[0] % src.type.rank != axis or start < 0 or end != start + 1 or start >= top.attr("k"):
         return None
     return src, start + 1, axis
+
+
+def _unflattened_threshold(thr: Value, boosted: Value) -> tuple[Value, int, int] | None:
+    """``thr = reshape(slice(topk(flatten(boosted))), (N, 1, ..., 1))`` -> (boosted, k, 1)."""
+    owner = thr.owner
+    if not isinstance(owner, ops.Reshape) or thr.type.rank != boosted.type.rank:
+        return None
+    if any(d != 1 for d in thr.type.shape[1:]):
+        return None
+    found = _threshold_k(owner.operand("input"))  # type: ignore[arg-type]
+    if found is None or found[2] != 1 or _is_flatten(found[0]) is not boosted:
+        return None
+    return boosted, found[1], 1
 
 
 class RecognizeKWTA(RewritePattern):
@@ -148,12 +181,16 @@ class RecognizeKWTA(RewritePattern):
         if not isinstance(owner, ops.Less):
             return None
         boosted, thr = owner.operand("lhs"), owner.operand("rhs")
-        found = _threshold_k(thr)  # type: ignore[arg-type]
-        if found is None or found[0] is not boosted:
+        assert boosted is not None and thr is not None
+        if (found := _threshold_k(thr)) is not None and found[0] is boosted:
+            sel = _selection(boosted, x, found[2])
+        elif (found := _unflattened_threshold(thr, boosted)) is not None:
+            # thr = reshape(slice(topk(flatten(b))), (N, 1, ..., 1)) compared with the unflattened b
+            factor = _boost_factor(boosted, x)
+            sel = None if factor is False else _Selection(x, factor, tuple(range(1, x.type.rank)), None)  # type: ignore[arg-type]
+        else:
             return None
-        _, k, axis = found
-        sel = _unflatten(boosted, x, axis)  # type: ignore[arg-type]
-        return None if sel is None else (sel, k, "keep", relu)
+        return None if sel is None else (sel, found[1], "keep", relu)
 
     @staticmethod
     def _ties_broken(cond: Value, x: Value) -> tuple[_Selection, int, str, bool] | None:
@@ -170,7 +207,7 @@ class RecognizeKWTA(RewritePattern):
         axis = top.attr("axis") % boosted.type.rank
         if scatter.attr("axis") % boosted.type.rank != axis or scatter.result.type.shape != boosted.type.shape:
             return None
-        sel = _unflatten(boosted, x, axis)
+        sel = _selection(boosted, x, axis)
         return None if sel is None else (sel, top.attr("k"), "break", False)
 
 

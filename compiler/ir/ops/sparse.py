@@ -16,10 +16,11 @@ sparsities the generated code exploits:
 
 from __future__ import annotations
 
+from ...errors import VerificationError
 from ..attributes import StructAttr, check, struct_attr
 from ..core import Attr, Operand, Operation, register_op
 from ..shapes import window_output_dim
-from ..types import KWTABound, TensorType
+from ..types import BSR, CSC, CSR, ELL, KWTABound, TensorType
 from .nn import CONV_ATTRS, conv2d_output_shape, linear_output_shape, pooled_bound
 
 TIES = ("keep", "break")
@@ -128,6 +129,26 @@ def epilogue_type(op: Operation, shape: tuple[int | None, ...], dtype: str) -> T
 
 EPILOGUE_ATTRS = (Attr("epilogue", "structs", ()), Attr("kernel", str, "auto", choices=KERNELS))
 
+#: Which weight encodings each kernel reads: compressed formats for the weight-sparse kernels, a dense
+#: tensor (possibly with measured #sparse facts) for the others.
+STORED_FORMATS = (CSR, CSC, ELL, BSR)
+
+
+def check_kernel(op: Operation) -> None:
+    """The kernel choice must fit the weight's storage format and the input's sparsity bound."""
+    kernel = op.attr("kernel")
+    if kernel == "auto":
+        return
+    weight_enc = op.operand("weight").type.encoding  # type: ignore[union-attr]
+    compressed = isinstance(weight_enc, STORED_FORMATS)
+    if kernel in ("weight_sparse", "sparse_sparse") and not compressed:
+        raise VerificationError(f"{op.name}: kernel '{kernel}' needs compressed weights (#csr, #csc, #ell, #bsr)")
+    if kernel in ("dense", "act_sparse") and compressed:
+        raise VerificationError(f"{op.name}: kernel '{kernel}' reads dense weights, got #{weight_enc.mnemonic}")
+    bounded = isinstance(op.operand("input").type.encoding, KWTABound)  # type: ignore[union-attr]
+    if kernel in ("act_sparse", "sparse_sparse") and not bounded:
+        raise VerificationError(f"{op.name}: kernel '{kernel}' needs an input with a #kwta bound")
+
 
 @register_op
 class SparseConv2D(Operation):
@@ -140,6 +161,9 @@ class SparseConv2D(Operation):
     def infer_types(self) -> list[TensorType]:
         return [epilogue_type(self, conv2d_output_shape(self), self.operand("input").type.dtype)]  # type: ignore[union-attr]
 
+    def verify(self) -> None:
+        check_kernel(self)
+
 
 @register_op
 class SparseLinear(Operation):
@@ -151,3 +175,6 @@ class SparseLinear(Operation):
 
     def infer_types(self) -> list[TensorType]:
         return [epilogue_type(self, linear_output_shape(self), self.operand("input").type.dtype)]  # type: ignore[union-attr]
+
+    def verify(self) -> None:
+        check_kernel(self)

@@ -1,0 +1,129 @@
+"""Per-layer cost model: dense and sparse-sparse multiply-accumulates, densities and k.
+
+For one sample, a layer's *dense MACs* are what a dense implementation performs; its *sparse-sparse MACs*
+estimate what remains when only non-zero weights meet non-zero inputs: ``dense x weight density x input
+activation density``, where the input density is the bound its type carries (``#kwta<k, over>``: at most
+``k / group size``; 1 without a bound). Border effects of convolutions are ignored (it is an estimate).
+The passes ``compress-weights`` and ``schedule-sparse`` decide from these numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from .ir import ops
+from .ir.core import Module, Operation, Value
+from .ir.ops.sparse import KWTAStage
+from .ir.types import KWTABound, WeightEncoding
+from .ir.weights import measure_weight_sparsity
+
+LAYER_OPS = (ops.Conv2D, ops.Linear, ops.SparseConv2D, ops.SparseLinear, ops.MatMul)
+REPORTED_OPS = (*LAYER_OPS, ops.KWinners, ops.MaxPool2D, ops.AvgPool2D, ops.GlobalAvgPool2D)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerCost:
+    name: str
+    op: str
+    shape: tuple[int | None, ...]
+    weight_density: float | None
+    input_density: float
+    k: int | None
+    output_density: float | None
+    dense_macs: int
+    sparse_macs: float
+
+
+def activation_density(value: Value) -> float:
+    """Upper bound on the fraction of non-zeros of ``value`` (1.0 without a k-WTA bound)."""
+    enc = value.type.encoding
+    if isinstance(enc, KWTABound):
+        density = enc.density(value.type.shape)
+        if density is not None:
+            return density
+    return 1.0
+
+
+def weight_density(value: Value) -> float:
+    enc = value.type.encoding
+    if isinstance(enc, WeightEncoding):
+        return enc.density
+    if isinstance(value.owner, ops.Constant):
+        return measure_weight_sparsity(value.owner.value).density
+    return 1.0
+
+
+def dense_macs(op: Operation) -> int:
+    """MACs of one sample of a conv/linear/matmul op."""
+    if isinstance(op, ops.Conv2D | ops.SparseConv2D):
+        w = op.operand("weight").type.shape  # type: ignore[union-attr]
+        out = _conv_output(op)
+        return int(out[1] * out[2] * out[3] * math.prod(w[1:]))  # type: ignore[operator, arg-type]
+    if isinstance(op, ops.Linear | ops.SparseLinear):
+        o, i = op.operand("weight").type.shape  # type: ignore[union-attr]
+        return int(o * i)  # type: ignore[operator]
+    if isinstance(op, ops.MatMul):
+        a, b = op.operand("lhs").type.shape, op.operand("rhs").type.shape  # type: ignore[union-attr]
+        rows = math.prod(d for d in a[1:-1] if d is not None) if len(a) > 2 else 1
+        return int(rows * (a[-1] or 0) * (b[-1] or 0))
+    return 0
+
+
+def _conv_output(op: Operation) -> tuple[int | None, ...]:
+    from .ir.ops.nn import conv2d_output_shape
+
+    return conv2d_output_shape(op)
+
+
+def layer_k(op: Operation) -> int | None:
+    if isinstance(op, ops.KWinners):
+        return op.attr("k")
+    if isinstance(op, ops.SparseConv2D | ops.SparseLinear):
+        for stage in op.attr("epilogue"):
+            if isinstance(stage, KWTAStage):
+                return stage.k
+    return None
+
+
+def layer_costs(module: Module) -> list[LayerCost]:
+    costs = []
+    for op in module.walk(REPORTED_OPS):
+        x = op.operand_values[0]
+        k = layer_k(op)
+        out = op.results[0]
+        out_density = activation_density(out) if isinstance(out.type.encoding, KWTABound) else None
+        macs = dense_macs(op)
+        wd = weight_density(op.operand("weight")) if isinstance(op, LAYER_OPS[:4]) else None  # type: ignore[arg-type]
+        ad = activation_density(x)
+        sparse = macs * (wd if wd is not None else 1.0) * ad
+        costs.append(LayerCost(out.name or "", op.name, out.type.shape, wd, ad, k, out_density, macs, sparse))
+    return costs
+
+
+def mac_reduction(costs: list[LayerCost]) -> float:
+    dense = sum(c.dense_macs for c in costs)
+    sparse = sum(c.sparse_macs for c in costs)
+    return dense / sparse if sparse else 1.0
+
+
+def format_stats(module: Module) -> str:
+    """The per-layer table printed by ``sparsecc stats``."""
+    costs = layer_costs(module)
+    header = (f"{'layer':<28} {'op':<20} {'output':<18} {'w.density':>9} {'in.density':>10} {'k':>6} "
+              f"{'out.density':>11} {'dense MACs':>12} {'sparse MACs':>12}")
+    lines = [f"model {module.name}", header, "-" * len(header)]
+    for c in costs:
+        shape = "x".join("?" if d is None else str(d) for d in c.shape[1:])
+        lines.append(
+            f"{c.name[:28]:<28} {c.op:<20} {shape:<18} "
+            f"{'' if c.weight_density is None else f'{c.weight_density:.3f}':>9} {c.input_density:>10.3f} "
+            f"{'' if c.k is None else c.k:>6} {'' if c.output_density is None else f'{c.output_density:.3f}':>11} "
+            f"{c.dense_macs:>12,} {round(c.sparse_macs):>12,}"
+        )
+    dense = sum(c.dense_macs for c in costs)
+    sparse = sum(c.sparse_macs for c in costs)
+    lines.append("-" * len(header))
+    lines.append(f"total: {dense:,} dense MACs ({dense / 1e6:.1f}M), {round(sparse):,} sparse-sparse MACs "
+                 f"({sparse / 1e6:.2f}M); MAC reduction {mac_reduction(costs):.1f}x")
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""The ``compress-weights`` pass: choose a storage format for every conv/linear weight.
+
+Expects: weights that are constants (their measured sparsity may already be recorded as ``#sparse``).
+For each layer's weight it records the chosen format in the constant's type: no encoding (dense),
+``#csr``, ``#csc``, ``#bsr<block_rows, block_cols>`` or ``#ell<fan_in>``, each with the measured density.
+The data is unchanged (targets pack it), so the function is unchanged.
+
+``format=auto`` asks the cost model, per layer:
+
+* density above ``dense-above`` (default 0.5): dense — indexing would cost more than the zeros save;
+* the layer's input carries a k-WTA bound with density at most ``act-sparse-below``: ``#csc`` — kernels
+  scatter each active input over the non-zeros of its column;
+* every row has the same number of non-zeros (fixed fan-in): ``#ell`` — regular rows, no row pointers;
+* otherwise ``#csr``.
+
+``layers=NAME:FORMAT;NAME:FORMAT`` overrides the choice per layer (NAME is the layer's result or weight
+name); ``format=`` other than auto applies one format everywhere. ``block=RxC`` sets the BSR block shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..cost_model import activation_density
+from ..errors import PassError
+from ..ir import ops
+from ..ir.core import Module, Operation, Value
+from ..ir.types import BSR, CSC, CSR, ELL, Encoding
+from ..ir.weights import measure_weight_sparsity
+from .base import Pass
+
+FORMATS = ("auto", "dense", "csr", "csc", "bsr", "ell")
+LAYERS = (ops.Conv2D, ops.Linear, ops.SparseConv2D, ops.SparseLinear)
+
+
+def _parse_layers(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in filter(None, (t.strip() for t in text.split(";"))):
+        name, sep, fmt = item.rpartition(":")
+        if not sep or not name or fmt not in FORMATS[1:]:
+            raise PassError(f"compress-weights: bad layer override '{item}' (expected NAME:FORMAT, FORMAT one of "
+                            f"{', '.join(FORMATS[1:])})")
+        out[name] = fmt
+    return out
+
+
+@dataclasses.dataclass
+class CompressWeights(Pass):
+    """Choose a storage format for each layer's weights (see module docstring)."""
+
+    name = "compress-weights"
+    format: str = "auto"
+    dense_above: float = 0.5
+    act_sparse_below: float = 0.6
+    block: str = "1x16"
+    layers: str = ""
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise PassError(f"compress-weights: format must be one of {', '.join(FORMATS)}, got '{self.format}'")
+        try:
+            rows, cols = (int(v) for v in self.block.lower().split("x"))
+        except ValueError:
+            raise PassError(f"compress-weights: block must look like 4x4, got '{self.block}'") from None
+        self._block = (rows, cols)
+        self._overrides = _parse_layers(self.layers)
+
+    def choose(self, layer: Operation, weight: Value) -> str:
+        for key in (layer.result.name, weight.name):
+            if key in self._overrides:
+                return self._overrides[key]
+        if self.format != "auto":
+            return self.format
+        m = measure_weight_sparsity(weight.owner.value)  # type: ignore[union-attr]
+        if m.density > self.dense_above:
+            return "dense"
+        if activation_density(layer.operand("input")) <= self.act_sparse_below:  # type: ignore[arg-type]
+            return "csc"
+        return "ell" if m.fan_in is not None else "csr"
+
+    def encoding(self, fmt: str, weight: Value) -> Encoding | None:
+        m = measure_weight_sparsity(weight.owner.value)  # type: ignore[union-attr]
+        if fmt == "dense":
+            return None
+        if fmt == "csr":
+            return CSR(m.density)
+        if fmt == "csc":
+            return CSC(m.density)
+        if fmt == "ell":
+            return ELL(m.max_row_nnz, m.density)
+        rows, cols = self._block
+        if m.rows % rows or m.cols % cols:
+            raise PassError(f"compress-weights: {rows}x{cols} blocks do not tile the {m.rows}x{m.cols} weight "
+                            f"'{weight.name}'")
+        return BSR(rows, cols, m.density)
+
+    def apply(self, module: Module) -> None:
+        decided: dict[int, Encoding | None] = {}
+        for layer in module.walk(LAYERS):
+            weight = layer.operand("weight")
+            assert weight is not None
+            if not isinstance(weight.owner, ops.Constant):
+                continue
+            enc = self.encoding(self.choose(layer, weight), weight)
+            if id(weight) in decided and decided[id(weight)] != enc:
+                # a weight shared by layers that want different formats: give this layer its own copy
+                copy = module.func.insert_before(layer, ops.Constant.of(weight.owner.value, name=weight.name))
+                layer.set_operand(1, copy.result)
+                weight = copy.result
+            weight.set_type(weight.type.with_encoding(enc))
+            decided[id(weight)] = enc
