@@ -161,7 +161,7 @@ CANONICALIZE_PATTERNS: tuple[RewritePattern, ...] = (*CLEANUP_PATTERNS, BatchNor
 
 @dataclasses.dataclass
 class Canonicalize(Pass):
-    """Fold constants and batch norms, drop no-ops and dead code (see module docstring)."""
+    """Fold constants and batch norms into layers, drop no-ops and dead code."""
 
     name = "canonicalize"
     fold_batch_norm: bool = True

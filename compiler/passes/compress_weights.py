@@ -46,7 +46,7 @@ def _parse_layers(text: str) -> dict[str, str]:
 
 @dataclasses.dataclass
 class CompressWeights(Pass):
-    """Choose a storage format for each layer's weights (see module docstring)."""
+    """Choose a storage format (dense, CSR, CSC, BSR, ELL) for each layer's weights."""
 
     name = "compress-weights"
     format: str = "auto"

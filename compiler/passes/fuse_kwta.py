@@ -72,7 +72,7 @@ class FuseEpilogue(RewritePattern):
 
 @dataclasses.dataclass
 class FuseKWTA(Pass):
-    """Fuse k-WTA, ReLU and the max-pool after them into their producing layer (module docstring)."""
+    """Fuse k-WTA, ReLU and the max-pool after them into the epilogue of their layer."""
 
     name = "fuse-kwta"
 

@@ -11,10 +11,13 @@ the two forms in which exporters write k-WTA (DESIGN.md §2):
       out = where(boosted' < thr, 0, x')                     (relu: where((b < thr) | (b <= 0), 0, x'))
 
 * ties broken (exactly k): ``off = scatter_elements(ones_like(boosted'), topk(boosted', k).indices,
-  zeros, axis=a)``; ``out = where(off, 0, x')``.
+  zeros, axis=a)`` (the ones and zeros may be constants, ``full_like`` or expanded constants, and the
+  mask may be reshaped back from the flattened form); ``out = where(off, 0, x')``.
+
+Either form with relu: ``where(mask | (boosted <= 0), 0, x)`` (positive boost factors only).
 
 Guarantees: the same function, with each recognised subgraph replaced by ``sparse.kwta(x, boost=F)``
-(then ``nn.relu`` for the relu form, then the reshape the subgraph's output had), whose result type
+(then ``nn.relu`` for the relu form, then the reshape the subgraph's output had, if any), whose result type
 carries the ``#kwta<k, over>`` bound. Unrecognised subgraphs are left as they are (they still run).
 """
 
@@ -45,10 +48,12 @@ def _is_zero(value: Value) -> bool:
 
 
 def _is_all(value: Value, fill: bool) -> bool:
-    """``value`` is a boolean tensor filled with ``fill`` (a constant or a full_like)."""
+    """``value`` is a boolean tensor filled with ``fill``: a constant, a full_like, or an expanded constant."""
     owner = value.owner
     if isinstance(owner, ops.FullLike):
         return bool(owner.attr("value")) == fill and owner.attr("dtype") == "i1"
+    if isinstance(owner, ops.Expand):
+        return value.type.dtype == "i1" and _is_all(owner.operand("input"), fill)  # type: ignore[arg-type]
     data = constant_value(value)
     return data is not None and data.size >= 1 and bool(np.all(data == fill))
 
@@ -137,83 +142,106 @@ def _unflattened_threshold(thr: Value, boosted: Value) -> tuple[Value, int, int]
     return boosted, found[1], 1
 
 
+_Match = tuple[_Selection, int, str, tuple[Value, ...]]  # selection, k, ties, the boosted tensors seen
+
+
+def _split_relu(cond: Value) -> tuple[Value, Value | None]:
+    """``mask | (b <= 0)`` -> (mask, b): the relu option of k-WTA. Otherwise (cond, None)."""
+    owner = cond.owner
+    if not isinstance(owner, ops.Or):
+        return cond, None
+    parts = [owner.operand("lhs"), owner.operand("rhs")]
+    nonpos = [p for p in parts if isinstance(p.owner, ops.LessEqual) and _is_zero(p.owner.operand("rhs"))]  # type: ignore[union-attr,arg-type]
+    if len(nonpos) != 1:
+        return cond, None
+    mask = parts[1] if parts[0] is nonpos[0] else parts[0]
+    return mask, nonpos[0].owner.operand("lhs")  # type: ignore[union-attr,return-value]
+
+
+def _ties_kept(mask: Value, x: Value) -> _Match | None:
+    less = mask.owner
+    if not isinstance(less, ops.Less):
+        return None
+    boosted, thr = less.operand("lhs"), less.operand("rhs")
+    assert boosted is not None and thr is not None
+    if (found := _threshold_k(thr)) is not None and found[0] is boosted:
+        sel = _selection(boosted, x, found[2])
+        seen: tuple[Value, ...] = (boosted, *filter(None, [_is_flatten(boosted)]))
+    elif (found := _unflattened_threshold(thr, boosted)) is not None:
+        # thr = reshape(slice(topk(flatten(b))), (N, 1, ..., 1)) compared with the unflattened b
+        factor = _boost_factor(boosted, x)
+        sel = None if factor is False else _Selection(x, factor, tuple(range(1, x.type.rank)), None)  # type: ignore[arg-type]
+        seen = (boosted,)
+    else:
+        return None
+    return None if sel is None else (sel, found[1], "keep", seen)
+
+
+def _ties_broken(mask: Value, x: Value) -> _Match | None:
+    """``off = scatter(ones, topk(b, k).indices, zeros)``, optionally reshaped back to x's shape."""
+    scatter = mask.owner
+    unflatten = isinstance(scatter, ops.Reshape)
+    if unflatten:
+        if mask.type.shape != x.type.shape:
+            return None
+        scatter = scatter.operand("input").owner  # type: ignore[union-attr]
+    if not isinstance(scatter, ops.ScatterElements):
+        return None
+    if not _is_all(scatter.operand("data"), True) or not _is_all(scatter.operand("updates"), False):  # type: ignore[arg-type]
+        return None
+    top = scatter.operand("indices").owner  # type: ignore[union-attr]
+    if not isinstance(top, ops.TopK) or scatter.operand("indices") is not top.results[1] or not top.attr("largest"):
+        return None
+    boosted = top.operand("input")
+    assert boosted is not None
+    axis = top.attr("axis") % boosted.type.rank
+    if scatter.attr("axis") % boosted.type.rank != axis or scatter.result.type.shape != boosted.type.shape:
+        return None
+    source = _is_flatten(boosted)
+    if unflatten:
+        # the selection ran on flatten(b) and the mask was reshaped back: global k-WTA of x
+        factor = _boost_factor(source, x) if source is not None and axis == 1 else False
+        sel = None if factor is False else _Selection(x, factor, tuple(range(1, x.type.rank)), None)  # type: ignore[arg-type]
+    else:
+        sel = _selection(boosted, x, axis)
+    return None if sel is None else (sel, top.attr("k"), "break", (boosted, *filter(None, [source])))
+
+
 class RecognizeKWTA(RewritePattern):
     """Matches ``where(mask, 0, x)`` whose mask is one of the k-WTA forms (module docstring)."""
 
     op_type = ops.Where
 
     def match_and_rewrite(self, op: Operation, rewriter: Rewriter) -> bool:
-        if not _is_zero(op.operand("a")):  # type: ignore[arg-type]
+        x, cond = op.operand("b"), op.operand("cond")
+        assert x is not None and cond is not None
+        if not _is_zero(op.operand("a")) or op.result.type.shape != x.type.shape:  # type: ignore[arg-type]
             return False
-        x = op.operand("b")
-        assert x is not None
-        found = self._ties_kept(op.operand("cond"), x) or self._ties_broken(op.operand("cond"), x)  # type: ignore[arg-type]
+        mask, relu_of = _split_relu(cond)
+        found = _ties_kept(mask, x) or _ties_broken(mask, x)
         if found is None:
             return False
-        sel, k, ties, relu = found
-        if op.result.type.shape != (x.type.shape) or k < 1:
-            return False
+        sel, k, ties, boosted = found
+        if relu_of is not None:
+            # (b <= 0) is (x <= 0) only for positive boost factors, and b must be the selected tensor
+            positive = sel.boost is None or bool(np.all(sel.boost > 0))
+            if not positive or not any(relu_of is b for b in (*boosted, sel.x)):
+                return False
         boost = None
         if sel.boost is not None:
             boost = make_constant(rewriter, op, sel.boost, f"{op.result.name}_boost")
         out = rewriter.create(op, ops.KWinners, sel.x, boost=boost, k=k, over=sel.over, ties=ties).result
-        if relu:
+        if relu_of is not None:
             out = rewriter.create(op, ops.Relu, out).result
         if sel.flat_shape is not None:
             out = rewriter.create(op, ops.Reshape, out, shape=sel.flat_shape).result
         rewriter.replace_op(op, [out])
         return True
 
-    @staticmethod
-    def _ties_kept(cond: Value, x: Value) -> tuple[_Selection, int, str, bool] | None:
-        relu = False
-        owner = cond.owner
-        if isinstance(owner, ops.Or):  # (b < thr) | (b <= 0): k-WTA followed by ReLU
-            parts = [owner.operand("lhs"), owner.operand("rhs")]
-            less = [p for p in parts if isinstance(p.owner, ops.Less)]  # type: ignore[union-attr]
-            nonpos = [p for p in parts if isinstance(p.owner, ops.LessEqual)]  # type: ignore[union-attr]
-            if len(less) != 1 or len(nonpos) != 1:
-                return None
-            le = nonpos[0].owner  # type: ignore[union-attr]
-            if le.operand("lhs") is not less[0].owner.operand("lhs") or not _is_zero(le.operand("rhs")):  # type: ignore[union-attr]
-                return None
-            owner, relu = less[0].owner, True  # type: ignore[union-attr]
-        if not isinstance(owner, ops.Less):
-            return None
-        boosted, thr = owner.operand("lhs"), owner.operand("rhs")
-        assert boosted is not None and thr is not None
-        if (found := _threshold_k(thr)) is not None and found[0] is boosted:
-            sel = _selection(boosted, x, found[2])
-        elif (found := _unflattened_threshold(thr, boosted)) is not None:
-            # thr = reshape(slice(topk(flatten(b))), (N, 1, ..., 1)) compared with the unflattened b
-            factor = _boost_factor(boosted, x)
-            sel = None if factor is False else _Selection(x, factor, tuple(range(1, x.type.rank)), None)  # type: ignore[arg-type]
-        else:
-            return None
-        return None if sel is None else (sel, found[1], "keep", relu)
-
-    @staticmethod
-    def _ties_broken(cond: Value, x: Value) -> tuple[_Selection, int, str, bool] | None:
-        scatter = cond.owner
-        if not isinstance(scatter, ops.ScatterElements):
-            return None
-        if not _is_all(scatter.operand("data"), True) or not _is_all(scatter.operand("updates"), False):  # type: ignore[arg-type]
-            return None
-        top = scatter.operand("indices").owner  # type: ignore[union-attr]
-        if not isinstance(top, ops.TopK) or scatter.operand("indices") is not top.results[1] or not top.attr("largest"):
-            return None
-        boosted = top.operand("input")
-        assert boosted is not None
-        axis = top.attr("axis") % boosted.type.rank
-        if scatter.attr("axis") % boosted.type.rank != axis or scatter.result.type.shape != boosted.type.shape:
-            return None
-        sel = _selection(boosted, x, axis)
-        return None if sel is None else (sel, top.attr("k"), "break", False)
-
 
 @dataclasses.dataclass
 class RecognizeKWTAPass(Pass):
-    """Replace k-WTA subgraphs by ``sparse.kwta`` (see module docstring); the frontend runs it on import."""
+    """Replace exported k-WTA subgraphs by one sparse.kwta op (the frontend runs it on import)."""
 
     name = "recognize-kwta"
 

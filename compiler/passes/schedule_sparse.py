@@ -33,7 +33,7 @@ _FUSED = {ops.Conv2D: ops.SparseConv2D, ops.Linear: ops.SparseLinear}
 
 @dataclasses.dataclass
 class ScheduleSparse(Pass):
-    """Choose dense / weight-sparse / activation-sparse / sparse-sparse kernels (see module docstring)."""
+    """Choose a dense, weight-sparse, activation-sparse or sparse-sparse kernel per layer."""
 
     name = "schedule-sparse"
     act_sparse_below: float = 0.6

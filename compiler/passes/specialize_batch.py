@@ -17,7 +17,7 @@ from .rewrite import refresh_types
 
 @dataclasses.dataclass
 class SpecializeBatch(Pass):
-    """Replace the dynamic batch dimension by ``size`` (see module docstring)."""
+    """Fix the dynamic batch dimension to a given size."""
 
     name = "specialize-batch"
     size: int = 1

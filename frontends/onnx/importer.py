@@ -70,11 +70,14 @@ def _model_name(model: object, proto: onnx.ModelProto) -> str:
     return proto.graph.name or "model"
 
 
-def _inferred_shapes(proto: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
+def _infer(proto: onnx.ModelProto) -> onnx.ModelProto:
     try:
-        inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)
+        return onnx.shape_inference.infer_shapes(proto, data_prop=True)
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
         raise FrontendError(f"ONNX shape inference failed: {str(exc).splitlines()[0]}") from None
+
+
+def _shapes(inferred: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
     shapes = {}
     for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
         tt = vi.type.tensor_type
@@ -96,14 +99,16 @@ def _check_against_onnx(node: onnx.NodeProto, name: str, value: Value, expected:
 
 def import_onnx(model: str | os.PathLike[str] | onnx.ModelProto, *, cleanup: bool = True) -> Module:
     """Import an ONNX model (path or ModelProto) as a verified IR module (see module docstring)."""
-    proto = load_model(model)
+    original = load_model(model)
+    # Shape inference first: it fills in output shapes that onnxruntime does not require but the checker does.
+    proto = _infer(original)
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
         raise FrontendError(f"invalid ONNX model: {str(exc).splitlines()[0]}") from None
     opset = default_opset(proto)
     graph = proto.graph
-    shapes = _inferred_shapes(proto)
+    shapes = _shapes(proto)
     init_names = {t.name for t in graph.initializer}
     args = []
     for vi in graph.input:
@@ -134,7 +139,7 @@ def import_onnx(model: str | os.PathLike[str] | onnx.ModelProto, *, cleanup: boo
                 raise UnsupportedOpError(f"graph output '{vi.name}' is a shape that depends on the batch size")
         outputs.append(entry)
     func.set_outputs(outputs, [vi.name for vi in graph.output])
-    module = Module(_model_name(model, proto), func)
+    module = Module(_model_name(model, original), func)
     verify_module(module)
     if cleanup:
         RecognizeKWTAPass().apply(module)

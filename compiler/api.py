@@ -1,0 +1,84 @@
+"""The public API: import, optimise, interpret, compile, load.
+
+    import sparsecc
+    module = sparsecc.import_onnx("gsc_sparse_cnn.onnx")        # IR
+    compiled = sparsecc.compile("gsc_sparse_cnn.onnx", target="llvm", batch=None)
+    compiled.export("out/gsc")                                   # one shared library + manifest.json
+    model = sparsecc.load("out/gsc")
+    (logits,) = model.run(None, {"input": x})                    # like onnxruntime's InferenceSession.run
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import onnx
+
+from .errors import SparseccError
+from .ir.core import Module
+from .ir.parser import parse_module
+from .passes.base import PassManager
+from .passes.builtin import DEFAULT_PIPELINE
+from .passes.specialize_batch import SpecializeBatch
+
+ModelLike = str | os.PathLike[str] | onnx.ModelProto | Module
+
+
+def load_module(model: ModelLike) -> Module:
+    """An IR module from an ONNX file or ModelProto, a textual IR file (``.sir``), or a Module (cloned)."""
+    if isinstance(model, Module):
+        return model.clone()
+    if isinstance(model, onnx.ModelProto):
+        from ..frontends.onnx import import_onnx
+
+        return import_onnx(model)
+    path = Path(model)
+    if path.suffix == ".sir":
+        if not path.is_file():
+            raise SparseccError(f"IR file not found: {path}")
+        return parse_module(path.read_text())
+    from ..frontends.onnx import import_onnx
+
+    return import_onnx(path)
+
+
+def optimize(model: ModelLike, passes: str | None = None, *, batch: int | None = None,
+             print_ir_after_all: TextIO | None = None, progress: Callable[[str], None] | None = None,
+             ) -> tuple[Module, PassManager]:
+    """Run a pass pipeline (default: :data:`DEFAULT_PIPELINE`) on a copy of the model.
+
+    ``batch`` fixes the dynamic batch first (``specialize-batch``). Returns the module and the pass manager
+    (for its timing report).
+    """
+    module = load_module(model)
+    pipeline = DEFAULT_PIPELINE if passes is None else passes
+    manager = PassManager(pipeline, print_after_all=print_ir_after_all, progress=progress)
+    if batch is not None:
+        manager.passes.insert(0, SpecializeBatch(size=batch))
+    manager.run(module)
+    return module, manager
+
+
+def compile(model: ModelLike, target: str = "llvm", passes: str | None = None, *, batch: int | None = None,
+            progress: Callable[[str], None] | None = None, **target_options: Any) -> Any:
+    """Optimise ``model`` and compile it for ``target`` (``llvm``, ``cuda`` or ``hls``).
+
+    Returns the target's compiled module (it has ``run`` and ``export``). ``batch=None`` keeps the batch
+    dynamic; an int fixes it at compile time.
+    """
+    from ..targets import get_target
+
+    backend = get_target(target)
+    module, manager = optimize(model, passes, batch=batch, progress=progress)
+    pipeline = ",".join(str(p) for p in manager.passes)
+    return backend.compile(module, pipeline=pipeline, batch=batch, progress=progress, **target_options)
+
+
+def load(path: str | os.PathLike[str]) -> Any:
+    """Load an exported artifact (any target) by its manifest."""
+    from ..runtime import load_artifact
+
+    return load_artifact(path)

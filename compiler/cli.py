@@ -1,0 +1,289 @@
+"""The ``sparsecc`` command line.
+
+    sparsecc import MODEL.onnx [-o FILE.sir] [--raw] [--emit-constants]
+    sparsecc stats MODEL.onnx
+    sparsecc opt MODEL [--passes P] [--batch N] [--print-ir-after-all] [--timing] [-o FILE.sir]
+    sparsecc compile MODEL --target llvm|cuda|hls -o OUT [--passes P] [--batch N] [--emit-source]
+    sparsecc run OUT (--input [NAME=]FILE.npy ... | --random) [--batch N] [-o OUT.npz]
+    sparsecc check MODEL --target T [--batches 1,8]
+    sparsecc passes
+    sparsecc bench [...]
+
+MODEL is an ONNX file or a textual IR file (``.sir``). ``--plugin FILE.py`` (before the command) imports a
+file that registers custom passes. Errors print one line and exit with status 2; ``check`` exits 1 when the
+outputs disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+
+from .errors import SparseccError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _progress(quiet: bool):
+    if quiet:
+        return None
+    start = time.perf_counter()
+
+    def report(message: str) -> None:
+        print(f"sparsecc: {time.perf_counter() - start:6.1f}s {message}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _load_plugin(path: str) -> None:
+    file = Path(path)
+    if not file.is_file():
+        raise SparseccError(f"plugin file not found: {file}")
+    spec = importlib.util.spec_from_file_location(f"sparsecc_plugin_{file.stem}", file)
+    if spec is None or spec.loader is None:
+        raise SparseccError(f"cannot import plugin {file}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+
+
+def _write_text(path: str | None, text: str) -> None:
+    if path is None:
+        sys.stdout.write(text)
+        return
+    target = Path(path)
+    if not target.parent.exists():
+        raise SparseccError(f"output directory {target.parent} does not exist")
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(target)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from ..frontends.onnx import import_onnx
+    from .ir.printer import print_module
+
+    module = import_onnx(args.model, cleanup=not args.raw)
+    _write_text(args.output, print_module(module, elide_blobs=args.output is None and not args.emit_constants))
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from .api import load_module
+    from .cost_model import format_stats
+
+    print(format_stats(load_module(args.model)))
+    return 0
+
+
+def cmd_opt(args: argparse.Namespace) -> int:
+    from .api import optimize
+    from .ir.printer import print_module
+
+    dump = sys.stdout if args.print_ir_after_all else None
+    module, manager = optimize(args.model, args.passes, batch=args.batch, print_ir_after_all=dump)
+    if not args.print_ir_after_all or args.output:
+        _write_text(args.output, print_module(module, elide_blobs=args.output is None and not args.emit_constants))
+    if args.timing:
+        print(manager.timing_report(), file=sys.stderr)
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .api import compile as compile_model
+
+    options = {"emit_source": args.output} if args.emit_source else {}
+    progress = _progress(args.quiet)
+    compiled = compile_model(args.model, args.target, args.passes, batch=args.batch, progress=progress, **options)
+    path = compiled.export(args.output)
+    if progress:
+        progress(f"wrote {path}")
+    return 0
+
+
+def _read_inputs(specs: Sequence[str], names: list[str]) -> dict[str, np.ndarray]:
+    feeds: dict[str, np.ndarray] = {}
+    for spec in specs:
+        name, sep, file = spec.partition("=")
+        if not sep:
+            name, file = "", spec
+        path = Path(file)
+        if not path.is_file():
+            raise SparseccError(f"input file not found: {path}")
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise SparseccError(f"cannot read {path} as .npy/.npz: {exc}") from None
+        if isinstance(data, np.lib.npyio.NpzFile):
+            feeds.update({k: data[k] for k in data.files})
+            continue
+        if not name:
+            if len(names) != 1:
+                raise SparseccError(f"the model has inputs {names}: name them, e.g. --input {names[0]}=x.npy")
+            name = names[0]
+        feeds[name] = data
+    return feeds
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .api import load
+    from .check import random_inputs
+
+    model = load(args.artifact)
+    if args.random == bool(args.input):
+        raise SparseccError("give either --input FILE (one or more) or --random")
+    if args.random:
+        from .ir.core import Function, Module, Value
+        from .ir.types import TensorType
+
+        args_ = [Value(TensorType(t.shape, t.dtype), t.name) for t in model.manifest.inputs]
+        feeds = random_inputs(Module("m", Function("main", args_)), args.batch, args.seed)
+    else:
+        feeds = _read_inputs(args.input, model.input_names)
+    start = time.perf_counter()
+    outputs = model.run(None, feeds)
+    elapsed = time.perf_counter() - start
+    for name, out in zip(model.output_names, outputs, strict=True):
+        preview = np.array2string(out.reshape(-1)[:6], precision=4, separator=", ")
+        print(f"{name}: {out.dtype}{list(out.shape)} {preview}{' ...' if out.size > 6 else ''}")
+    print(f"ran in {elapsed * 1e3:.2f} ms", file=sys.stderr)
+    if args.output:
+        tmp = Path(args.output).with_name(f".{Path(args.output).name}.tmp.npz")
+        np.savez(tmp, **dict(zip(model.output_names, outputs, strict=True)))
+        tmp.replace(args.output)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import check_model
+
+    try:
+        batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    except ValueError:
+        raise SparseccError(f"--batches must be a comma-separated list of ints, got '{args.batches}'") from None
+    report = check_model(args.model, args.target, batches, seed=args.seed, passes=args.passes,
+                         progress=_progress(args.quiet))
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
+def cmd_passes(args: argparse.Namespace) -> int:
+    from .passes import registered_passes
+
+    for name, cls in registered_passes().items():
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        print(f"{name:<20} {doc}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ..benchmarks.cpu import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sparsecc", description="A compiler for doubly-sparse neural networks.")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                        help="import a Python file that registers custom passes")
+    parser.add_argument("--traceback", action="store_true", help="show Python tracebacks of errors (debugging)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("import", help="print the IR of an ONNX model")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", help="write the IR (with constants) to this file")
+    p.add_argument("--raw", action="store_true", help="skip clean-up and k-WTA recognition")
+    p.add_argument("--emit-constants", action="store_true", help="print constant data instead of eliding it")
+    p.set_defaults(fn=cmd_import)
+
+    p = sub.add_parser("stats", help="per-layer densities, k and MACs")
+    p.add_argument("model")
+    p.set_defaults(fn=cmd_stats)
+
+    p = sub.add_parser("opt", help="run a pass pipeline and print the IR")
+    p.add_argument("model")
+    p.add_argument("--passes", help="pipeline, e.g. 'canonicalize,fuse-kwta' (default: the compile pipeline)")
+    p.add_argument("--batch", type=int, help="fix the batch size")
+    p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass")
+    p.add_argument("--timing", action="store_true", help="report the time of each pass")
+    p.add_argument("--emit-constants", action="store_true", help="print constant data instead of eliding it")
+    p.add_argument("-o", "--output", help="write the final IR (with constants) to this file")
+    p.set_defaults(fn=cmd_opt)
+
+    p = sub.add_parser("compile", help="compile a model for a target")
+    p.add_argument("model")
+    p.add_argument("--target", default="llvm", choices=["llvm", "cuda", "hls"])
+    p.add_argument("-o", "--output", required=True, help="artifact directory to write")
+    p.add_argument("--passes", help="pass pipeline (default: the standard pipeline)")
+    p.add_argument("--batch", type=int, help="fix the batch size (default: dynamic)")
+    p.add_argument("--emit-source", action="store_true", help="also write the generated source")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(fn=cmd_compile)
+
+    p = sub.add_parser("run", help="run a compiled artifact")
+    p.add_argument("artifact")
+    p.add_argument("--input", action="append", default=[], metavar="[NAME=]FILE",
+                   help=".npy (per input) or .npz (by name)")
+    p.add_argument("--random", action="store_true", help="run on seeded random inputs")
+    p.add_argument("--batch", type=int, default=1, help="batch size for --random")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", help="save the outputs to this .npz")
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("check", help="compile and compare with onnxruntime (tie-aware)")
+    p.add_argument("model")
+    p.add_argument("--target", default="llvm", choices=["llvm", "cuda", "hls"])
+    p.add_argument("--batches", default="1,8")
+    p.add_argument("--passes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(fn=cmd_check)
+
+    p = sub.add_parser("passes", help="list the registered passes")
+    p.set_defaults(fn=cmd_passes)
+
+    p = sub.add_parser("bench", help="benchmark against onnxruntime and TVM (see benchmarks/)", add_help=False)
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        for plugin in args.plugin:
+            _load_plugin(plugin)
+        for attr in ("batch",):
+            value = getattr(args, attr, None)
+            if value is not None and value < 1:
+                raise SparseccError(f"--{attr} must be >= 1, got {value}")
+        return int(args.fn(args))
+    except SparseccError as exc:
+        if args.traceback:
+            raise
+        print(f"sparsecc: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug, not bad input: still one line unless --traceback
+        if args.traceback:
+            raise
+        print(f"sparsecc: internal error: {type(exc).__name__}: {exc} (rerun with --traceback)", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""The weight storage formats of the HLS kernels (``include/sparsecc/formats.h``), written from numpy.
+
+A weight is viewed as a matrix with one row per output unit and one column per input: ``(O, I)`` for a
+linear layer, ``(O, C*KH*KW)`` for a conv2d (OIHW flattened, column ``c*KH*KW + ky*KW + kx``); see
+:func:`weight_matrix`. The arrays returned here are exactly the arrays the kernels take, in the same
+order, and the config members the generator must emit next to them are the properties named
+``fan_in``, ``nnz``, ``n_groups`` and ``pack_size``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from sparsecc.compiler.errors import CompileError
+
+#: Element type of every index array written here (the C++ side accepts any integer type).
+INDEX_DTYPE = np.dtype("int32")
+
+
+def weight_matrix(weight: np.ndarray) -> np.ndarray:
+    """A linear (O, I) or conv (O, C, KH, KW) weight as the (O, columns) matrix the formats store."""
+    if weight.ndim < 2:
+        raise CompileError(f"a weight must have rank >= 2, got shape {weight.shape}")
+    return np.ascontiguousarray(weight.reshape(weight.shape[0], -1))
+
+
+@dataclasses.dataclass(frozen=True)
+class EllWeights:
+    """ELL / fixed fan-in: ``idx[O][fan_in]`` columns and ``val[O][fan_in]`` values (zero-padded rows)."""
+
+    idx: np.ndarray
+    val: np.ndarray
+
+    @property
+    def fan_in(self) -> int:
+        """The ``fan_in`` config member."""
+        return int(self.idx.shape[1])
+
+
+@dataclasses.dataclass(frozen=True)
+class CscWeights:
+    """CSC: ``col_ptr[COLS+1]``, ``row_idx[nnz]``, ``val[nnz]`` (rows ascending within a column)."""
+
+    col_ptr: np.ndarray
+    row_idx: np.ndarray
+    val: np.ndarray
+
+    @property
+    def nnz(self) -> int:
+        """The ``nnz`` config member: the stored length (1 for an all-zero weight, one explicit zero)."""
+        return int(self.val.shape[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class ComplementaryWeights:
+    """Complementary sparsity packing: ``packed_val[G][COLS]``, ``packed_slot[G][COLS]``, ``group_rows[G][P]``.
+
+    The units of a group have pairwise disjoint non-zero columns; ``packed_val`` overlays their weights,
+    ``packed_slot`` names the slot (0..P-1) that owns each column (0 where ``packed_val`` is 0) and
+    ``group_rows[g][s]`` is the output unit in slot ``s`` of group ``g`` (``O`` for an unused slot).
+    """
+
+    packed_val: np.ndarray
+    packed_slot: np.ndarray
+    group_rows: np.ndarray
+
+    @property
+    def n_groups(self) -> int:
+        """The ``n_groups`` config member."""
+        return int(self.packed_val.shape[0])
+
+    @property
+    def pack_size(self) -> int:
+        """The ``pack_size`` config member."""
+        return int(self.group_rows.shape[1])
+
+
+def to_ell(matrix: np.ndarray, fan_in: int | None = None) -> EllWeights:
+    """ELL arrays of a weight matrix; ``fan_in`` defaults to the largest row non-zero count (at least 1).
+
+    Padding slots hold value 0 and column 0. Non-zeros keep their column order within a row.
+    """
+    matrix = _as_matrix(matrix)
+    rows, _ = matrix.shape
+    per_row = np.count_nonzero(matrix, axis=1)
+    widest = int(per_row.max()) if rows else 0
+    width = max(widest, 1) if fan_in is None else fan_in
+    if width < max(widest, 1):
+        raise CompileError(f"ELL fan_in {width} is smaller than the widest row ({widest} non-zeros)")
+    idx = np.zeros((rows, width), dtype=INDEX_DTYPE)
+    val = np.zeros((rows, width), dtype=matrix.dtype)
+    for row in range(rows):
+        columns = np.flatnonzero(matrix[row])
+        idx[row, : columns.size] = columns
+        val[row, : columns.size] = matrix[row, columns]
+    return EllWeights(idx=idx, val=val)
+
+
+def to_csc(matrix: np.ndarray) -> CscWeights:
+    """CSC arrays of a weight matrix (an all-zero matrix stores one explicit zero so arrays are non-empty)."""
+    matrix = _as_matrix(matrix)
+    rows_of = [np.flatnonzero(matrix[:, column]) for column in range(matrix.shape[1])]
+    col_ptr = np.zeros(matrix.shape[1] + 1, dtype=INDEX_DTYPE)
+    col_ptr[1:] = np.cumsum([r.size for r in rows_of])
+    if col_ptr[-1] == 0:
+        return CscWeights(col_ptr, np.zeros(1, dtype=INDEX_DTYPE), np.zeros(1, dtype=matrix.dtype))
+    row_idx = np.concatenate(rows_of).astype(INDEX_DTYPE)
+    val = np.concatenate([matrix[r, column] for column, r in enumerate(rows_of)]).astype(matrix.dtype)
+    return CscWeights(col_ptr=col_ptr, row_idx=row_idx, val=val)
+
+
+def pack_complementary(matrix: np.ndarray, pack_size: int) -> ComplementaryWeights:
+    """Greedy first-fit complementary packing into groups of at most ``pack_size`` units.
+
+    Units are placed in order of decreasing non-zero count (ties by index) into the first group with a
+    free slot whose occupied columns do not meet theirs; a new group opens when none fits.
+    """
+    matrix = _as_matrix(matrix)
+    if pack_size < 1:
+        raise CompileError(f"complementary pack_size must be >= 1, got {pack_size}")
+    rows, columns = matrix.shape
+    support = matrix != 0
+    order = sorted(range(rows), key=lambda r: (-int(support[r].sum()), r))
+    occupied: list[np.ndarray] = []
+    members: list[list[int]] = []
+    for row in order:
+        for group, used in enumerate(occupied):
+            if len(members[group]) < pack_size and not np.any(used & support[row]):
+                used |= support[row]
+                members[group].append(row)
+                break
+        else:
+            occupied.append(support[row].copy())
+            members.append([row])
+    packed_val = np.zeros((len(members), columns), dtype=matrix.dtype)
+    packed_slot = np.zeros((len(members), columns), dtype=INDEX_DTYPE)
+    group_rows = np.full((len(members), pack_size), rows, dtype=INDEX_DTYPE)
+    for group, units in enumerate(members):
+        for slot, row in enumerate(units):
+            group_rows[group, slot] = row
+            cols = np.flatnonzero(support[row])
+            packed_val[group, cols] = matrix[row, cols]
+            packed_slot[group, cols] = slot
+    return ComplementaryWeights(packed_val=packed_val, packed_slot=packed_slot, group_rows=group_rows)
+
+
+def _as_matrix(matrix: np.ndarray) -> np.ndarray:
+    if matrix.ndim != 2:
+        raise CompileError(f"expected a weight matrix (rank 2), got shape {matrix.shape}; see weight_matrix()")
+    return matrix

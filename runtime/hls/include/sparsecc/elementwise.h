@@ -1,0 +1,123 @@
+// sparsecc HLS kernel library — element-wise and shape ops on one NCHW sample.
+#ifndef SPARSECC_ELEMENTWISE_H
+#define SPARSECC_ELEMENTWISE_H
+
+#include <cmath>
+
+#include "common.h"
+
+namespace sparsecc {
+
+/// y = max(x, 0) over N elements.
+template <unsigned N, class data_t, class res_t>
+void relu(const data_t x[N], res_t y[N]) {
+relu_loop:
+    for (unsigned i = 0; i < N; i++) {
+#pragma HLS PIPELINE II = 1
+        y[i] = x[i] > data_t(0) ? res_t(x[i]) : res_t(0);
+    }
+}
+
+/// Per-channel affine (batch norm at inference): y = x * scale[c] + shift[c], computed in
+/// CONFIG::accum_t. CONFIG members: channels, height, width (1, 1 for BatchNorm1d), accum_t, scale_t.
+template <class CONFIG, class data_t, class res_t>
+void affine(const data_t x[CONFIG::channels * CONFIG::height * CONFIG::width],
+            res_t y[CONFIG::channels * CONFIG::height * CONFIG::width],
+            const typename CONFIG::scale_t scale[CONFIG::channels],
+            const typename CONFIG::scale_t shift[CONFIG::channels]) {
+    typedef typename CONFIG::accum_t acc_t;
+    constexpr unsigned HW = CONFIG::height * CONFIG::width;
+affine_loop:
+    for (unsigned i = 0; i < CONFIG::channels * HW; i++) {
+#pragma HLS PIPELINE II = 1
+        const unsigned c = i / HW;
+        acc_t v = x[i] * scale[c] + shift[c];
+        y[i] = res_t(v);
+    }
+}
+
+/// Element-wise copy with conversion (also what Flatten is: NCHW is already flat).
+template <unsigned N, class data_t, class res_t>
+void copy(const data_t x[N], res_t y[N]) {
+copy_loop:
+    for (unsigned i = 0; i < N; i++) {
+#pragma HLS PIPELINE II = 1
+        y[i] = res_t(x[i]);
+    }
+}
+
+/// Flatten (C, H, W) -> (C*H*W): a copy; the generator may instead pass the same buffer on.
+template <unsigned N, class data_t, class res_t>
+void flatten(const data_t x[N], res_t y[N]) {
+#pragma HLS INLINE
+    copy<N>(x, y);
+}
+
+/// Concatenation along channels of two samples of A and B elements (A = C1*H*W, B = C2*H*W): in NCHW the
+/// channels of `b` simply follow those of `a`.
+template <unsigned A, unsigned B, class a_t, class b_t, class res_t>
+void concat_channels(const a_t a[A], const b_t b[B], res_t y[A + B]) {
+concat_a:
+    for (unsigned i = 0; i < A; i++) {
+#pragma HLS PIPELINE II = 1
+        y[i] = res_t(a[i]);
+    }
+concat_b:
+    for (unsigned i = 0; i < B; i++) {
+#pragma HLS PIPELINE II = 1
+        y[A + i] = res_t(b[i]);
+    }
+}
+
+namespace detail {
+
+/// max(x) and sum(exp(x - max)) in float (ap_fixed inputs are converted to float first).
+template <unsigned N, class data_t>
+void softmax_stats(const data_t x[N], float& max_value, float& exp_sum) {
+    float m = to_float(x[0]);
+softmax_max:
+    for (unsigned i = 1; i < N; i++) {
+#pragma HLS PIPELINE II = 1
+        const float v = to_float(x[i]);
+        if (v > m) m = v;
+    }
+    float sum = 0.0f;
+softmax_sum:
+    for (unsigned i = 0; i < N; i++) {
+#pragma HLS PIPELINE
+        sum += std::exp(to_float(x[i]) - m);
+    }
+    max_value = m;
+    exp_sum = sum;
+}
+
+}  // namespace detail
+
+/// y = x - max - log(sum(exp(x - max))) over N logits (float math).
+template <unsigned N, class data_t, class res_t>
+void log_softmax(const data_t x[N], res_t y[N]) {
+    float m, sum;
+    detail::softmax_stats<N>(x, m, sum);
+    const float log_sum = std::log(sum);
+log_softmax_out:
+    for (unsigned i = 0; i < N; i++) {
+#pragma HLS PIPELINE II = 1
+        y[i] = res_t((to_float(x[i]) - m) - log_sum);
+    }
+}
+
+/// y = exp(x - max) / sum(exp(x - max)) over N logits (float math).
+template <unsigned N, class data_t, class res_t>
+void softmax(const data_t x[N], res_t y[N]) {
+    float m, sum;
+    detail::softmax_stats<N>(x, m, sum);
+softmax_out:
+    for (unsigned i = 0; i < N; i++) {
+#pragma HLS PIPELINE
+        y[i] = res_t(std::exp(to_float(x[i]) - m) / sum);
+    }
+}
+
+}  // namespace sparsecc
+
+#endif  // SPARSECC_ELEMENTWISE_H

@@ -1,0 +1,259 @@
+// sparsecc HLS kernel library — k-winners-take-all.
+//
+// Semantics (nupic.torch at inference, DESIGN.md §2), per selection group:
+//     boosted   = x * boost[c]            (x itself when the config has boost = false)
+//     threshold = k-th largest boosted value of the group
+//     y         = (boosted < threshold) ? 0 : x
+// Ties at the threshold all survive (more than k outputs may be non-zero) unless `break_ties`, in which
+// case exactly k survive and among equal values the LOWER index wins. Winners keep their ORIGINAL x
+// (possibly negative).
+//
+// Groups: global (`local = false`) selects over all C*H*W values of the sample; local (`local = true`)
+// selects over the C channels independently at each (h, w). 1-D KWinners(n) is channels = n, H = W = 1.
+// The boost factor is per channel (`boost[c]` for every h, w; per unit for 1-D).
+//
+// Algorithm: exact radix select on an order-preserving integer key of the boosted value (no sort).
+//   key(float): IEEE bits, sign bit set for positives / all bits flipped for negatives, with -0.0 mapped to
+//               the key of +0.0, so that `key(a) < key(b)` <=> `a < b` (IEEE) for all non-NaN floats;
+//   key(ap_fixed<W,...>): the W raw bits with the sign bit flipped (two's complement -> offset binary);
+//               the boosted value of an ap_fixed x and ap_(u)fixed boost is their full-precision product.
+//   With R = radix_bits and B = key bits, P = ceil(B / R) passes, most significant digit first: each pass
+//   builds a 2^R-bin histogram of the digit of the keys that match the digits chosen so far, then scans it
+//   from the top bin to find the bin holding the rank-th largest key. After P passes the chosen digits form
+//   the exact key of the k-th largest value, and `rank` is how many values EQUAL to it must be kept to
+//   have k winners (used by break_ties: the first `rank` equal values in index order).
+//   R = 1 is the bitwise binary search (count of keys >= candidate, one bit per pass).
+//
+// Cycle cost per group of N values (all loops pipelined at II = 1, histogram bins in registers):
+//     P * (N + 2^R) + N        e.g. float, R = 4: 8 * (N + 16) + N  ~ 9 N
+//                                   float, R = 8: 4 * (N + 256) + N ~ 5 N  (256 counters in registers)
+//                                   float, R = 1: 32 * (N + 2) + N  ~ 33 N
+// Global: one group, N = C*H*W. Local: H*W groups of N = C. No extra storage: the key is recomputed from
+// x and boost in every pass (one multiplier), so x must stay readable for P + 1 passes (a PIPO buffer).
+// GSC layer 1 (N = 50176, float, R = 4): ~9 x 50176 = 0.45 M cycles. To go faster, unroll the count and
+// select loops by U with x partitioned cyclic by U (U histograms summed in the scan): ~9 N / U cycles.
+// NaN values are not supported.
+#ifndef SPARSECC_KWTA_H
+#define SPARSECC_KWTA_H
+
+#include <type_traits>
+
+#include "common.h"
+
+namespace sparsecc {
+
+/// Order-preserving unsigned key of a value: `key(a) < key(b)` iff `a < b`, equal keys iff `a == b`.
+template <class T>
+struct order_key {
+    static_assert(sizeof(T) == 0, "sparsecc::order_key: k-WTA supports float, double, ap_fixed, ap_ufixed");
+};
+
+template <>
+struct order_key<float> {
+    static constexpr unsigned bits = 32;
+    typedef uint32_t type;
+    static type of(float v) {
+#pragma HLS INLINE
+        union {
+            float f;
+            uint32_t u;
+        } pun;
+        pun.f = v;
+        if (v == 0.0f) return 0x80000000u;   // -0.0 == +0.0
+        return (pun.u & 0x80000000u) ? ~pun.u : (pun.u | 0x80000000u);
+    }
+};
+
+template <>
+struct order_key<double> {
+    static constexpr unsigned bits = 64;
+    typedef uint64_t type;
+    static type of(double v) {
+#pragma HLS INLINE
+        union {
+            double f;
+            uint64_t u;
+        } pun;
+        pun.f = v;
+        const uint64_t sign = uint64_t(1) << 63;
+        if (v == 0.0) return sign;
+        return (pun.u & sign) ? ~pun.u : (pun.u | sign);
+    }
+};
+
+template <int W, int I, ap_q_mode Q, ap_o_mode O, int N>
+struct order_key<ap_fixed<W, I, Q, O, N> > {
+    static constexpr unsigned bits = W;
+    typedef ap_uint<W> type;
+    static type of(const ap_fixed<W, I, Q, O, N>& v) {
+#pragma HLS INLINE
+        type k = v.range(W - 1, 0);
+        k[W - 1] = !k[W - 1];
+        return k;
+    }
+};
+
+template <int W, int I, ap_q_mode Q, ap_o_mode O, int N>
+struct order_key<ap_ufixed<W, I, Q, O, N> > {
+    static constexpr unsigned bits = W;
+    typedef ap_uint<W> type;
+    static type of(const ap_ufixed<W, I, Q, O, N>& v) {
+#pragma HLS INLINE
+        type k = v.range(W - 1, 0);
+        return k;
+    }
+};
+
+namespace detail {
+
+/// The value k-WTA ranks: x, or x * boost at full precision.
+template <bool BOOST, class data_t, class boost_t>
+struct selection_value {
+    typedef data_t type;
+    static type of(const data_t& x, const boost_t* /*boost*/, unsigned /*c*/) {
+#pragma HLS INLINE
+        return x;
+    }
+};
+template <class data_t, class boost_t>
+struct selection_value<true, data_t, boost_t> {
+    static_assert(std::is_floating_point<data_t>::value == std::is_floating_point<boost_t>::value,
+                  "k-WTA boost: use a floating-point boost_t with floating-point data and an ap_fixed / "
+                  "ap_ufixed boost_t with ap_fixed data (the product must be exact or IEEE-rounded)");
+    typedef decltype(data_t() * boost_t()) type;
+    static type of(const data_t& x, const boost_t* boost, unsigned c) {
+#pragma HLS INLINE
+        return x * boost[c];
+    }
+};
+
+/// Digit `shift / R` (R bits) of a key.
+template <unsigned R, class key_t>
+inline unsigned key_digit(const key_t& key, unsigned shift) {
+#pragma HLS INLINE
+    return static_cast<unsigned>((key >> shift) & key_t((1u << R) - 1u));
+}
+
+/// Geometry of the selection groups: element j of group g lives at x[index(g, j)] and has channel
+/// channel(g, j).
+template <unsigned C, unsigned HW, bool LOCAL>
+struct kwta_groups {
+    static constexpr unsigned count = LOCAL ? HW : 1;
+    static constexpr unsigned size = LOCAL ? C : C * HW;
+    static unsigned index(unsigned g, unsigned j) {
+#pragma HLS INLINE
+        return LOCAL ? j * HW + g : j;
+    }
+    static unsigned channel(unsigned /*g*/, unsigned j) {
+#pragma HLS INLINE
+        return LOCAL ? j : j / HW;
+    }
+};
+
+/// Exact radix select in one group: the key of the K-th largest selection value (`threshold`) and how
+/// many elements equal to it are needed to make K winners (`ties_needed`, >= 1).
+template <class KCFG, unsigned C, unsigned HW, class data_t, class boost_t>
+void kwta_threshold(const data_t x[C * HW], const boost_t* boost, unsigned g,
+                    typename order_key<typename selection_value<KCFG::boost, data_t, boost_t>::type>::type& threshold,
+                    unsigned& ties_needed) {
+#pragma HLS INLINE off
+    typedef selection_value<KCFG::boost, data_t, boost_t> sel;
+    typedef order_key<typename sel::type> keys;
+    typedef typename keys::type key_t;
+    typedef kwta_groups<C, HW, KCFG::local> groups;
+    constexpr unsigned R = KCFG::radix_bits;
+    constexpr unsigned BINS = 1u << R;
+    constexpr unsigned PASSES = (keys::bits + R - 1) / R;
+    constexpr unsigned N = groups::size;
+
+    key_t prefix = 0;   // digits chosen so far
+    key_t known = 0;    // mask of the bits chosen so far
+    unsigned rank = KCFG::k;   // rank (1 = largest) still to find among the keys matching `prefix`
+kwta_passes:
+    for (unsigned p = 0; p < PASSES; p++) {
+        const unsigned shift = (PASSES - 1 - p) * R;
+        unsigned hist[BINS];
+#pragma HLS ARRAY_PARTITION variable = hist complete
+    kwta_clear:
+        for (unsigned b = 0; b < BINS; b++) {
+#pragma HLS UNROLL
+            hist[b] = 0;
+        }
+    kwta_count:
+        for (unsigned j = 0; j < N; j++) {
+#pragma HLS PIPELINE II = 1
+            const unsigned i = groups::index(g, j);
+            const key_t key = keys::of(sel::of(x[i], boost, groups::channel(g, j)));
+            if ((key & known) == prefix) hist[key_digit<R>(key, shift)]++;
+        }
+        unsigned above = 0;   // matching keys in bins above the chosen one
+        unsigned chosen = 0;
+        bool found = false;
+    kwta_scan:
+        for (unsigned t = 0; t < BINS; t++) {
+#pragma HLS PIPELINE II = 1
+            const unsigned b = BINS - 1 - t;   // from the largest digit down
+            if (!found) {
+                if (above + hist[b] >= rank) {
+                    chosen = b;
+                    found = true;
+                } else {
+                    above += hist[b];
+                }
+            }
+        }
+        rank -= above;
+        prefix |= key_t(chosen) << shift;
+        known |= key_t(BINS - 1) << shift;
+    }
+    threshold = prefix;
+    ties_needed = rank;
+}
+
+/// k-WTA over a C x (H*W) sample; the kernel behind `kwta<>` and the fused epilogue.
+template <class KCFG, unsigned C, unsigned HW, class data_t, class res_t, class boost_t>
+void kwta_apply(const data_t x[C * HW], res_t y[C * HW], const boost_t* boost) {
+    typedef selection_value<KCFG::boost, data_t, boost_t> sel;
+    typedef order_key<typename sel::type> keys;
+    typedef typename keys::type key_t;
+    typedef kwta_groups<C, HW, KCFG::local> groups;
+    static_assert(KCFG::k >= 1 && KCFG::k <= groups::size, "k-WTA: k must be in [1, group size]");
+    static_assert(KCFG::radix_bits >= 1 && KCFG::radix_bits <= 8, "k-WTA: radix_bits must be in [1, 8]");
+    SPARSECC_CSIM_ASSERT(!KCFG::boost || boost != nullptr);
+
+kwta_groups_loop:
+    for (unsigned g = 0; g < groups::count; g++) {
+        key_t threshold = 0;
+        unsigned ties_needed = 0;
+        kwta_threshold<KCFG, C, HW>(x, boost, g, threshold, ties_needed);
+        unsigned ties_taken = 0;
+    kwta_select:
+        for (unsigned j = 0; j < groups::size; j++) {
+#pragma HLS PIPELINE II = 1
+            const unsigned i = groups::index(g, j);
+            const key_t key = keys::of(sel::of(x[i], boost, groups::channel(g, j)));
+            bool keep = key > threshold;
+            if (key == threshold) {
+                keep = !KCFG::break_ties || ties_taken < ties_needed;
+                ties_taken++;
+            }
+            y[i] = keep ? res_t(x[i]) : res_t(0);
+        }
+    }
+}
+
+}  // namespace detail
+
+/// Standalone k-WTA (KWinners / KWinners2d) on one sample.
+/// KCFG derives from kwta_defaults and sets k, channels (and height, width for 2-D).
+/// `boost[channels]` is read only when KCFG::boost; its type is KCFG::boost_t.
+template <class KCFG, class data_t, class res_t>
+void kwta(const data_t x[KCFG::channels * KCFG::height * KCFG::width],
+          res_t y[KCFG::channels * KCFG::height * KCFG::width],
+          const typename KCFG::boost_t boost[KCFG::channels] = nullptr) {
+    detail::kwta_apply<KCFG, KCFG::channels, KCFG::height * KCFG::width>(x, y, boost);
+}
+
+}  // namespace sparsecc
+
+#endif  // SPARSECC_KWTA_H

@@ -1,0 +1,94 @@
+// sparsecc HLS kernel library — pooling (NCHW, one sample, no padding, floor mode).
+//
+// Standalone configs derive from pool2d<KH, KW, SH, SW> and add `channels`, `in_height`, `in_width`;
+// the output is channels x pooled_dim(in_height, KH, SH) x pooled_dim(in_width, KW, SW).
+#ifndef SPARSECC_POOL_H
+#define SPARSECC_POOL_H
+
+#include "common.h"
+
+namespace sparsecc {
+
+namespace detail {
+
+/// Max pooling of a C x H x W sample with the window of PCFG (kernel_h/w, stride_h/w).
+template <class PCFG, unsigned C, unsigned H, unsigned W, class data_t, class res_t>
+void maxpool_apply(const data_t x[C * H * W],
+                   res_t y[C * pooled_dim(H, PCFG::kernel_h, PCFG::stride_h) *
+                           pooled_dim(W, PCFG::kernel_w, PCFG::stride_w)]) {
+    constexpr unsigned OH = pooled_dim(H, PCFG::kernel_h, PCFG::stride_h);
+    constexpr unsigned OW = pooled_dim(W, PCFG::kernel_w, PCFG::stride_w);
+pool_out:
+    for (unsigned o = 0; o < C * OH * OW; o++) {
+#pragma HLS PIPELINE
+        const unsigned c = o / (OH * OW);
+        const unsigned oy = (o / OW) % OH;
+        const unsigned ox = o % OW;
+        const unsigned base = c * H * W + oy * PCFG::stride_h * W + ox * PCFG::stride_w;
+        data_t m = x[base];
+    pool_window:
+        for (unsigned t = 1; t < PCFG::kernel_h * PCFG::kernel_w; t++) {
+            const data_t v = x[base + (t / PCFG::kernel_w) * W + t % PCFG::kernel_w];
+            if (v > m) m = v;
+        }
+        y[o] = res_t(m);
+    }
+}
+
+}  // namespace detail
+
+/// Max pooling (MaxPool2d, no padding, floor mode).
+template <class PCFG, class data_t, class res_t>
+void maxpool2d(const data_t x[PCFG::channels * PCFG::in_height * PCFG::in_width],
+               res_t y[PCFG::channels * pooled_dim(PCFG::in_height, PCFG::kernel_h, PCFG::stride_h) *
+                       pooled_dim(PCFG::in_width, PCFG::kernel_w, PCFG::stride_w)]) {
+    detail::maxpool_apply<PCFG, PCFG::channels, PCFG::in_height, PCFG::in_width>(x, y);
+}
+
+/// Average pooling (AvgPool2d, no padding, floor mode): the window sum (in PCFG::accum_t) divided by
+/// kernel_h * kernel_w.
+template <class PCFG, class data_t, class res_t>
+void avgpool2d(const data_t x[PCFG::channels * PCFG::in_height * PCFG::in_width],
+               res_t y[PCFG::channels * pooled_dim(PCFG::in_height, PCFG::kernel_h, PCFG::stride_h) *
+                       pooled_dim(PCFG::in_width, PCFG::kernel_w, PCFG::stride_w)]) {
+    typedef typename PCFG::accum_t acc_t;
+    constexpr unsigned H = PCFG::in_height, W = PCFG::in_width;
+    constexpr unsigned OH = pooled_dim(H, PCFG::kernel_h, PCFG::stride_h);
+    constexpr unsigned OW = pooled_dim(W, PCFG::kernel_w, PCFG::stride_w);
+    constexpr unsigned KK = PCFG::kernel_h * PCFG::kernel_w;
+avgpool_out:
+    for (unsigned o = 0; o < PCFG::channels * OH * OW; o++) {
+#pragma HLS PIPELINE
+        const unsigned c = o / (OH * OW);
+        const unsigned oy = (o / OW) % OH;
+        const unsigned ox = o % OW;
+        const unsigned base = c * H * W + oy * PCFG::stride_h * W + ox * PCFG::stride_w;
+        acc_t sum = 0;
+    avgpool_window:
+        for (unsigned t = 0; t < KK; t++) sum += x[base + (t / PCFG::kernel_w) * W + t % PCFG::kernel_w];
+        y[o] = res_t(sum / int(KK));   // integer divisor: no overflow of acc_t
+    }
+}
+
+/// Global average pooling: y[c] = mean over H x W of x[c] (sum in CONFIG::accum_t, then / (H*W)).
+/// CONFIG members: channels, height, width, accum_t.
+template <class CONFIG, class data_t, class res_t>
+void global_avgpool(const data_t x[CONFIG::channels * CONFIG::height * CONFIG::width],
+                    res_t y[CONFIG::channels]) {
+    typedef typename CONFIG::accum_t acc_t;
+    constexpr unsigned HW = CONFIG::height * CONFIG::width;
+gap_channels:
+    for (unsigned c = 0; c < CONFIG::channels; c++) {
+        acc_t sum = 0;
+    gap_sum:
+        for (unsigned i = 0; i < HW; i++) {
+#pragma HLS PIPELINE II = 1
+            sum += x[c * HW + i];
+        }
+        y[c] = res_t(sum / int(HW));
+    }
+}
+
+}  // namespace sparsecc
+
+#endif  // SPARSECC_POOL_H

@@ -1,0 +1,470 @@
+"""IR -> a TVM Relax module, shared by the llvm and cuda targets.
+
+Each op of the (optimised) module becomes either
+
+* a call of a TIR kernel that the target registered for the op (``KernelSet``): a PrimFunc specialised to
+  the op's constants and sparsity, called with ``call_tir``; or
+* the generic lowering below: the equivalent Relax ops (TVM legalises them to TIR), which is correct for
+  every op but knows nothing of sparsity.
+
+Constants become Relax constants, embedded in the exported library. The batch, when dynamic, is one
+symbolic variable ``n``; every dynamic dimension of the IR is an expression of it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm import relax, tirx
+from tvm.relax import op as R
+
+from ..compiler.errors import CompileError
+from ..compiler.ir import ops
+from ..compiler.ir.core import Module, Operation, Value
+from ..compiler.ir.ops.sparse import KWTAStage, MaxPoolStage, ReluStage
+from ..compiler.ir.types import TensorType
+
+_TVM_DTYPE = {"f32": "float32", "f64": "float64", "f16": "float16", "i64": "int64", "i32": "int32",
+              "i8": "int8", "u8": "uint8", "i1": "bool"}
+
+#: A kernel lowering: given the op and the lowering context, emit its results (or None: use the generic one).
+KernelFn = Callable[[Operation, "RelaxLowering"], Sequence[relax.Expr] | None]
+
+
+class KernelSet:
+    """A target's specialised kernels, by op class."""
+
+    def __init__(self) -> None:
+        self._kernels: dict[type[Operation], KernelFn] = {}
+
+    def register(self, *op_classes: type[Operation]) -> Callable[[KernelFn], KernelFn]:
+        def wrap(fn: KernelFn) -> KernelFn:
+            for cls in op_classes:
+                self._kernels[cls] = fn
+            return fn
+
+        return wrap
+
+    def get(self, op: Operation) -> KernelFn | None:
+        return self._kernels.get(type(op))
+
+
+def tvm_dtype(dtype: str) -> str:
+    return _TVM_DTYPE[dtype]
+
+
+class RelaxLowering:
+    """Builds the Relax ``main`` function for one module (see module docstring)."""
+
+    def __init__(self, module: Module, kernels: KernelSet, progress: Callable[[str], None] | None = None) -> None:
+        self.module = module
+        self.kernels = kernels
+        self.progress = progress
+        self.bb = relax.BlockBuilder()
+        self.batch = tirx.Var("n", "int64")
+        self.env: dict[int, relax.Expr] = {}
+        self._consts: dict[int, tuple[np.ndarray, relax.Constant]] = {}
+        self.kernel_names: list[str] = []
+
+    # -- shapes and values --------------------------------------------------------------------------------
+    def dims(self, t: TensorType, batch: Any = None) -> list[Any]:
+        """Shape as Relax dims; the dynamic dimension is ``batch`` (default: the batch variable ``n``)."""
+        dynamic = self.batch if batch is None else batch
+        return [dynamic if d is None else tirx.IntImm("int64", d) for d in t.shape]
+
+    @staticmethod
+    def batch_of(expr: relax.Expr) -> Any:
+        """The (symbolic) leading dimension of a lowered value, e.g. ``n`` or ``n * 2`` after a reshape."""
+        shape = getattr(expr.ty, "shape", None)
+        return shape.values[0] if shape is not None and len(shape.values) else None
+
+    def struct(self, t: TensorType, batch: Any = None) -> relax.TensorType:
+        return relax.TensorType(self.dims(t, batch), tvm_dtype(t.dtype))
+
+    def value(self, v: Value) -> relax.Expr:
+        if id(v) not in self.env:
+            owner = v.owner
+            if isinstance(owner, ops.Constant):
+                return self.const(owner.value)
+            raise CompileError(f"value %{v.name} is used before it is lowered")
+        return self.env[id(v)]
+
+    def const(self, array: np.ndarray) -> relax.Constant:
+        """A Relax constant for ``array``, shared by every use of the same array. The cache holds the array
+        itself, so its id cannot be recycled by a temporary while the lowering runs."""
+        key = id(array)
+        if key not in self._consts:
+            self._consts[key] = (array, relax.const(np.asarray(array, order="C")))
+        return self._consts[key][1]
+
+    def emit(self, expr: relax.Expr, name: str | None = None) -> relax.Var:
+        return self.bb.emit(expr, name_hint=_hint(name))
+
+    def call_tir(self, prim_func: tirx.PrimFunc, name: str, args: Sequence[relax.Expr],
+                 out_types: Sequence[TensorType]) -> list[relax.Expr]:
+        """Add ``prim_func`` to the module and call it; returns one Relax value per output.
+
+        Dynamic output dimensions take the leading dimension of the first argument (the activation)."""
+        func = prim_func.with_attr("op_pattern", 8)  # opaque: Relax must not analyse or fuse it
+        gv = self.bb.add_func(func, _hint(name))
+        self.kernel_names.append(gv.name_hint)
+        batch = self.batch_of(args[0]) if args else None
+        structs = [self.struct(t, batch) for t in out_types]
+        call = relax.call_tir(gv, list(args), structs if len(structs) > 1 else structs[0])
+        result = self.emit(call, name)
+        if len(structs) == 1:
+            return [result]
+        return [self.emit(relax.TupleGetItem(result, i)) for i in range(len(structs))]
+
+    # -- building -----------------------------------------------------------------------------------------
+    def build(self) -> tvm.IRModule:
+        func = self.module.func
+        params = []
+        for arg in func.args:
+            var = relax.Var(arg.name or "input", self.struct(arg.type))
+            params.append(var)
+            self.env[id(arg)] = var
+        with self.bb.function("main", params):
+            with self.bb.dataflow():
+                for index, op in enumerate(func.ops):
+                    if isinstance(op, ops.Constant):
+                        continue
+                    if self.progress:
+                        self.progress(f"[{index + 1}/{len(func.ops)}] lowering {op.name} %{op.results[0].name}")
+                    results = self.lower(op)
+                    for value, expr in zip(op.results, results, strict=True):
+                        self.env[id(value)] = expr
+                outs = [self.value(v) for v in func.outputs]
+                out = self.bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
+            self.bb.emit_func_output(out)
+        return self.bb.get()
+
+    def lower(self, op: Operation) -> Sequence[relax.Expr]:
+        kernel = self.kernels.get(op)
+        if kernel is not None:
+            results = kernel(op, self)
+            if results is not None:
+                return results
+        generic = GENERIC.get(type(op))
+        if generic is None:
+            raise CompileError(f"no lowering for {op.name}", op_type=op.name)
+        return [self.emit(generic(op, self), op.results[0].name)] if not isinstance(op, ops.TopK) \
+            else generic(op, self)
+
+
+def _hint(name: str | None) -> str:
+    cleaned = "".join(c if c.isalnum() or c == "_" else "_" for c in (name or "v"))
+    return cleaned if cleaned and not cleaned[0].isdigit() else f"v_{cleaned}"
+
+
+# -- generic lowering: IR op -> Relax expression -------------------------------------------------------------
+Generic = Callable[[Operation, RelaxLowering], Any]
+GENERIC: dict[type[Operation], Generic] = {}
+
+
+def generic(*classes: type[Operation]) -> Callable[[Generic], Generic]:
+    def wrap(fn: Generic) -> Generic:
+        for cls in classes:
+            GENERIC[cls] = fn
+        return fn
+
+    return wrap
+
+
+def _in(op: Operation, lo: RelaxLowering, name: str = "input") -> relax.Expr:
+    value = op.operand(name)
+    assert value is not None
+    return lo.value(value)
+
+
+def _channel(lo: RelaxLowering, v: Value, rank: int) -> relax.Expr:
+    """A per-channel vector reshaped to broadcast over axis 1 of a rank-``rank`` tensor."""
+    shape = (1, -1) + (1,) * (rank - 2)
+    owner = v.owner
+    if isinstance(owner, ops.Constant):
+        return lo.const(np.asarray(owner.value).reshape(shape))
+    return R.reshape(lo.value(v), shape)
+
+
+def conv2d_expr(lo: RelaxLowering, x: relax.Expr, op: Operation) -> relax.Expr:
+    w = op.operand("weight")
+    assert w is not None
+    pads = op.attr("pads")
+    y = R.nn.conv2d(x, lo.value(w), strides=op.attr("strides"), padding=(pads[0], pads[1], pads[2], pads[3]),
+                    dilation=op.attr("dilations"), groups=op.attr("groups"))
+    bias = op.operand("bias")
+    return y if bias is None else R.add(y, _channel(lo, bias, 4))
+
+
+def linear_expr(lo: RelaxLowering, x: relax.Expr, op: Operation) -> relax.Expr:
+    w = op.operand("weight")
+    assert w is not None and isinstance(w.owner, ops.Constant)
+    y = R.matmul(x, lo.const(np.ascontiguousarray(w.owner.value.T)))
+    bias = op.operand("bias")
+    return y if bias is None else R.add(y, lo.value(bias))
+
+
+def kwta_expr(lo: RelaxLowering, x: relax.Expr, x_type: TensorType, boost: Value | None, k: int,
+              over: tuple[int, ...], ties: str) -> relax.Expr:
+    """Generic k-WTA with Relax ops: move the selection axes last, flatten them, TopK, threshold, where."""
+    rank = x_type.rank
+    rest = [a for a in range(rank) if a not in over]
+    perm = rest + list(over)
+    boosted = x if boost is None else lo.emit(R.multiply(x, lo.value(boost)))
+    moved = boosted if perm == list(range(rank)) else lo.emit(R.permute_dims(boosted, perm))
+    group = math.prod(x_type.shape[a] for a in over)  # type: ignore[misc]
+    lead = [lo.dims(x_type, lo.batch_of(x))[a] for a in rest]
+    flat = lo.emit(R.reshape(moved, [*lead, group]))
+    if ties == "keep":
+        values = lo.emit(R.topk(flat, k, axis=-1, ret_type="values", largest=True))
+        thr = lo.emit(R.strided_slice(values, axes=[len(lead)], begin=[k - 1], end=[k]))
+        off = lo.emit(R.less(flat, thr))
+    else:
+        idx = lo.emit(R.topk(flat, k, axis=-1, ret_type="indices", largest=True, dtype="int64"))
+        ones = lo.emit(R.full_like(flat, relax.const(True, "bool"), dtype="bool"))
+        zeros = lo.emit(R.full_like(idx, relax.const(False, "bool"), dtype="bool"))
+        off = lo.emit(R.scatter_elements(ones, idx, zeros, axis=len(lead)))
+    moved_shape = [lo.dims(x_type, lo.batch_of(x))[a] for a in perm]
+    off = lo.emit(R.reshape(off, moved_shape))
+    if perm != list(range(rank)):
+        off = lo.emit(R.permute_dims(off, list(np.argsort(perm))))
+    return R.where(off, relax.const(np.zeros((), dtype=x_type.numpy_dtype)), x)
+
+
+def pool_expr(x: relax.Expr, kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int], ceil: bool,
+              mode: str, count_include_pad: bool = False) -> relax.Expr:
+    padding = (pads[0], pads[1], pads[2], pads[3])
+    if mode == "max":
+        return R.nn.max_pool2d(x, pool_size=kernel, strides=strides, padding=padding, ceil_mode=ceil)
+    return R.nn.avg_pool2d(x, pool_size=kernel, strides=strides, padding=padding, ceil_mode=ceil,
+                           count_include_pad=count_include_pad)
+
+
+def epilogue_expr(lo: RelaxLowering, op: Operation, y: relax.Expr) -> relax.Expr:
+    """Apply ``op``'s epilogue stages to the layer output ``y`` with generic Relax ops."""
+    from ..compiler.ir.ops.nn import conv2d_output_shape, linear_output_shape
+
+    shape = conv2d_output_shape(op) if isinstance(op, ops.SparseConv2D) else linear_output_shape(op)
+    current = TensorType(shape, op.result.type.dtype)
+    for stage in op.attr("epilogue"):
+        y = lo.emit(y)
+        if isinstance(stage, ReluStage):
+            y = R.nn.relu(y)
+        elif isinstance(stage, KWTAStage):
+            y = kwta_expr(lo, y, current, op.operand("boost"), stage.k, stage.over, stage.ties)
+        elif isinstance(stage, MaxPoolStage):
+            y = pool_expr(y, stage.kernel, stage.strides, stage.pads, stage.ceil_mode, "max")
+    return y
+
+
+@generic(ops.Conv2D)
+def _conv(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    return conv2d_expr(lo, _in(op, lo), op)
+
+
+@generic(ops.Linear)
+def _linear(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    return linear_expr(lo, _in(op, lo), op)
+
+
+@generic(ops.SparseConv2D)
+def _sparse_conv(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    return epilogue_expr(lo, op, conv2d_expr(lo, _in(op, lo), op))
+
+
+@generic(ops.SparseLinear)
+def _sparse_linear(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    return epilogue_expr(lo, op, linear_expr(lo, _in(op, lo), op))
+
+
+@generic(ops.KWinners)
+def _kwta(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    x = op.operand("input")
+    assert x is not None
+    return kwta_expr(lo, lo.value(x), x.type, op.operand("boost"), op.attr("k"), op.attr("over"), op.attr("ties"))
+
+
+@generic(ops.BatchNorm)
+def _batch_norm(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    x = op.operand("input")
+    assert x is not None
+    r = x.type.rank
+    eps = relax.const(np.asarray(op.attr("epsilon"), dtype=x.type.numpy_dtype))
+    centred = R.subtract(lo.value(x), _channel(lo, op.operand("mean"), r))  # type: ignore[arg-type]
+    scaled = R.divide(centred, R.sqrt(R.add(_channel(lo, op.operand("var"), r), eps)))  # type: ignore[arg-type]
+    return R.add(R.multiply(scaled, _channel(lo, op.operand("scale"), r)), _channel(lo, op.operand("bias"), r))  # type: ignore[arg-type]
+
+
+@generic(ops.ChannelAffine)
+def _affine(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    x = op.operand("input")
+    assert x is not None
+    r = x.type.rank
+    return R.add(R.multiply(lo.value(x), _channel(lo, op.operand("scale"), r)), _channel(lo, op.operand("shift"), r))  # type: ignore[arg-type]
+
+
+@generic(ops.MaxPool2D)
+def _maxpool(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    return pool_expr(_in(op, lo), op.attr("kernel"), op.attr("strides"), op.attr("pads"), op.attr("ceil_mode"), "max")
+
+
+@generic(ops.AvgPool2D)
+def _avgpool(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    return pool_expr(_in(op, lo), op.attr("kernel"), op.attr("strides"), op.attr("pads"), op.attr("ceil_mode"),
+                     "avg", op.attr("count_include_pad"))
+
+
+@generic(ops.GlobalAvgPool2D)
+def _global_avgpool(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    return R.mean(_in(op, lo), axis=[2, 3], keepdims=True)
+
+
+@generic(ops.Relu)
+def _relu(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    return R.nn.relu(_in(op, lo))
+
+
+@generic(ops.Softmax)
+def _softmax(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    return R.nn.softmax(_in(op, lo), axis=op.attr("axis"))
+
+
+@generic(ops.LogSoftmax)
+def _log_softmax(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    return R.nn.log_softmax(_in(op, lo), axis=op.attr("axis"))
+
+
+@generic(ops.Identity, ops.Dropout)
+def _identity(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    return _in(op, lo)
+
+
+_BINARY = {ops.Add: R.add, ops.Sub: R.subtract, ops.Mul: R.multiply, ops.Less: R.less,
+           ops.LessEqual: R.less_equal, ops.Greater: R.greater, ops.GreaterEqual: R.greater_equal,
+           ops.Equal: R.equal, ops.And: R.logical_and, ops.Or: R.logical_or, ops.MatMul: R.matmul}
+
+
+@generic(*_BINARY)
+def _binary(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    return _BINARY[type(op)](_in(op, lo, "lhs"), _in(op, lo, "rhs"))
+
+
+@generic(ops.Div)
+def _div(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    a, b = _in(op, lo, "lhs"), _in(op, lo, "rhs")
+    if op.result.type.dtype in ("f32", "f64", "f16"):
+        return R.divide(a, b)
+    return R.astype(R.trunc(R.divide(R.astype(a, "float64"), R.astype(b, "float64"))), tvm_dtype(op.result.type.dtype))
+
+
+_UNARY = {ops.Exp: R.exp, ops.Neg: R.negative, ops.Sqrt: R.sqrt, ops.Not: R.logical_not}
+
+
+@generic(*_UNARY)
+def _unary(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    return _UNARY[type(op)](_in(op, lo))
+
+
+@generic(ops.Cast)
+def _cast(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    return R.astype(_in(op, lo), tvm_dtype(op.attr("to")))
+
+
+@generic(ops.Where)
+def _where(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    return R.where(_in(op, lo, "cond"), _in(op, lo, "a"), _in(op, lo, "b"))
+
+
+@generic(ops.Reshape)
+def _reshape(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    return R.reshape(_in(op, lo), list(op.attr("shape")))
+
+
+@generic(ops.Transpose)
+def _transpose(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    return R.permute_dims(_in(op, lo), list(op.attr("perm")))
+
+
+@generic(ops.Concat)
+def _concat(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    return R.concat([lo.value(v) for v in op.operand_group("inputs")], axis=op.attr("axis"))
+
+
+@generic(ops.Slice)
+def _slice(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    x = op.operand("input")
+    assert x is not None
+    begins, ends, axes, steps = [], [], [], []
+    for start, end, axis, step in zip(*(op.attr(n) for n in ("starts", "ends", "axes", "steps")), strict=True):
+        size = x.type.shape[axis]
+        if size is None:
+            raise CompileError("slicing along the dynamic batch is not supported", op_type=op.name)
+        r = range(size)[slice(start, end, step)]
+        axes.append(axis)
+        steps.append(step)
+        begins.append(r.start if len(r) else 0)
+        ends.append(r.stop if r.stop >= 0 or step > 0 else -size - 1)
+    return R.strided_slice(lo.value(x), axes=axes, begin=begins, end=ends, strides=steps)
+
+
+@generic(ops.Gather)
+def _gather(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    x = op.operand("input")
+    assert x is not None
+    axis = op.attr("axis") % x.type.rank
+    idx = op.operand("indices")
+    assert idx is not None
+    if isinstance(idx.owner, ops.Constant) and x.type.shape[axis] is not None:
+        data = np.asarray(idx.owner.value) % x.type.shape[axis]
+        return R.take(lo.value(x), lo.const(data.astype(np.int64)), axis=axis)
+    return R.take(lo.value(x), lo.value(idx), axis=axis)
+
+
+@generic(ops.TopK)
+def _topk(op: Operation, lo: RelaxLowering) -> list[relax.Expr]:
+    x = op.operand("input")
+    assert x is not None
+    both = lo.emit(R.topk(lo.value(x), op.attr("k"), axis=op.attr("axis"), ret_type="both",
+                          largest=op.attr("largest"), dtype="int64"))
+    return [lo.emit(relax.TupleGetItem(both, 0)), lo.emit(relax.TupleGetItem(both, 1))]
+
+
+@generic(ops.ScatterElements)
+def _scatter(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    return R.scatter_elements(_in(op, lo, "data"), _in(op, lo, "indices"), _in(op, lo, "updates"),
+                              axis=op.attr("axis"))
+
+
+@generic(ops.FullLike)
+def _full_like(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    dtype = tvm_dtype(op.attr("dtype"))
+    return R.full_like(_in(op, lo, "like"), relax.const(np.asarray(op.attr("value")).astype(dtype)), dtype=dtype)
+
+
+@generic(ops.Expand)
+def _expand(op: Operation, lo: RelaxLowering) -> relax.Expr:
+    x = _in(op, lo)
+    return R.broadcast_to(x, lo.dims(op.result.type, lo.batch_of(x)))
+
+
+def relax_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
+    """TVM's default Relax pipeline minus ``RewriteDataflowReshape``, whose analysis only understands
+    schedulable (s_tir) functions and rejects sparsecc's plain-loop kernels. Reshapes stay copies."""
+    from tvm.relax import transform as rt
+
+    @tvm.transform.module_pass(opt_level=0)
+    def pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        with target:
+            return tvm.transform.Sequential([
+                relax.backend.DispatchSampling(), relax.backend.DispatchSortScan(), rt.LegalizeOps(),
+                rt.AnnotateTIROpPattern(), rt.FoldConstant(), rt.FuseOps(), rt.FuseTIR(),
+                rt.ToNonDataflow(), rt.RemovePurityChecking(), rt.CallTIRRewrite(), rt.StaticPlanBlockMemory(),
+                rt.LowerAllocTensor(), rt.KillAfterLastUse(), rt.LowerRuntimeBuiltin(), rt.ComputePrimValue(),
+                rt.VMShapeLower(), rt.AttachGlobalSymbol(),
+            ])(mod)
+
+    return pipeline
