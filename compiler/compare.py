@@ -2,11 +2,18 @@
 
 k-WTA is discontinuous: when the k-th and (k+1)-th largest boosted values of a selection group differ by
 less than float rounding, two correct implementations may choose different winners. So outputs are
-compared per sample: a sample matches when every output row is within ``rtol``/``atol``; a sample that
+compared per sample: a sample matches when every element of every output satisfies
+``|actual - expected| <= atol + rtol * max|expected over the sample's output|``; a sample that
 does not match is *excused* only if one of its k-WTA selections (found by running the reference
 interpreter on the same inputs) has a **near-tie**: ``v[k-1] - v[k] <= tie_rtol * max|v|`` for the group's
 boosted values ``v`` sorted in decreasing order. Everything else is a real mismatch. The counts are
 reported, never hidden: :meth:`Comparison.summary`.
+
+Why the tolerance scales with the sample's largest output rather than each element: float32 rounding
+after deep accumulation is proportional to the magnitude of what was summed, not to each result. On
+CIFAR VGG19 (16 conv layers), against a float64 evaluation of the same graph, onnxruntime's logits are off
+by up to 8.4e-6, the interpreter's by 1.3e-5 and a TVM build's by 2.2e-5, with logits up to 1.5 in size;
+an element-wise test fails on logits near 0.02 although all three are equally correct float32 results.
 
 Why ``TIE_RTOL = 2e-6``: on GSCSparseCNN the k-WTA inputs computed by onnxruntime and by the interpreter
 (both float32, different summation orders) differ by 1e-7 to 4e-7 of the group's max |value|, while the
@@ -117,7 +124,8 @@ def compare_outputs(actual: Sequence[np.ndarray], expected: Sequence[np.ndarray]
         diff[both_nan] = 0.0
         diff[np.isnan(diff)] = np.inf
         errors = np.maximum(errors, diff.max(axis=1) if diff.size else 0.0)
-        within = diff <= atol + rtol * np.abs(e2)
+        scale = np.nanmax(np.abs(e2), axis=1, keepdims=True) if e2.size else np.zeros((samples, 1))
+        within = diff <= atol + rtol * scale
         bad |= set(np.flatnonzero(~within.all(axis=1)).tolist())
     by_sample = near.by_sample if near is not None else {}
     mismatched = sorted(bad)

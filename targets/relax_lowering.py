@@ -258,7 +258,18 @@ def epilogue_expr(lo: RelaxLowering, op: Operation, y: relax.Expr) -> relax.Expr
             y = kwta_expr(lo, y, current, op.operand("boost"), stage.k, stage.over, stage.ties)
         elif isinstance(stage, MaxPoolStage):
             y = pool_expr(y, stage.kernel, stage.strides, stage.pads, stage.ceil_mode, "max")
+            current = TensorType(pooled_shape(current.shape, stage), current.dtype)
     return y
+
+
+def pooled_shape(shape: tuple[int | None, ...], stage: MaxPoolStage) -> tuple[int | None, ...]:
+    """The NCHW shape after a max-pool epilogue stage."""
+    from ..compiler.ir.shapes import window_output_dim
+
+    n, c, h, w = shape
+    (kh, kw), (sh, sw), (pt, pl, pb, pr) = stage.kernel, stage.strides, stage.pads
+    return (n, c, window_output_dim(h, kh, sh, pt, pb, 1, stage.ceil_mode),
+            window_output_dim(w, kw, sw, pl, pr, 1, stage.ceil_mode))
 
 
 @generic(ops.Conv2D)

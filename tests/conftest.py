@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ _EXPORTED: dict[str, Path] = {}
 
 
 @pytest.fixture(scope="session")
-def zoo_onnx(zoo_dir: Path):
+def zoo_onnx(zoo_dir: Path) -> Callable[[str], Path]:
     """``zoo_onnx(name)`` -> path of the model's ONNX export (exported once per session)."""
 
     def get(name: str) -> Path:

@@ -51,7 +51,7 @@ class Pass:
         if not dataclasses.is_dataclass(self):
             return ""
         parts = [f"{f.name.replace('_', '-')}={getattr(self, f.name)}" for f in dataclasses.fields(self)
-                 if getattr(self, f.name) != f.default]
+                 if f.init and getattr(self, f.name) != f.default]
         return "{" + ",".join(parts) + "}" if parts else ""
 
     def __str__(self) -> str:
@@ -169,8 +169,9 @@ class PassManager:
 
     def run(self, module: Module) -> Module:
         for p in self.passes:
+            label = str(p)  # as configured, before it runs
             if self.progress:
-                self.progress(f"pass {p}")
+                self.progress(f"pass {label}")
             start = time.perf_counter()
             try:
                 p.apply(module)
@@ -178,14 +179,14 @@ class PassManager:
                 raise
             except Exception as exc:  # a bug in a (possibly user-written) pass: say which pass
                 raise PassError(f"pass '{p.name}' failed: {type(exc).__name__}: {exc}") from exc
-            self.timings.append(PassTiming(str(p), time.perf_counter() - start))
+            self.timings.append(PassTiming(label, time.perf_counter() - start))
             if self.verify:
                 try:
                     verify_module(module)
                 except SparseccError as exc:
                     raise PassError(f"IR is invalid after pass '{p.name}': {exc}") from None
             if self.print_after_all is not None:
-                self.print_after_all.write(f"// ----- IR after {p} -----\n")
+                self.print_after_all.write(f"// ----- IR after {label} -----\n")
                 self.print_after_all.write(print_module(module, elide_blobs=self.elide_blobs))
         return module
 

@@ -2,8 +2,9 @@
 
 Expects: canonicalized IR (batch norms folded into their conv/linear, so k-WTA directly follows its layer).
 Rewrites ``nn.conv2d``/``nn.linear`` followed by a chain of single-use ``nn.relu``, ``sparse.kwta`` and
-(for convolutions) ``nn.maxpool2d`` into one ``sparse.conv2d``/``sparse.linear`` whose ``epilogue`` lists the
-stages in order (max-pool last) and whose ``boost`` operand is the k-WTA's. Guarantees: the same function;
+(for convolutions) ``nn.maxpool2d``, each at most once and in any order (networks pool before or after
+their activation), into one ``sparse.conv2d``/``sparse.linear`` whose ``epilogue`` lists the stages in
+order and whose ``boost`` operand is the k-WTA's. Guarantees: the same function;
 the fused result carries the bound the chain guaranteed (``#kwta`` after k-WTA, kept through disjoint
 max-pooling), so the consumer's input type says it is k-sparse. Kernel choice is left ``auto``.
 """
@@ -43,7 +44,7 @@ def _next_stage(value: Value, layer: Operation, seen: set[type]) -> tuple[Operat
 
 
 class FuseEpilogue(RewritePattern):
-    """conv/linear -> [relu | kwta]* -> [maxpool] becomes one fused op (see module docstring)."""
+    """conv/linear -> a chain of relu / kwta / maxpool becomes one fused op (see module docstring)."""
 
     op_type = (ops.Conv2D, ops.Linear)
 
@@ -59,8 +60,6 @@ class FuseEpilogue(RewritePattern):
             if isinstance(user, ops.KWinners):
                 boost = user.operand("boost")
             value = user.result
-            if isinstance(stage, MaxPoolStage):
-                break
         if not stages:
             return False
         last = chain[-1]

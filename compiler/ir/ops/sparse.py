@@ -2,7 +2,8 @@
 
 ``sparse.kwta`` is the one op a k-WTA subgraph becomes. ``sparse.conv2d`` / ``sparse.linear`` are a
 convolution / linear layer with a fused **epilogue** (a sequence of stages applied to the layer's output:
-``#epi.relu``, ``#epi.kwta<...>``, ``#epi.maxpool<...>``) and a **kernel** choice saying which of the two
+``#epi.relu``, ``#epi.kwta<...>``, ``#epi.maxpool<...>``, each at most once, in any order: networks pool
+before or after their activation) and a **kernel** choice saying which of the two
 sparsities the generated code exploits:
 
 ========================  ==============================================================
@@ -107,7 +108,6 @@ def epilogue_type(op: Operation, shape: tuple[int | None, ...], dtype: str) -> T
     kinds = [type(s) for s in stages]
     check(all(k in (ReluStage, KWTAStage, MaxPoolStage) for k in kinds), f"{op.name}: unknown epilogue stage")
     check(len(set(kinds)) == len(kinds), f"{op.name}: each epilogue stage may appear once")
-    check(MaxPoolStage not in kinds or kinds[-1] is MaxPoolStage, f"{op.name}: max-pool must be the last stage")
     boost = op.operand("boost")
     check(boost is None or KWTAStage in kinds, f"{op.name}: a boost operand needs an #epi.kwta stage")
     bound: KWTABound | None = None

@@ -1,0 +1,142 @@
+"""The sparsecc command line: each command works, and bad input gives one line, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sparsecc.compiler.cli import main
+from sparsecc.compiler.ir import parse_module
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sparsecc.compiler.cli", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], pattern: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert pattern in lines[0], lines[0]
+
+
+def test_import_prints_ir_with_one_kwta_per_layer(zoo_onnx, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["import", str(zoo_onnx("gsc_sparse_cnn"))]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("module @gsc_sparse_cnn") and out.count("sparse.kwta(") == 3
+    assert "elided<" in out and "tensor.topk" not in out
+
+
+def test_import_writes_ir_that_parses_back(zoo_onnx, tmp_path: Path) -> None:
+    target = tmp_path / "gsc.sir"
+    assert main(["import", str(zoo_onnx("gsc_sparse_cnn")), "-o", str(target)]) == 0
+    module = parse_module(target.read_text())
+    assert module.name == "gsc_sparse_cnn"
+
+
+def test_stats_reports_the_gsc_sparse_cnn_numbers(zoo_onnx, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", str(zoo_onnx("gsc_sparse_cnn"))]) == 0
+    out = capsys.readouterr().out
+    assert "13,106,400 dense MACs (13.1M)" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith(("cnn", "linear", "output"))]
+    densities = [r[3] for r in rows if r[1] in ("nn.conv2d", "nn.linear")]
+    assert densities == ["0.480", "0.200", "0.100", "1.000"]
+    ks = [int(r[4]) for r in rows if r[1] == "sparse.kwta"]  # k-WTA rows: name, op, shape, in.density, k
+    assert ks == [4767, 800, 100]
+    reduction = float(out.rsplit("MAC reduction ", 1)[1].rstrip("x\n"))
+    assert 8.0 < reduction < 10.0
+
+
+def test_opt_prints_ir_after_each_pass(zoo_onnx, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["opt", str(zoo_onnx("gsc_sparse_cnn")), "--print-ir-after-all", "--timing"]) == 0
+    captured = capsys.readouterr()
+    for name in ("canonicalize", "fuse-kwta", "compress-weights", "schedule-sparse"):
+        assert f"// ----- IR after {name} -----" in captured.out
+    assert "#epi.kwta<k=800" in captured.out and "#csc<density=0.2>" in captured.out
+    assert "schedule-sparse" in captured.err and "total" in captured.err
+
+
+def test_opt_reads_and_writes_textual_ir(zoo_onnx, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = tmp_path / "in.sir"
+    out = tmp_path / "out.sir"
+    assert main(["import", str(zoo_onnx("gsc_dense_small1")), "-o", str(raw)]) == 0
+    assert main(["opt", str(raw), "--passes", "canonicalize,fuse-kwta", "-o", str(out)]) == 0
+    assert "#epi.relu" in out.read_text()
+
+
+def test_compile_run_and_reload_in_a_fresh_process(zoo_onnx, tmp_path: Path) -> None:
+    artifact = tmp_path / "gsc"
+    result = run_cli("compile", str(zoo_onnx("gsc_sparse_cnn")), "--target", "llvm", "-o", str(artifact))
+    assert result.returncode == 0, result.stderr
+    assert "lowering sparse.conv2d" in result.stderr and "wrote" in result.stderr  # progress is shown
+    assert sorted(p.name for p in artifact.iterdir()) == ["manifest.json", "model.so"]
+    x = np.random.default_rng(0).standard_normal((2, 1, 32, 32)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    result = run_cli("run", str(artifact), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npz"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("output: float32[2, 12]")
+    import sparsecc
+
+    in_process = sparsecc.load(artifact).run(None, {"input": x})[0]
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npz")["output"], in_process)
+
+
+def test_check_passes_for_gsc_sparse_cnn(zoo_onnx, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(zoo_onnx("gsc_sparse_cnn")), "--target", "llvm", "--batches", "1,8", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "batch 1: ok" in out and "batch 8: ok" in out
+
+
+def test_custom_pass_plugin(zoo_onnx, capsys: pytest.CaptureFixture[str]) -> None:
+    plugin = Path(__file__).parents[1] / "examples" / "custom_pass.py"
+    assert main(["--plugin", str(plugin), "opt", str(zoo_onnx("gsc_sparse_cnn")), "--passes",
+                 "canonicalize,magnitude-prune{density=0.05},layer-report"]) == 0
+    captured = capsys.readouterr()
+    assert "density=0.05" in captured.out  # the pruned weights' recorded sparsity
+    assert "layer report" in captured.err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["import", "/nonexistent/model.onnx"], "model file not found"),
+    (["stats", "/nonexistent/model.onnx"], "model file not found"),
+    (["opt", "/nonexistent/model.sir"], "IR file not found"),
+    (["load-nothing"], "invalid choice"),
+    (["compile", "MODEL", "-o", "x", "--target", "fpga"], "invalid choice"),
+    (["check", "MODEL", "--batches", "one"], "--batches must be a comma-separated list"),
+    (["run", "/nonexistent/artifact", "--random"], "artifact not found"),
+])
+def test_bad_arguments_give_one_line_and_exit_2(args: list[str], message: str) -> None:
+    assert_one_line_error(run_cli(*args), message)
+
+
+def test_bad_pipeline_and_truncated_model(zoo_onnx, tmp_path: Path) -> None:
+    model = zoo_onnx("gsc_dense_small1")
+    assert_one_line_error(run_cli("opt", str(model), "--passes", "canonicalize,nope"), "unknown pass 'nope'")
+    truncated = tmp_path / "t.onnx"
+    truncated.write_bytes(Path(model).read_bytes()[:5000])
+    assert_one_line_error(run_cli("import", str(truncated)), "truncated or corrupt")
+
+
+def test_compile_failure_leaves_nothing_behind(zoo_onnx, tmp_path: Path) -> None:
+    out = tmp_path / "art"
+    result = run_cli("compile", str(zoo_onnx("gsc_dense_small1")), "-o", str(out), "--passes", "bogus")
+    assert_one_line_error(result, "unknown pass 'bogus'")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_run_rejects_wrong_inputs(zoo_onnx, tmp_path: Path) -> None:
+    artifact = tmp_path / "a"
+    assert main(["compile", str(zoo_onnx("gsc_dense_small1")), "-o", str(artifact), "-q"]) == 0
+    np.save(tmp_path / "bad.npy", np.zeros((1, 2, 32, 32), np.float32))
+    assert_one_line_error(run_cli("run", str(artifact), "--input", str(tmp_path / "bad.npy")),
+                          "input 'input' has shape [1, 2, 32, 32], expected ['?', 1, 32, 32]")
+    np.save(tmp_path / "f64.npy", np.zeros((1, 1, 32, 32)))
+    assert_one_line_error(run_cli("run", str(artifact), "--input", str(tmp_path / "f64.npy")), "dtype float64")
+    assert_one_line_error(run_cli("run", str(artifact), "--input", f"nope={tmp_path / 'f64.npy'}"),
+                          "unknown input(s) ['nope']")
+    assert_one_line_error(run_cli("run", str(artifact)), "give either --input")
