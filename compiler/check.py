@@ -84,6 +84,11 @@ def check_model(model_path: str | os.PathLike[str], target: str = "llvm", batche
 
     if not batches or any(b < 1 for b in batches):
         raise SparseccError(f"batch sizes must be positive, got {list(batches)}")
+    from ..targets import get_target
+
+    require_device = getattr(get_target(target), "require_device", None)
+    if require_device is not None:
+        require_device()  # say at once, not after compiling, when the device is missing
     reference = load_module(model_path)
     session = onnxruntime_session(model_path)
     start = time.perf_counter()

@@ -100,6 +100,9 @@ def write_artifact(path: str | os.PathLike[str], manifest: Manifest, write_files
     try:
         write_files(tmp)
         (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; an artifact is an ordinary directory
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)

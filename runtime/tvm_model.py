@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 
 from ..compiler.errors import ArtifactError, DeviceUnavailableError
-from .artifact import CompiledModel, Manifest, read_manifest, write_artifact
+from .artifact import MANIFEST, CompiledModel, Manifest, read_manifest, write_artifact
 from .native_stderr import filtered_native_stderr
 
 LIBRARY = "model.so"
+SOURCE_DIR = "source"
 
 
 def device_for(target: str) -> Any:
@@ -24,22 +25,23 @@ def device_for(target: str) -> Any:
     if target == "llvm":
         return tvm.cpu(0)
     if target == "cuda":
-        dev = tvm.cuda(0)
-        if not dev.exist:
-            raise DeviceUnavailableError("no CUDA GPU is available on this machine (the artifact was compiled for "
-                                         "cuda; run it on a machine with an NVIDIA GPU and driver)")
-        return dev
+        from ..targets.cuda.runtime import cuda_device
+
+        return cuda_device()  # raises DeviceUnavailableError naming what is missing (driver, GPU, CUDA runtime)
     raise ArtifactError(f"target '{target}' is not run through the TVM runtime")
 
 
 class TVMModel(CompiledModel):
-    """A Relax VM executable plus its manifest."""
+    """A Relax VM executable plus its manifest and, on request, the generated source (``--emit-source``)."""
 
-    def __init__(self, manifest: Manifest, executable: Any, library_file: Path | None = None) -> None:
+    def __init__(self, manifest: Manifest, executable: Any, library_file: Path | None = None,
+                 sources: dict[str, str] | None = None) -> None:
         super().__init__(manifest)
         self._executable = executable  # relax.VMExecutable (fresh build) or runtime.Module (loaded)
         self._library_file = library_file
         self._vm: Any = None
+        self.sources = dict(sources or {})  # file name -> generated source text
+        self._emit_source: Path | None = None
 
     @property
     def device(self) -> Any:
@@ -62,15 +64,46 @@ class TVMModel(CompiledModel):
         outs = [result] if hasattr(result, "numpy") else list(result)
         return [o.numpy() for o in outs]
 
-    def export(self, path: str | os.PathLike[str]) -> Path:
-        def write(root: Path) -> None:
-            if self._library_file is not None:
-                shutil.copyfile(self._library_file, root / LIBRARY)
-            else:
-                with filtered_native_stderr():
-                    self._executable.export_library(str(root / LIBRARY))
+    # -- generated source -----------------------------------------------------------------------------------
+    def write_sources(self, directory: Path) -> list[Path]:
+        """Write the generated source files into ``directory`` (created)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, text in self.sources.items():
+            (directory / name).write_text(text)
+            written.append(directory / name)
+        return written
 
-        return write_artifact(path, self.manifest, write)
+    def request_sources(self, where: str | os.PathLike[str]) -> None:
+        """``--emit-source``: write the sources to ``where/source/``. When ``where`` is (or will be) the
+        artifact directory, they are written inside the artifact when it is exported; a plain non-empty
+        folder gets them now."""
+        directory = Path(where)
+        if directory.is_dir() and any(directory.iterdir()) and not (directory / MANIFEST).exists():
+            self.write_sources(directory / SOURCE_DIR)
+        else:
+            self._emit_source = directory
+
+    # -- export ---------------------------------------------------------------------------------------------
+    def _write_library(self, file: Path) -> None:
+        if self._library_file is not None:
+            shutil.copyfile(self._library_file, file)
+        else:
+            with filtered_native_stderr():
+                self._executable.export_library(str(file))
+
+    def export(self, path: str | os.PathLike[str]) -> Path:
+        dest = Path(path)
+        inside = self._emit_source is not None and os.path.abspath(self._emit_source) == os.path.abspath(dest)
+        if self._emit_source is not None and not inside:
+            self.write_sources(self._emit_source / SOURCE_DIR)
+
+        def write(root: Path) -> None:
+            self._write_library(root / LIBRARY)
+            if inside:
+                self.write_sources(root / SOURCE_DIR)
+
+        return write_artifact(dest, self.manifest, write)
 
     @staticmethod
     def load(path: str | os.PathLike[str]) -> TVMModel:
@@ -78,7 +111,13 @@ class TVMModel(CompiledModel):
 
         manifest = read_manifest(path)
         library = Path(path) / manifest.files["library"]
-        device_for(manifest.target)  # say at load time when the device is missing
+        dev = device_for(manifest.target)  # say at load time when the device is missing
+        if manifest.target == "cuda":
+            from ..targets.cuda.runtime import check_architecture
+
+            problem = check_architecture(dev, list(manifest.target_options.get("archs", [])))
+            if problem:
+                raise DeviceUnavailableError(problem)
         try:
             with filtered_native_stderr():
                 lib = tvm.runtime.load_module(str(library))

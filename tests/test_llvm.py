@@ -117,3 +117,13 @@ def test_export_replaces_an_earlier_artifact(zoo_onnx, tmp_path: Path) -> None:
     second = sparsecc.compile(zoo_onnx("gsc_dense_small2")).export(tmp_path / "a")
     assert first == second and sparsecc.load(second).manifest.model == "gsc_dense_small2"
     assert [p.name for p in tmp_path.iterdir()] == ["a"]  # no temporary directories left behind
+
+
+def test_emit_source_writes_tvmscript_and_llvm_ir_into_the_artifact(zoo_onnx, tmp_path: Path) -> None:
+    out = tmp_path / "art"
+    model = sparsecc.compile(zoo_onnx("gsc_dense_small1"), target="llvm", emit_source=out)
+    model.export(out)
+    module_py = (out / "source" / "module.py").read_text()
+    assert "def main(" in module_py and "R.dataflow" in module_py
+    assert "define " in (out / "source" / "model.ll").read_text()
+    assert sparsecc.load(out).manifest.target == "llvm"  # the sources do not disturb the artifact

@@ -7,6 +7,7 @@ assembled as a Relax VM program and compiled for the host CPU with an explicit t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -39,8 +40,11 @@ def host_target(mcpu: str | None = None, num_cores: int | None = None) -> tvm.ta
 
 
 def compile(module: Module, *, pipeline: str, batch: int | None, progress: Callable[[str], None] | None = None,
-            mcpu: str | None = None) -> TVMModel:
-    """Compile an optimised module for the host CPU; returns a runnable, exportable model."""
+            mcpu: str | None = None, emit_source: str | os.PathLike[str] | None = None) -> TVMModel:
+    """Compile an optimised module for the host CPU; returns a runnable, exportable model.
+
+    ``emit_source``: a directory that receives ``source/module.py`` (the Relax program and the TIR kernels as
+    TVMScript) and ``source/model.ll`` (the LLVM IR), inside the artifact when it is exported there."""
     target = host_target(mcpu)
     irmod = RelaxLowering(module, KERNELS, progress).build()
     if progress:
@@ -51,4 +55,13 @@ def compile(module: Module, *, pipeline: str, batch: int | None, progress: Calla
         raise CompileError(f"TVM failed to build the module: {str(exc).strip().splitlines()[-1]}") from exc
     manifest = make_manifest(module, "llvm", pipeline, batch, {"library": LIBRARY},
                              {"mtriple": TRIPLE, "mcpu": str(target.attrs["mcpu"])})
-    return TVMModel(manifest, executable)
+    model = TVMModel(manifest, executable)
+    if emit_source is not None:
+        model.sources = {"module.py": irmod.script(), "model.ll": _llvm_ir(executable)}
+        model.request_sources(emit_source)
+    return model
+
+
+def _llvm_ir(executable: Any) -> str:
+    """The LLVM IR of the kernels (the llvm module imported by the VM executable)."""
+    return "\n".join(str(m.inspect_source("ll")) for m in executable.mod.imports if m.kind == "llvm")

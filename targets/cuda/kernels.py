@@ -1,0 +1,783 @@
+"""GPU TIR kernels of the cuda target, each specialised to its layer's constant weights and sparsity.
+
+Every generator is a plain function of static shapes, attributes and numpy constants that returns a
+:class:`GpuKernel`: a TIR ``PrimFunc`` with params ``(activation, *constants, output)`` (batch symbolic) plus the
+packed constants. Kernels are written as *phases*: consecutive ``threadIdx.x`` loops inside one
+``blockIdx.x`` loop. TVM fuses the phases into one thread scope and its ThreadSync pass puts a
+``__syncthreads()`` wherever a phase reads shared memory that an earlier phase wrote, so no barrier is written
+by hand. Values that live across phases are in shared memory (per thread: indexed by ``threadIdx.x``) or, when
+every thread holds the same value, in ``local`` scalars that each thread recomputes identically.
+
+The same code is emitted with the :data:`CPU` flavour as serial loops (blocks, then each phase's threads one
+after another; shared memory becomes ordinary scratch, atomics plain adds), which TVM's llvm backend runs: the
+tests check every kernel's logic against numpy on machines without a GPU.
+
+Kernels (``T`` threads per block, ``B`` the batch):
+
+* :func:`kwta_global` — k-WTA over a whole sample (a ``(B, n)`` row or a flattened ``C*H*W``): one block per
+  sample. Exact threshold by 4-pass MSD radix select on order-preserving uint32 keys of the boosted values
+  (8-bit digits; per pass a 256-bin shared histogram built with shared atomics over the keys that match the
+  prefix so far, then the digit that holds rank k). ``ties="keep"`` masks ``key < threshold``; ``"break"``
+  keeps, among keys equal to the threshold, the first ones in flat order (per-thread contiguous segments, one
+  block-wide prefix sum of their tie counts). A following ReLU and/or max-pool are fused (ties kept).
+* :func:`kwta_local` — k-WTA over the channels at each pixel: one thread per (sample, pixel), keys in
+  registers, threshold by 32-step bisection on the key bits (largest t with #(key >= t) >= k).
+* :func:`conv2d_gather` — weight-sparse conv: one thread per output element, looping over its filter's
+  non-zero taps only (CSR per filter; padding, stride, dilation, groups), bias and a fused ReLU / max-pool.
+* :func:`conv2d_scatter` — sparse-sparse conv (also used for activation-sparse with dense weights): one block
+  per (sample, group of output channels whose pre-pool outputs fit in shared memory). The block compacts the
+  sample's non-zero inputs (chunks of ``T``, ordered by a block prefix sum), then scatters every active input
+  over the non-zero taps of its input channel (CSC-like lists per channel and group) into the shared
+  accumulator tile with shared-memory atomics; finally bias, ReLU and max-pool write the outputs.
+* :func:`linear_gather` — weight-sparse linear: one thread per (sample, unit) over its row's non-zeros
+  (ELL transposed for a fixed fan-in, so consecutive threads read consecutive weights; CSR otherwise).
+* :func:`linear_scatter` — sparse-sparse linear (and activation-sparse with dense weights): one block per
+  sample; compact the active inputs, scatter each over its CSC column into a shared accumulator row.
+
+Scatter kernels add in an order that depends on thread timing (float atomics), so results can differ from run
+to run in the last bits; gathers and k-WTA are deterministic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from tvm import tirx
+from tvm.script import tirx as T
+
+from ...compiler.ir.shapes import window_output_dim
+
+#: Shared memory budget (floats) for a scatter kernel's accumulator tile (40 KiB of the 48 KiB static limit).
+SMEM_FLOATS = 10240
+#: Threads per block.
+THREADS = 256
+NEG_INF = float("-inf")
+
+
+class Flavour:
+    """How kernels are emitted: for the GPU, or as serial loops for the CPU (testing)."""
+
+    def __init__(self, gpu: bool) -> None:
+        self.gpu = gpu
+        self.shared = "shared" if gpu else "global"
+
+    def blocks(self, extent: Any) -> Any:
+        return T.thread_binding(extent, thread="blockIdx.x") if self.gpu else T.serial(extent)
+
+    def threads(self, extent: int) -> Any:
+        return T.thread_binding(extent, thread="threadIdx.x") if self.gpu else T.serial(extent)
+
+    def barrier(self) -> None:
+        """Emit ``__syncthreads()`` (nothing on the CPU, where phases run one after another)."""
+        T.evaluate(T.tvm_storage_sync("shared") if self.gpu else T.int32(0))
+
+    def atomic_add(self, buf: Any, index: Any, value: Any) -> None:
+        """Emit ``buf[index] += value`` (a shared-memory atomic on the GPU)."""
+        if self.gpu:
+            T.evaluate(T.call_intrin(value.ty, "tirx.cuda.atomic_add", T.address_of(buf[index]), value))
+        else:
+            T.buffer_store(buf, buf[index] + value, [index])
+
+
+GPU = Flavour(True)
+CPU = Flavour(False)
+
+
+@dataclasses.dataclass
+class GpuKernel:
+    """A generated kernel: PrimFunc with params (activation, *constants, output), its constants, output shape."""
+
+    func: tirx.PrimFunc
+    constants: list[np.ndarray]
+    out_shape: tuple[int, ...]  # without the batch dimension
+    kind: str
+
+
+def _finish(func: tirx.PrimFunc, constants: Sequence[np.ndarray], out_shape: Sequence[int], kind: str) -> GpuKernel:
+    func = func.with_attr("tirx.is_scheduled", True).without_attr("global_symbol")  # named by the caller
+    return GpuKernel(func, [np.ascontiguousarray(c) for c in constants], tuple(int(d) for d in out_shape), kind)
+
+
+# -- expression helpers ----------------------------------------------------------------------------------------
+def float_key(value: Any) -> Any:
+    """Order-preserving uint32 key of a float32: ``a < b`` iff ``key(a) < key(b)``; -0.0 and +0.0 are equal."""
+    bits = T.reinterpret("uint32", value)
+    bits = T.Select(bits == T.uint32(0x80000000), T.uint32(0), bits)
+    sign = T.reinterpret("uint32", T.shift_right(T.reinterpret("int32", bits), T.int32(31)))
+    return T.bitwise_xor(bits, T.bitwise_or(sign, T.uint32(0x80000000)))
+
+
+def np_float_key(x: np.ndarray) -> np.ndarray:
+    """numpy twin of :func:`float_key`."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).copy()
+    bits[bits == 0x80000000] = 0
+    sign = (bits.view(np.int32) >> 31).view(np.uint32)
+    return bits ^ (sign | np.uint32(0x80000000))
+
+
+def _relu(value: Any, relu: bool) -> Any:
+    return T.max(value, T.float32(0)) if relu else value
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (max(1, n) - 1).bit_length())
+
+
+class BoostIndex:
+    """Where the boost factor of unit ``i`` (flat index within a selection group of ``shape``) lives."""
+
+    def __init__(self, boost: np.ndarray | None, shape: Sequence[int]) -> None:
+        shape = tuple(int(d) for d in shape)
+        if boost is None:
+            self.array = np.ones(1, np.float32)
+            self.strides: list[tuple[int, int, int]] | None = None
+            return
+        b = np.asarray(boost, np.float32)
+        b = b.reshape(b.shape[1:]) if b.ndim == len(shape) + 1 else b
+        if b.ndim != len(shape):
+            raise ValueError(f"boost of shape {list(np.shape(boost))} does not fit a group of shape {list(shape)}")
+        kept = tuple(d if d == s else 1 for d, s in zip(b.shape, shape, strict=True))
+        self.array = np.ascontiguousarray(b.reshape(kept), np.float32).reshape(-1)
+        x_strides = [math.prod(shape[a + 1:]) for a in range(len(shape))]
+        b_strides = [math.prod(kept[a + 1:]) for a in range(len(shape))]
+        self.strides = [(x_strides[a], shape[a], b_strides[a]) for a in range(len(shape)) if kept[a] != 1]
+
+    @property
+    def size(self) -> int:
+        return int(self.array.size)
+
+    def boosted(self, value: Any, i: Any, buf: Any) -> Any:
+        if self.strides is None:
+            return value
+        index = 0
+        for x_stride, extent, b_stride in self.strides:
+            index = index + (i // x_stride) % extent * b_stride
+        return value * buf[index]
+
+
+def pooled_dims(h: int, w: int, pool: Any) -> tuple[int, int]:
+    kh, kw = pool.kernel
+    sh, sw = pool.strides
+    pt, pl, pb, pr = pool.pads
+    oh = window_output_dim(h, kh, sh, pt, pb, 1, pool.ceil_mode)
+    ow = window_output_dim(w, kw, sw, pl, pr, 1, pool.ceil_mode)
+    assert oh is not None and ow is not None
+    return oh, ow
+
+
+@T.macro
+def sync(nt, F):
+    """A block-wide barrier as its own phase. Written out wherever a phase reads shared memory that other
+    threads wrote in an earlier phase: TVM's ThreadSync does not see the shared atomics."""
+    for _tx in F.threads(nt):
+        F.barrier()
+
+
+@T.macro
+def block_scan(scan, tmp, nt, log_nt, F):
+    """Inclusive prefix sum of the int32 shared array ``scan[0:nt]`` (Hillis-Steele; ``tmp`` is scratch)."""
+    sync(nt, F)
+    for d in range(log_nt):
+        for tx in F.threads(nt):
+            tmp[tx] = scan[tx] + T.if_then_else(tx >= T.shift_left(1, d), scan[T.max(tx - T.shift_left(1, d), 0)], 0)
+        sync(nt, F)
+        for tx in F.threads(nt):
+            scan[tx] = tmp[tx]
+        sync(nt, F)
+
+
+# -- k-WTA -------------------------------------------------------------------------------------------------------
+def kwta_global(shape: Sequence[int], k: int, ties: str = "keep", boost: np.ndarray | None = None,
+                relu: bool = False, pool: Any = None, flavour: Flavour = GPU) -> GpuKernel:
+    """k-WTA over each whole sample of shape ``shape``; ``relu``/``pool`` (a MaxPoolStage) applied after it."""
+    shape = tuple(int(d) for d in shape)
+    n = math.prod(shape)
+    if not 1 <= k <= n:
+        raise ValueError(f"k={k} outside [1, {n}]")
+    if ties not in ("keep", "break"):
+        raise ValueError(f"unknown ties mode {ties}")
+    if pool is not None and (ties != "keep" or len(shape) != 3):
+        raise ValueError("a fused max-pool needs ties='keep' and a (C, H, W) group")
+    F = flavour
+    nt = 512 if n > 4096 else THREADS
+    log_nt = nt.bit_length() - 1
+    steps = -(-n // nt)
+    seg = -(-n // nt)
+    bidx = BoostIndex(boost, shape)
+    nb = bidx.size
+    if pool is not None:
+        c_, h_, w_ = shape
+        oh, ow = pooled_dims(h_, w_, pool)
+        out_shape: tuple[int, ...] = (c_, oh, ow)
+        kh, kw = pool.kernel
+        psh, psw = pool.strides
+        ppt, ppl = pool.pads[0], pool.pads[1]
+    else:
+        out_shape = shape
+        c_ = h_ = w_ = oh = ow = kh = kw = psh = psw = ppt = ppl = 1
+    n_out = math.prod(out_shape)
+    out_steps = -(-n_out // nt)
+    keep = ties == "keep"
+
+    def key_at(xf, base, i, boost_buf):
+        return float_key(bidx.boosted(xf[base + i], i, boost_buf))
+
+    def himask(p):
+        # the key bits already fixed before pass p (none for p = 0; no shift by 32)
+        return T.if_then_else(p == 0, T.uint32(0), T.shift_left(T.uint32(0xFFFFFFFF), T.Cast("uint32", 32 - 8 * p)))
+
+    def shift(p):
+        return T.Cast("uint32", 24 - 8 * p)
+
+    @T.prim_func
+    def kwta(x_handle: T.handle, boost_buf: T.Buffer((nb,), "float32"), y_handle: T.handle):
+        T.func_attr({"tir.noalias": True})
+        batch = T.int64()
+        X = T.match_buffer(x_handle, (batch, *shape), "float32")
+        Y = T.match_buffer(y_handle, (batch, *out_shape), "float32")
+        Xf = T.decl_buffer((batch * n,), "float32", data=X.data)
+        Yf = T.decl_buffer((batch * n_out,), "float32", data=Y.data)
+        for b in F.blocks(batch):
+            hist = T.alloc_buffer((256,), "int32", scope=F.shared)
+            pre = T.alloc_buffer((5,), "uint32", scope="local")
+            krem = T.alloc_buffer((5,), "int32", scope="local")
+            sel = T.alloc_buffer((4,), "int32", scope="local")
+            for _tx in F.threads(nt):
+                pre[0] = T.uint32(0)
+                krem[0] = k
+            for p in range(4):
+                for tx in F.threads(nt):
+                    if tx < 256:
+                        hist[tx] = 0
+                sync(nt, F)
+                for tx in F.threads(nt):
+                    for j in range(steps):
+                        if j * nt + tx < n:  # noqa: SIM102 (guards the load below)
+                            if T.bitwise_and(key_at(Xf, b * n, j * nt + tx, boost_buf), himask(p)) == pre[p]:
+                                F.atomic_add(hist, T.Cast("int32", T.bitwise_and(
+                                    T.shift_right(key_at(Xf, b * n, j * nt + tx, boost_buf), shift(p)),
+                                    T.uint32(255))), T.int32(1))
+                sync(nt, F)
+                for _tx in F.threads(nt):
+                    # every thread finds the digit holding rank krem[p] (same result everywhere)
+                    sel[0] = 0
+                    sel[1] = 0
+                    sel[2] = 0
+                    for d in range(256):
+                        sel[3] = hist[255 - d]
+                        if sel[1] == 0:
+                            if sel[0] + sel[3] >= krem[p]:
+                                sel[1] = 1
+                                sel[2] = 255 - d
+                            else:
+                                sel[0] = sel[0] + sel[3]
+                    krem[p + 1] = krem[p] - sel[0]
+                    pre[p + 1] = T.bitwise_or(pre[p], T.shift_left(T.Cast("uint32", sel[2]), shift(p)))
+                sync(nt, F)
+            if keep:
+                for tx in F.threads(nt):
+                    for j in range(out_steps):
+                        if j * nt + tx < n_out:
+                            if pool is None:
+                                Yf[b * n_out + j * nt + tx] = _relu(T.if_then_else(
+                                    key_at(Xf, b * n, j * nt + tx, boost_buf) < pre[4], T.float32(0),
+                                    Xf[b * n + j * nt + tx]), relu)
+                            else:
+                                best = T.alloc_buffer((1,), "float32", scope="local")
+                                best[0] = T.float32(NEG_INF)
+                                for wy in range(kh):
+                                    for wx in range(kw):
+                                        if ((j * nt + tx) % (oh * ow) // ow * psh - ppt + wy >= 0
+                                                and (j * nt + tx) % (oh * ow) // ow * psh - ppt + wy < h_
+                                                and (j * nt + tx) % ow * psw - ppl + wx >= 0
+                                                and (j * nt + tx) % ow * psw - ppl + wx < w_):
+                                            best[0] = T.max(best[0], T.if_then_else(
+                                                key_at(Xf, b * n, (j * nt + tx) // (oh * ow) * (h_ * w_)
+                                                       + ((j * nt + tx) % (oh * ow) // ow * psh - ppt + wy) * w_
+                                                       + (j * nt + tx) % ow * psw - ppl + wx, boost_buf) < pre[4],
+                                                T.float32(0),
+                                                Xf[b * n + (j * nt + tx) // (oh * ow) * (h_ * w_)
+                                                   + ((j * nt + tx) % (oh * ow) // ow * psh - ppt + wy) * w_
+                                                   + (j * nt + tx) % ow * psw - ppl + wx]))
+                                Yf[b * n_out + j * nt + tx] = _relu(best[0], relu)
+            else:
+                cnt = T.alloc_buffer((nt,), "int32", scope=F.shared)
+                scan = T.alloc_buffer((nt,), "int32", scope=F.shared)
+                tmp = T.alloc_buffer((nt,), "int32", scope=F.shared)
+                for tx in F.threads(nt):
+                    c = T.alloc_buffer((1,), "int32", scope="local")
+                    c[0] = 0
+                    for s in range(seg):
+                        if tx * seg + s < n:
+                            c[0] = c[0] + T.Cast("int32", key_at(Xf, b * n, tx * seg + s, boost_buf) == pre[4])
+                    cnt[tx] = c[0]
+                    scan[tx] = c[0]
+                block_scan(scan, tmp, nt, log_nt, F)
+                for tx in F.threads(nt):
+                    seen = T.alloc_buffer((1,), "int32", scope="local")
+                    seen[0] = scan[tx] - cnt[tx]
+                    for s in range(seg):
+                        if tx * seg + s < n:
+                            if key_at(Xf, b * n, tx * seg + s, boost_buf) > pre[4]:
+                                Yf[b * n + tx * seg + s] = _relu(Xf[b * n + tx * seg + s], relu)
+                            elif key_at(Xf, b * n, tx * seg + s, boost_buf) == pre[4] and seen[0] < krem[4]:
+                                Yf[b * n + tx * seg + s] = _relu(Xf[b * n + tx * seg + s], relu)
+                                seen[0] = seen[0] + 1
+                            else:
+                                Yf[b * n + tx * seg + s] = T.float32(0)
+
+    return _finish(kwta, [bidx.array], out_shape, "kwta_global")
+
+
+def kwta_local(shape: Sequence[int], k: int, ties: str = "keep", boost: np.ndarray | None = None,
+               relu: bool = False, flavour: Flavour = GPU) -> GpuKernel:
+    """k-WTA over axis 0 (channels) of ``shape`` = (C, *spatial), independently at every spatial position."""
+    shape = tuple(int(d) for d in shape)
+    channels, npix = shape[0], math.prod(shape[1:])
+    if not 1 <= k <= channels:
+        raise ValueError(f"k={k} outside [1, {channels}]")
+    F = flavour
+    nt = THREADS
+    n = channels * npix
+    bidx = BoostIndex(boost, shape)
+    nb = bidx.size
+    keep = ties == "keep"
+
+    def key_at(xf, base, c, p, boost_buf):
+        return float_key(bidx.boosted(xf[base + c * npix + p], c * npix + p, boost_buf))
+
+    @T.prim_func
+    def kwta(x_handle: T.handle, boost_buf: T.Buffer((nb,), "float32"), y_handle: T.handle):
+        T.func_attr({"tir.noalias": True})
+        batch = T.int64()
+        X = T.match_buffer(x_handle, (batch, *shape), "float32")
+        Y = T.match_buffer(y_handle, (batch, *shape), "float32")
+        Xf = T.decl_buffer((batch * n,), "float32", data=X.data)
+        Yf = T.decl_buffer((batch * n,), "float32", data=Y.data)
+        for blk in F.blocks((batch * npix + nt - 1) // nt):
+            for tx in F.threads(nt):
+                if blk * nt + tx < batch * npix:
+                    keys = T.alloc_buffer((channels,), "uint32", scope="local")
+                    st = T.alloc_buffer((3,), "uint32", scope="local")  # threshold, count, need
+                    for c in range(channels):
+                        keys[c] = key_at(Xf, (blk * nt + tx) // npix * n, c, (blk * nt + tx) % npix, boost_buf)
+                    st[0] = T.uint32(0)
+                    for bit in range(32):
+                        st[1] = T.uint32(0)
+                        for c in range(channels):
+                            st[1] = st[1] + T.Cast("uint32", keys[c] >= T.bitwise_or(
+                                st[0], T.shift_left(T.uint32(1), T.Cast("uint32", 31 - bit))))
+                        if st[1] >= T.uint32(k):
+                            st[0] = T.bitwise_or(st[0], T.shift_left(T.uint32(1), T.Cast("uint32", 31 - bit)))
+                    if keep:
+                        for c in range(channels):
+                            Yf[(blk * nt + tx) // npix * n + c * npix + (blk * nt + tx) % npix] = _relu(
+                                T.if_then_else(keys[c] < st[0], T.float32(0),
+                                               Xf[(blk * nt + tx) // npix * n + c * npix + (blk * nt + tx) % npix]),
+                                relu)
+                    else:
+                        st[2] = T.uint32(k)
+                        for c in range(channels):
+                            st[2] = st[2] - T.Cast("uint32", keys[c] > st[0])
+                        for c in range(channels):
+                            if keys[c] > st[0] or (keys[c] == st[0] and st[2] > T.uint32(0)):
+                                Yf[(blk * nt + tx) // npix * n + c * npix + (blk * nt + tx) % npix] = _relu(
+                                    Xf[(blk * nt + tx) // npix * n + c * npix + (blk * nt + tx) % npix], relu)
+                                if keys[c] == st[0]:
+                                    st[2] = st[2] - T.uint32(1)
+                            else:
+                                Yf[(blk * nt + tx) // npix * n + c * npix + (blk * nt + tx) % npix] = T.float32(0)
+
+    return _finish(kwta, [bidx.array], shape, "kwta_local")
+
+
+# -- convolution -------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ConvGeometry:
+    in_shape: tuple[int, int, int]
+    weight_shape: tuple[int, int, int, int]
+    strides: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    dilations: tuple[int, int]
+    groups: int
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        _, h, w = self.in_shape
+        _, _, kh, kw = self.weight_shape
+        oh = window_output_dim(h, kh, self.strides[0], self.pads[0], self.pads[2], self.dilations[0])
+        ow = window_output_dim(w, kw, self.strides[1], self.pads[1], self.pads[3], self.dilations[1])
+        assert oh is not None and ow is not None
+        return oh, ow
+
+
+def _pool_params(pool: Any, oh: int, ow: int) -> tuple[int, int, int, int, int, int, int, int]:
+    """(out h, out w, kernel h, kernel w, stride h, stride w, pad top, pad left); identity without a pool."""
+    if pool is None:
+        return oh, ow, 1, 1, 1, 1, 0, 0
+    qh, qw = pooled_dims(oh, ow, pool)
+    return qh, qw, pool.kernel[0], pool.kernel[1], pool.strides[0], pool.strides[1], pool.pads[0], pool.pads[1]
+
+
+def pack_filter_taps(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR of the non-zero taps per filter: ``ptr`` (O+1), ``codes`` = c << 16 | ky << 8 | kx, ``vals``."""
+    o_ch, c_ch, kh, kw = weight.shape
+    if c_ch >= 1 << 15 or kh >= 256 or kw >= 256:
+        raise ValueError("filter too large for the packed tap codes")
+    o, c, ky, kx = np.nonzero(weight)
+    codes = (c << 16 | ky << 8 | kx).astype(np.int32)
+    vals = weight[o, c, ky, kx].astype(np.float32)
+    ptr = np.zeros(o_ch + 1, np.int32)
+    np.add.at(ptr, o + 1, 1)
+    ptr = np.cumsum(ptr).astype(np.int32)
+    if codes.size == 0:
+        codes, vals = np.zeros(1, np.int32), np.zeros(1, np.float32)
+    return ptr, codes, vals
+
+
+def conv2d_gather(geometry: ConvGeometry, weight: np.ndarray, bias: np.ndarray | None, relu: bool = False,
+                  pool: Any = None, flavour: Flavour = GPU) -> GpuKernel:
+    """Weight-sparse conv2d (+bias, ReLU, max-pool): one thread per output, over its filter's non-zero taps."""
+    c_in, h, w = geometry.in_shape
+    o_ch, cg, _kh, _kw = geometry.weight_shape
+    sh, sw = geometry.strides
+    pt, pl = geometry.pads[0], geometry.pads[1]
+    dh, dw = geometry.dilations
+    og = o_ch // geometry.groups
+    oh, ow = geometry.out_hw
+    qh, qw, pkh, pkw, psh, psw, ppt, ppl = _pool_params(pool, oh, ow)
+    m = o_ch * qh * qw
+    n_in = c_in * h * w
+    ptr, codes, vals = pack_filter_taps(np.asarray(weight, np.float32))
+    nnz = codes.size
+    bias_arr = np.zeros(o_ch, np.float32) if bias is None else np.asarray(bias, np.float32).reshape(o_ch)
+    F = flavour
+    nt = THREADS
+
+    @T.prim_func
+    def conv(x_handle: T.handle, ptr_buf: T.Buffer((o_ch + 1,), "int32"), code_buf: T.Buffer((nnz,), "int32"),
+             val_buf: T.Buffer((nnz,), "float32"), bias_buf: T.Buffer((o_ch,), "float32"), y_handle: T.handle):
+        T.func_attr({"tir.noalias": True})
+        batch = T.int64()
+        X = T.match_buffer(x_handle, (batch, c_in, h, w), "float32")
+        Y = T.match_buffer(y_handle, (batch, o_ch, qh, qw), "float32")
+        Xf = T.decl_buffer((batch * n_in,), "float32", data=X.data)
+        Yf = T.decl_buffer((batch * m,), "float32", data=Y.data)
+        for blk in F.blocks((batch * m + nt - 1) // nt):
+            for tx in F.threads(nt):
+                if blk * nt + tx < batch * m:
+                    acc = T.alloc_buffer((2,), "float32", scope="local")  # conv output, best so far
+                    o = T.meta_var((blk * nt + tx) % m // (qh * qw))
+                    py = T.meta_var((blk * nt + tx) % (qh * qw) // qw)
+                    px = T.meta_var((blk * nt + tx) % qw)
+                    base = T.meta_var((blk * nt + tx) // m * n_in + o // og * cg * h * w)
+                    acc[1] = T.float32(NEG_INF)
+                    for wy in range(pkh):
+                        for wx in range(pkw):
+                            if (py * psh - ppt + wy >= 0 and py * psh - ppt + wy < oh
+                                    and px * psw - ppl + wx >= 0 and px * psw - ppl + wx < ow):
+                                acc[0] = bias_buf[o]
+                                for t in range(ptr_buf[o + 1] - ptr_buf[o]):
+                                    if ((py * psh - ppt + wy) * sh - pt
+                                            + T.bitwise_and(T.shift_right(code_buf[ptr_buf[o] + t], 8), 255) * dh >= 0
+                                            and (py * psh - ppt + wy) * sh - pt
+                                            + T.bitwise_and(T.shift_right(code_buf[ptr_buf[o] + t], 8), 255) * dh < h
+                                            and (px * psw - ppl + wx) * sw - pl
+                                            + T.bitwise_and(code_buf[ptr_buf[o] + t], 255) * dw >= 0
+                                            and (px * psw - ppl + wx) * sw - pl
+                                            + T.bitwise_and(code_buf[ptr_buf[o] + t], 255) * dw < w):
+                                        acc[0] = acc[0] + val_buf[ptr_buf[o] + t] * Xf[
+                                            base + T.shift_right(code_buf[ptr_buf[o] + t], 16) * (h * w)
+                                            + ((py * psh - ppt + wy) * sh - pt + T.bitwise_and(
+                                                T.shift_right(code_buf[ptr_buf[o] + t], 8), 255) * dh) * w
+                                            + (px * psw - ppl + wx) * sw - pl
+                                            + T.bitwise_and(code_buf[ptr_buf[o] + t], 255) * dw]
+                                acc[1] = T.max(acc[1], acc[0])
+                    Yf[blk * nt + tx] = _relu(acc[1], relu)
+
+    return _finish(conv, [ptr, codes, vals, bias_arr], (o_ch, qh, qw), "conv2d_weight_sparse")
+
+
+def pack_channel_taps(weight: np.ndarray, group_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Per (output-channel group g, input channel c) the non-zero taps: ``ptr`` (G*(C+1)), codes
+    ``o_local << 16 | ky << 8 | kx``, ``vals``; and the longest list."""
+    o_ch, c_ch = weight.shape[:2]
+    groups = -(-o_ch // group_size)
+    ptr = np.zeros(groups * (c_ch + 1), np.int32)
+    codes_l, vals_l = [], []
+    pos, longest = 0, 0
+    for g in range(groups):
+        block = weight[g * group_size:(g + 1) * group_size]
+        for c in range(c_ch):
+            ol, ky, kx = np.nonzero(block[:, c])
+            ptr[g * (c_ch + 1) + c] = pos
+            codes_l.append((ol << 16 | ky << 8 | kx).astype(np.int32))
+            vals_l.append(block[ol, c, ky, kx].astype(np.float32))
+            pos += ol.size
+            longest = max(longest, ol.size)
+        ptr[g * (c_ch + 1) + c_ch] = pos
+    codes = np.concatenate(codes_l) if pos else np.zeros(1, np.int32)
+    vals = np.concatenate(vals_l) if pos else np.zeros(1, np.float32)
+    return ptr, codes, vals, longest
+
+
+def conv2d_scatter(geometry: ConvGeometry, weight: np.ndarray, bias: np.ndarray | None, relu: bool = False,
+                   pool: Any = None, flavour: Flavour = GPU, kind: str = "conv2d_sparse_sparse") -> GpuKernel | None:
+    """Sparse-sparse conv2d: scatter the active inputs over compressed weights (see module docstring).
+
+    None when it does not apply (grouped convolution, or one output channel's map exceeds shared memory)."""
+    if geometry.groups != 1:
+        return None
+    c_in, h, w = geometry.in_shape
+    o_ch, _, _kh, _kw = geometry.weight_shape
+    sh, sw = geometry.strides
+    pt, pl = geometry.pads[0], geometry.pads[1]
+    dh, dw = geometry.dilations
+    oh, ow = geometry.out_hw
+    og = min(o_ch, SMEM_FLOATS // (oh * ow))
+    if og == 0:
+        return None
+    groups = -(-o_ch // og)
+    qh, qw, pkh, pkw, psh, psw, ppt, ppl = _pool_params(pool, oh, ow)
+    ptr, codes, vals, longest = pack_channel_taps(np.asarray(weight, np.float32), og)
+    nnz = codes.size
+    bias_arr = np.zeros(o_ch, np.float32) if bias is None else np.asarray(bias, np.float32).reshape(o_ch)
+    F = flavour
+    nt = THREADS
+    log_nt = nt.bit_length() - 1
+    lanes = min(nt, _next_pow2(longest))  # threads per active input
+    per_round = nt // lanes  # active inputs per round
+    n_in = c_in * h * w
+    chunks = -(-n_in // nt)
+    tile = og * oh * ow
+    n_out_block = og * qh * qw
+    m = o_ch * qh * qw
+    strided = sh != 1 or sw != 1
+
+    @T.prim_func
+    def conv(x_handle: T.handle, ptr_buf: T.Buffer((groups * (c_in + 1),), "int32"),
+             code_buf: T.Buffer((nnz,), "int32"), val_buf: T.Buffer((nnz,), "float32"),
+             bias_buf: T.Buffer((o_ch,), "float32"), y_handle: T.handle):
+        T.func_attr({"tir.noalias": True})
+        batch = T.int64()
+        X = T.match_buffer(x_handle, (batch, c_in, h, w), "float32")
+        Y = T.match_buffer(y_handle, (batch, o_ch, qh, qw), "float32")
+        Xf = T.decl_buffer((batch * n_in,), "float32", data=X.data)
+        Yf = T.decl_buffer((batch * m,), "float32", data=Y.data)
+        for blk in F.blocks(batch * groups):
+            acc = T.alloc_buffer((tile,), "float32", scope=F.shared)
+            cidx = T.alloc_buffer((nt,), "int32", scope=F.shared)
+            cval = T.alloc_buffer((nt,), "float32", scope=F.shared)
+            scan = T.alloc_buffer((nt,), "int32", scope=F.shared)
+            tmp = T.alloc_buffer((nt,), "int32", scope=F.shared)
+            total = T.alloc_buffer((1,), "int32", scope="local")
+            for tx in F.threads(nt):
+                for j in range((tile + nt - 1) // nt):
+                    if j * nt + tx < tile:
+                        acc[j * nt + tx] = T.float32(0)
+            sync(nt, F)
+            for ch in range(chunks):
+                for tx in F.threads(nt):
+                    scan[tx] = T.Cast("int32", ch * nt + tx < n_in and Xf[
+                        blk // groups * n_in + T.min(ch * nt + tx, n_in - 1)] != T.float32(0))
+                block_scan(scan, tmp, nt, log_nt, F)
+                for tx in F.threads(nt):
+                    if ch * nt + tx < n_in:  # noqa: SIM102 (guards the load below)
+                        if Xf[blk // groups * n_in + ch * nt + tx] != T.float32(0):
+                            cidx[scan[tx] - 1] = ch * nt + tx
+                            cval[scan[tx] - 1] = Xf[blk // groups * n_in + ch * nt + tx]
+                sync(nt, F)
+                for tx in F.threads(nt):
+                    total[0] = scan[nt - 1]
+                    loc = T.alloc_buffer((3,), "int32", scope="local")  # input index, tap begin, tap end
+                    val = T.alloc_buffer((1,), "float32", scope="local")
+                    for r in range((total[0] + per_round - 1) // per_round):
+                        if r * per_round + tx // lanes < total[0]:
+                            loc[0] = cidx[r * per_round + tx // lanes]
+                            val[0] = cval[r * per_round + tx // lanes]
+                            loc[1] = ptr_buf[blk % groups * (c_in + 1) + loc[0] // (h * w)]
+                            loc[2] = ptr_buf[blk % groups * (c_in + 1) + loc[0] // (h * w) + 1]
+                            for e in range((loc[2] - loc[1] - tx % lanes + lanes - 1) // lanes):
+                                _scatter_tap(F, acc, code_buf, val_buf, loc, val, e * lanes + tx % lanes,
+                                             h, w, oh, ow, sh, sw, pt, pl, dh, dw, strided)
+                sync(nt, F)
+            for tx in F.threads(nt):
+                for j in range((n_out_block + nt - 1) // nt):
+                    if j * nt + tx < n_out_block and blk % groups * og + (j * nt + tx) // (qh * qw) < o_ch:
+                        best = T.alloc_buffer((1,), "float32", scope="local")
+                        best[0] = T.float32(NEG_INF)
+                        for wy in range(pkh):
+                            for wx in range(pkw):
+                                if ((j * nt + tx) % (qh * qw) // qw * psh - ppt + wy >= 0
+                                        and (j * nt + tx) % (qh * qw) // qw * psh - ppt + wy < oh
+                                        and (j * nt + tx) % qw * psw - ppl + wx >= 0
+                                        and (j * nt + tx) % qw * psw - ppl + wx < ow):
+                                    best[0] = T.max(best[0], acc[(j * nt + tx) // (qh * qw) * (oh * ow)
+                                                                 + ((j * nt + tx) % (qh * qw) // qw * psh - ppt + wy)
+                                                                 * ow + (j * nt + tx) % qw * psw - ppl + wx])
+                        Yf[blk // groups * m + (blk % groups * og) * (qh * qw) + j * nt + tx] = _relu(
+                            best[0] + bias_buf[blk % groups * og + (j * nt + tx) // (qh * qw)], relu)
+
+    return _finish(conv, [ptr, codes, vals, bias_arr], (o_ch, qh, qw), kind)
+
+
+def _scatter_tap(F, acc, code_buf, val_buf, loc, val, offset, h, w, oh, ow, sh, sw, pt, pl, dh, dw, strided):
+    """Emit: add tap ``loc[1] + offset`` of the active input ``loc[0]`` (value ``val[0]``) into ``acc``."""
+    code = code_buf[loc[1] + offset]
+    ny = loc[0] % (h * w) // w + pt - T.bitwise_and(T.shift_right(code, 8), 255) * dh
+    nx = loc[0] % w + pl - T.bitwise_and(code, 255) * dw
+    if strided:
+        valid = tirx.all(ny >= 0, nx >= 0, ny % sh == 0, nx % sw == 0, ny // sh < oh, nx // sw < ow)
+    else:
+        valid = tirx.all(ny >= 0, nx >= 0, ny < oh, nx < ow)
+    index = T.shift_right(code, 16) * (oh * ow) + ny // sh * ow + nx // sw
+    with T.If(valid), T.Then():
+        F.atomic_add(acc, index, val_buf[loc[1] + offset] * val[0])
+
+
+# -- linear ------------------------------------------------------------------------------------------------------
+def linear_gather(weight: np.ndarray, bias: np.ndarray | None, relu: bool = False,
+                  flavour: Flavour = GPU) -> GpuKernel:
+    """Weight-sparse linear ``x @ W.T + b`` (+ReLU): one thread per (sample, unit) over its row's non-zeros."""
+    weight = np.asarray(weight, np.float32)
+    o_units, i_units = weight.shape
+    nnz_rows = (weight != 0).sum(axis=1)
+    fan = int(nnz_rows.max()) if o_units else 0
+    bias_arr = np.zeros(o_units, np.float32) if bias is None else np.asarray(bias, np.float32).reshape(o_units)
+    F = flavour
+    nt = THREADS
+    total_nnz = int(nnz_rows.sum())
+    if fan * o_units <= 1.25 * max(total_nnz, 1):  # (nearly) fixed fan-in: ELL, transposed for coalescing
+        cols = np.zeros((max(fan, 1), o_units), np.int32)
+        vals = np.zeros((max(fan, 1), o_units), np.float32)
+        for o in range(o_units):
+            nz = np.nonzero(weight[o])[0]
+            cols[:nz.size, o] = nz
+            vals[:nz.size, o] = weight[o, nz]
+        slots = cols.shape[0]
+
+        @T.prim_func
+        def linear(x_handle: T.handle, col_buf: T.Buffer((slots, o_units), "int32"),
+                   val_buf: T.Buffer((slots, o_units), "float32"), bias_buf: T.Buffer((o_units,), "float32"),
+                   y_handle: T.handle):
+            T.func_attr({"tir.noalias": True})
+            batch = T.int64()
+            X = T.match_buffer(x_handle, (batch, i_units), "float32")
+            Y = T.match_buffer(y_handle, (batch, o_units), "float32")
+            for blk in F.blocks((batch * o_units + nt - 1) // nt):
+                for tx in F.threads(nt):
+                    if blk * nt + tx < batch * o_units:
+                        acc = T.alloc_buffer((1,), "float32", scope="local")
+                        acc[0] = bias_buf[(blk * nt + tx) % o_units]
+                        for t in range(slots):
+                            acc[0] = acc[0] + val_buf[t, (blk * nt + tx) % o_units] * X[
+                                (blk * nt + tx) // o_units, col_buf[t, (blk * nt + tx) % o_units]]
+                        Y[(blk * nt + tx) // o_units, (blk * nt + tx) % o_units] = _relu(acc[0], relu)
+
+        return _finish(linear, [cols, vals, bias_arr], (o_units,), "linear_weight_sparse")
+
+    rowptr = np.concatenate([[0], np.cumsum(nnz_rows)]).astype(np.int32)
+    rr, cc = np.nonzero(weight)
+    cols = cc.astype(np.int32) if cc.size else np.zeros(1, np.int32)
+    vals = weight[rr, cc].astype(np.float32) if cc.size else np.zeros(1, np.float32)
+    nnz = cols.size
+
+    @T.prim_func
+    def linear_csr(x_handle: T.handle, ptr_buf: T.Buffer((o_units + 1,), "int32"),
+                   col_buf: T.Buffer((nnz,), "int32"), val_buf: T.Buffer((nnz,), "float32"),
+                   bias_buf: T.Buffer((o_units,), "float32"), y_handle: T.handle):
+        T.func_attr({"tir.noalias": True})
+        batch = T.int64()
+        X = T.match_buffer(x_handle, (batch, i_units), "float32")
+        Y = T.match_buffer(y_handle, (batch, o_units), "float32")
+        for blk in F.blocks((batch * o_units + nt - 1) // nt):
+            for tx in F.threads(nt):
+                if blk * nt + tx < batch * o_units:
+                    acc = T.alloc_buffer((1,), "float32", scope="local")
+                    acc[0] = bias_buf[(blk * nt + tx) % o_units]
+                    for t in range(ptr_buf[(blk * nt + tx) % o_units + 1] - ptr_buf[(blk * nt + tx) % o_units]):
+                        acc[0] = acc[0] + val_buf[ptr_buf[(blk * nt + tx) % o_units] + t] * X[
+                            (blk * nt + tx) // o_units, col_buf[ptr_buf[(blk * nt + tx) % o_units] + t]]
+                    Y[(blk * nt + tx) // o_units, (blk * nt + tx) % o_units] = _relu(acc[0], relu)
+
+    return _finish(linear_csr, [rowptr, cols, vals, bias_arr], (o_units,), "linear_weight_sparse")
+
+
+def linear_scatter(weight: np.ndarray, bias: np.ndarray | None, relu: bool = False, flavour: Flavour = GPU,
+                   kind: str = "linear_sparse_sparse") -> GpuKernel | None:
+    """Sparse-sparse linear: one block per sample scatters its active inputs over CSC columns (None when the
+    output row does not fit in shared memory)."""
+    weight = np.asarray(weight, np.float32)
+    o_units, i_units = weight.shape
+    if o_units > SMEM_FLOATS:
+        return None
+    cc, rr = np.nonzero(weight.T)  # column-major order: per input, its output rows
+    colptr = np.zeros(i_units + 1, np.int32)
+    np.add.at(colptr, cc + 1, 1)
+    colptr = np.cumsum(colptr).astype(np.int32)
+    longest = int(np.diff(colptr).max()) if i_units else 0
+    rows = rr.astype(np.int32) if rr.size else np.zeros(1, np.int32)
+    vals = weight[rr, cc].astype(np.float32) if rr.size else np.zeros(1, np.float32)
+    nnz = rows.size
+    bias_arr = np.zeros(o_units, np.float32) if bias is None else np.asarray(bias, np.float32).reshape(o_units)
+    F = flavour
+    nt = THREADS
+    log_nt = nt.bit_length() - 1
+    lanes = min(nt, _next_pow2(longest))
+    per_round = nt // lanes
+    chunks = -(-i_units // nt)
+
+    @T.prim_func
+    def linear(x_handle: T.handle, ptr_buf: T.Buffer((i_units + 1,), "int32"), row_buf: T.Buffer((nnz,), "int32"),
+               val_buf: T.Buffer((nnz,), "float32"), bias_buf: T.Buffer((o_units,), "float32"), y_handle: T.handle):
+        T.func_attr({"tir.noalias": True})
+        batch = T.int64()
+        X = T.match_buffer(x_handle, (batch, i_units), "float32")
+        Y = T.match_buffer(y_handle, (batch, o_units), "float32")
+        for b in F.blocks(batch):
+            acc = T.alloc_buffer((o_units,), "float32", scope=F.shared)
+            cidx = T.alloc_buffer((nt,), "int32", scope=F.shared)
+            cval = T.alloc_buffer((nt,), "float32", scope=F.shared)
+            scan = T.alloc_buffer((nt,), "int32", scope=F.shared)
+            tmp = T.alloc_buffer((nt,), "int32", scope=F.shared)
+            total = T.alloc_buffer((1,), "int32", scope="local")
+            for tx in F.threads(nt):
+                for j in range((o_units + nt - 1) // nt):
+                    if j * nt + tx < o_units:
+                        acc[j * nt + tx] = T.float32(0)
+            sync(nt, F)
+            for ch in range(chunks):
+                for tx in F.threads(nt):
+                    scan[tx] = T.Cast("int32", ch * nt + tx < i_units
+                                      and X[b, T.min(ch * nt + tx, i_units - 1)] != T.float32(0))
+                block_scan(scan, tmp, nt, log_nt, F)
+                for tx in F.threads(nt):
+                    if ch * nt + tx < i_units:  # noqa: SIM102 (guards the load below)
+                        if X[b, ch * nt + tx] != T.float32(0):
+                            cidx[scan[tx] - 1] = ch * nt + tx
+                            cval[scan[tx] - 1] = X[b, ch * nt + tx]
+                sync(nt, F)
+                for tx in F.threads(nt):
+                    total[0] = scan[nt - 1]
+                    loc = T.alloc_buffer((3,), "int32", scope="local")
+                    val = T.alloc_buffer((1,), "float32", scope="local")
+                    for r in range((total[0] + per_round - 1) // per_round):
+                        if r * per_round + tx // lanes < total[0]:
+                            loc[0] = cidx[r * per_round + tx // lanes]
+                            val[0] = cval[r * per_round + tx // lanes]
+                            loc[1] = ptr_buf[loc[0]]
+                            loc[2] = ptr_buf[loc[0] + 1]
+                            for e in range((loc[2] - loc[1] - tx % lanes + lanes - 1) // lanes):
+                                F.atomic_add(acc, row_buf[loc[1] + e * lanes + tx % lanes],
+                                             val_buf[loc[1] + e * lanes + tx % lanes] * val[0])
+                sync(nt, F)
+            for tx in F.threads(nt):
+                for j in range((o_units + nt - 1) // nt):
+                    if j * nt + tx < o_units:
+                        Y[b, j * nt + tx] = _relu(acc[j * nt + tx] + bias_buf[j * nt + tx], relu)
+
+    return _finish(linear, [colptr, rows, vals, bias_arr], (o_units,), kind)
