@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, SparseccError
+from .feeds import check_feeds
 from .ir import ops
 from .ir.core import Module, Operation, Value
 from .ir.ops.sparse import KWTAStage, MaxPoolStage, ReluStage
@@ -50,27 +51,9 @@ class Context:
 
 
 def check_inputs(module: Module, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Validate a feed against the signature: names, dtypes and shapes. Returns arrays by name."""
-    args = module.func.args
-    names = [a.name for a in args]
-    unknown = sorted(set(inputs) - set(names))
-    if unknown:
-        raise InputError(f"unknown input(s) {unknown}; the model takes {names}")
-    missing = [n for n in names if n not in inputs]
-    if missing:
-        raise InputError(f"missing input(s) {missing}; the model takes {names}")
-    feed: dict[str, np.ndarray] = {}
-    for arg in args:
-        array = inputs[arg.name]
-        if not isinstance(array, np.ndarray):
-            raise InputError(f"input '{arg.name}' must be a numpy array, got {type(array).__name__}")
-        if array.dtype != arg.type.numpy_dtype:
-            raise InputError(f"input '{arg.name}' has dtype {array.dtype}, expected {arg.type.numpy_dtype}")
-        if not arg.type.accepts(array.shape, array.dtype):
-            want = ["?" if d is None else d for d in arg.type.shape]
-            raise InputError(f"input '{arg.name}' has shape {list(array.shape)}, expected {want}")
-        feed[arg.name] = array
-    return feed
+    """Validate a feed against the function's signature; returns the arrays by argument name."""
+    signature = [(a.name or "", a.type.shape, a.type.numpy_dtype) for a in module.func.args]
+    return dict(zip((name for name, _, _ in signature), check_feeds(signature, inputs), strict=True))
 
 
 def evaluate_op(op: Operation, operands: list[Any]) -> tuple[np.ndarray, ...]:

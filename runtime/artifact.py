@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..compiler.errors import ArtifactError, InputError
+from ..compiler.feeds import check_feeds
 from ..compiler.ir.core import Module
 from ..compiler.ir.types import DTYPES
 
@@ -151,36 +152,7 @@ class CompiledModel:
 
     def check_feeds(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Validate names, dtypes and shapes; returns the inputs in signature order."""
-        if not isinstance(feeds, dict):
-            raise InputError(f"inputs must be a dict of name -> numpy array, got {type(feeds).__name__}")
-        names = self.input_names
-        unknown = sorted(set(feeds) - set(names))
-        if unknown:
-            raise InputError(f"unknown input(s) {unknown}; the model takes {names}")
-        missing = [n for n in names if n not in feeds]
-        if missing:
-            raise InputError(f"missing input(s) {missing}; the model takes {names}")
-        arrays = []
-        batch = None
-        for spec in self.manifest.inputs:
-            array = feeds[spec.name]
-            if not isinstance(array, np.ndarray):
-                raise InputError(f"input '{spec.name}' must be a numpy array, got {type(array).__name__}")
-            if array.dtype != DTYPES[spec.dtype]:
-                raise InputError(f"input '{spec.name}' has dtype {array.dtype}, expected {DTYPES[spec.dtype]}")
-            shape_ok = array.ndim == len(spec.shape) and all(
-                d is None or d == s for d, s in zip(spec.shape, array.shape, strict=False))
-            if not shape_ok:
-                want = ["?" if d is None else d for d in spec.shape]
-                raise InputError(f"input '{spec.name}' has shape {list(array.shape)}, expected {want}")
-            if array.ndim and spec.shape and spec.shape[0] is None:
-                if batch is not None and array.shape[0] != batch:
-                    raise InputError(f"inputs disagree on the batch size ({batch} vs {array.shape[0]})")
-                batch = array.shape[0]
-                if batch == 0:
-                    raise InputError(f"input '{spec.name}' has an empty batch")
-            arrays.append(np.ascontiguousarray(array))
-        return arrays
+        return check_feeds([(t.name, t.shape, DTYPES[t.dtype]) for t in self.manifest.inputs], feeds)
 
     def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run on ``feeds`` (name -> array); returns the requested outputs (all when None) in order."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -24,6 +25,7 @@ _NUMBER = re.compile(r"-?(?:inf|nan|[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _HEX = re.compile(r"0x([0-9a-fA-F]*)")
 _DIM = re.compile(r"\?|[0-9]+")
+T = TypeVar("T")
 
 
 class _Parser:
@@ -67,6 +69,22 @@ class _Parser:
             raise self.error(f"expected {what}, found '{found}'")
         self.pos = m.end()
         return m
+
+    def comma_list(self, close: str, item: Callable[[], T]) -> list[T]:
+        """Items separated by commas, up to ``close`` (which may follow at once)."""
+        items: list[T] = []
+        if self.accept(close):
+            return items
+        while True:
+            items.append(item())
+            if self.accept(close):
+                return items
+            self.expect(",")
+
+    def key_value(self, what: str) -> tuple[str, Any]:
+        key = self.match(_IDENT, what).group(0)
+        self.expect("=")
+        return key, self.attr_value()
 
     def string(self) -> str:
         return json.loads(self.match(_STRING, "a string").group(0))
@@ -130,25 +148,10 @@ class _Parser:
         self.skip()
         pos = self.pos
         if self.accept("["):
-            items = []
-            if not self.accept("]"):
-                while True:
-                    items.append(self.attr_value())
-                    if self.accept("]"):
-                        break
-                    self.expect(",")
-            return tuple(items)
+            return tuple(self.comma_list("]", self.attr_value))
         if self.accept("#"):
             mnemonic = self.match(_IDENT, "an attribute mnemonic").group(0)
-            fields: dict[str, Any] = {}
-            if self.accept("<"):
-                while True:
-                    key = self.match(_IDENT, "a field name").group(0)
-                    self.expect("=")
-                    fields[key] = self.attr_value()
-                    if self.accept(">"):
-                        break
-                    self.expect(",")
+            fields = dict(self.comma_list(">", lambda: self.key_value("a field name"))) if self.accept("<") else {}
             try:
                 return build_struct_attr(mnemonic, fields)
             except SparseccError as exc:
@@ -186,30 +189,12 @@ class _Parser:
         self.expect("@")
         fname = self.name()
         self.expect("(")
-        args: list[Value] = []
-        if not self.accept(")"):
-            while True:
-                pos = self.pos
-                aname = self.value_name()
-                self.expect(":")
-                value = Value(self.type())
-                self.define(aname, value, pos)
-                args.append(value)
-                if self.accept(")"):
-                    break
-                self.expect(",")
+        args = self.comma_list(")", self.argument)
         self.expect("->")
         self.expect("(")
-        out_names: list[str] = []
-        out_types: list[TensorType] = []
-        if not self.accept(")"):
-            while True:
-                out_names.append(self.string())
-                self.expect(":")
-                out_types.append(self.type())
-                if self.accept(")"):
-                    break
-                self.expect(",")
+        outputs = self.comma_list(")", self.output)
+        out_names = [name for name, _ in outputs]
+        out_types = [t for _, t in outputs]
         self.expect("{")
         func = Function(fname, args)
         while not self.peek("return"):
@@ -229,6 +214,29 @@ class _Parser:
         self.expect("}")
         return func
 
+    def argument(self) -> Value:
+        pos = self.pos
+        name = self.value_name()
+        self.expect(":")
+        value = Value(self.type())
+        self.define(name, value, pos)
+        return value
+
+    def output(self) -> tuple[str, TensorType]:
+        name = self.string()
+        self.expect(":")
+        return name, self.type()
+
+    def operand(self, named: dict[str, Value]) -> Value | None:
+        """A positional operand (returned) or ``name=%v`` for an optional slot (recorded in ``named``)."""
+        self.skip()
+        m = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*=").match(self.text, self.pos)
+        if m:
+            self.pos = m.end()
+            named[m.group(1)] = self.value_ref()
+            return None
+        return self.value_ref()
+
     def operation(self) -> Operation:
         start = self.pos
         result_names: list[tuple[str, int]] = []
@@ -247,30 +255,10 @@ class _Parser:
             raise self.error(f"unknown op '{op_name}'", pos)
         if op_name == "const":
             return self.constant(cls, result_names)
-        positional: list[Value] = []
         named: dict[str, Value] = {}
         self.expect("(")
-        if not self.accept(")"):
-            while True:
-                self.skip()
-                m = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*=").match(self.text, self.pos)
-                if m:
-                    self.pos = m.end()
-                    named[m.group(1)] = self.value_ref()
-                else:
-                    positional.append(self.value_ref())
-                if self.accept(")"):
-                    break
-                self.expect(",")
-        attrs: dict[str, Any] = {}
-        if self.accept("{"):
-            while True:
-                key = self.match(_IDENT, "an attribute name").group(0)
-                self.expect("=")
-                attrs[key] = self.attr_value()
-                if self.accept("}"):
-                    break
-                self.expect(",")
+        positional = [v for v in self.comma_list(")", lambda: self.operand(named)) if v is not None]
+        attrs = dict(self.comma_list("}", lambda: self.key_value("an attribute name"))) if self.accept("{") else {}
         self.expect(":")
         types = [self.type()]
         while self.accept(","):
@@ -314,13 +302,7 @@ class _Parser:
         pos = self.pos
         if self.accept("dense<"):
             self.expect("[")
-            items: list[Any] = []
-            if not self.accept("]"):
-                while True:
-                    items.append(self.attr_value())
-                    if self.accept("]"):
-                        break
-                    self.expect(",")
+            items = self.comma_list("]", self.attr_value)
             self.expect(">")
             self.expect(":")
             t = self.type()

@@ -44,6 +44,45 @@ struct no_pool {
     static constexpr bool enabled = false;
 };
 
+// ---------------------------------------------------------------------------------------------------------
+// Constant storage. Weight, bias, scale/shift and boost arrays may hold plain values (float, ap_fixed) or
+// `word<T, S>`: the raw two's-complement bits of an ap_fixed T in a plain integer S (int8_t .. int64_t).
+// An array of ap_fixed with initialisers is compiled element by element by C++ compilers (a 20k-element
+// ap_fixed ROM takes minutes in g++); an array of `word` is static data, and in hardware the same ROM
+// bits. Kernels read every constant through `value_of`, which is the identity for plain values and a bit
+// cast (no logic) for words.
+// ---------------------------------------------------------------------------------------------------------
+
+/// A constant of the ap_fixed / ap_ufixed type T stored as its raw bits, sign-extended into the integer S.
+template <class T, class S>
+struct word {
+    S bits;
+};
+
+/// The value type of a stored constant: T for word<T, S>, the type itself otherwise.
+template <class T>
+struct value_type {
+    typedef T type;
+};
+template <class T, class S>
+struct value_type<word<T, S> > {
+    typedef T type;
+};
+
+/// The value of a stored constant (see `word`).
+template <class T>
+inline const T& value_of(const T& v) {
+#pragma HLS INLINE
+    return v;
+}
+template <class T, class S>
+inline T value_of(const word<T, S>& w) {
+#pragma HLS INLINE
+    T v;
+    v.range(T::width - 1, 0) = w.bits;
+    return v;
+}
+
 /// Base of every k-WTA config (standalone `kwta<>` and the `kwta_config` of a fused layer).
 /// Required in the derived struct: `k`; for the standalone kernel also `channels` (and `height`, `width`
 /// for KWinners2d).
@@ -70,13 +109,15 @@ struct pool2d {
 };
 
 /// The fused epilogue of a conv/linear layer: acc (+bias, done by the kernel) -> [affine] -> [relu]
-/// -> cast to the result type -> [k-WTA] -> [maxpool].
+/// -> cast to the result type -> [k-WTA] -> [maxpool] (see epilogue.h for the other stage orders).
 struct epilogue_defaults {
     static constexpr bool affine = false;   // y = acc * scale[c] + shift[c] (batch norm at inference)
     static constexpr bool relu = false;
     typedef no_kwta kwta_config;            // or a struct derived from kwta_defaults
     typedef no_pool pool_config;            // or pool2d<KH, KW, SH, SW> (max pooling)
-    typedef float scale_t;                  // element type of the scale / shift arrays
+    typedef float scale_t;                  // element type of the scale / shift arrays (may be a word<>)
+    static constexpr bool pool_before_kwta = false;   // true: max-pool first, k-WTA over the pooled values
+    static constexpr bool relu_after_kwta = false;    // true: ReLU on the k-WTA winners (not before k-WTA)
 };
 
 /// Size of a pooled dimension (no padding, floor mode).
@@ -84,7 +125,8 @@ constexpr unsigned pooled_dim(unsigned in, unsigned kernel, unsigned stride) {
     return in < kernel ? 0 : (in - kernel) / stride + 1;
 }
 
-/// Number of elements one fused layer writes: C x H x W, or the pooled size when the epilogue pools.
+/// Number of elements one fused layer writes: C x H x W, or the pooled size when the epilogue pools
+/// (whether it pools before or after its k-WTA).
 template <class CONFIG, unsigned C, unsigned H, unsigned W, bool POOL = CONFIG::pool_config::enabled>
 struct epilogue_output {
     static constexpr unsigned size = C * H * W;

@@ -20,6 +20,7 @@
 // Cycle cost per sample (pipelined inner loops, II = 1; OP = out_height * out_width, plus the epilogue):
 //     dense                 O * OP * COLS
 //     ell                   O * OP * fan_in
+//     act_sparse            C*H*W (compaction) + active inputs * taps * O  ~ C*H*W + a * O * COLS * OP
 //     sparse_sparse         C*H*W (compaction) + sum over active inputs and their kernel taps that hit an
 //                           output pixel of the column's non-zeros  ~ C*H*W + a * nnz * H*W / (sh*sw)
 //     complementary         G * OP * COLS
@@ -99,12 +100,12 @@ void conv_dense_acc(const data_t x[conv_geometry<CONFIG>::IN_SIZE],
 conv_dense_outputs:
     for (unsigned q = 0; q < geo::OUT_SIZE; q++) {
         const unsigned o = q / (geo::OH * geo::OW), oy = (q / geo::OW) % geo::OH, ox = q % geo::OW;
-        acc_t a = bias[o];
+        acc_t a = value_of(bias[o]);
     conv_dense_mac:
         for (unsigned col = 0; col < geo::COLS; col++) {
 #pragma HLS PIPELINE II = 1
             unsigned i;
-            if (geo::input_of(col, oy, ox, i)) a += w[o][col] * x[i];
+            if (geo::input_of(col, oy, ox, i)) a += value_of(w[o][col]) * x[i];
         }
         acc[q] = a;
     }
@@ -119,12 +120,12 @@ void conv_ell_acc(const data_t x[conv_geometry<CONFIG>::IN_SIZE],
 conv_ell_outputs:
     for (unsigned q = 0; q < geo::OUT_SIZE; q++) {
         const unsigned o = q / (geo::OH * geo::OW), oy = (q / geo::OW) % geo::OH, ox = q % geo::OW;
-        acc_t a = bias[o];
+        acc_t a = value_of(bias[o]);
     conv_ell_mac:
         for (unsigned f = 0; f < CONFIG::fan_in; f++) {
 #pragma HLS PIPELINE II = 1
             unsigned i;
-            if (geo::input_of(idx[o][f], oy, ox, i)) a += val[o][f] * x[i];
+            if (geo::input_of(idx[o][f], oy, ox, i)) a += value_of(val[o][f]) * x[i];
         }
         acc[q] = a;
     }
@@ -136,7 +137,7 @@ void conv_bias_init(const bias_t bias[CONFIG::out_channels], acc_t acc[conv_geom
 conv_bias_init:
     for (unsigned q = 0; q < geo::OUT_SIZE; q++) {
 #pragma HLS PIPELINE II = 1
-        acc[q] = bias[q / (geo::OH * geo::OW)];
+        acc[q] = value_of(bias[q / (geo::OH * geo::OW)]);
     }
 }
 
@@ -166,7 +167,37 @@ conv_scatter_inputs:
 #pragma HLS PIPELINE II = 1
 // the rows of one column are distinct: no read-after-write between iterations
 #pragma HLS DEPENDENCE variable = acc type = inter false
-                acc[unsigned(row_idx[p]) * OP + pixel] += val[p] * e.value;
+                acc[unsigned(row_idx[p]) * OP + pixel] += value_of(val[p]) * e.value;
+            }
+        }
+    }
+}
+
+template <class CONFIG, class data_t, class weight_t, class bias_t, class acc_t>
+void conv_column_scatter_acc(hls::stream<active_entry<data_t> >& active,
+                             const weight_t w[CONFIG::out_channels][conv_geometry<CONFIG>::COLS],
+                             const bias_t bias[CONFIG::out_channels], acc_t acc[conv_geometry<CONFIG>::OUT_SIZE]) {
+    typedef conv_geometry<CONFIG> geo;
+    constexpr unsigned OP = geo::OH * geo::OW;
+    conv_bias_init<CONFIG>(bias, acc);
+conv_column_scatter_inputs:
+    for (;;) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = geo::IN_SIZE
+        const active_entry<data_t> e = active.read();
+        if (e.last) break;
+        const unsigned c = e.index / (geo::H * geo::W);
+        const unsigned iy = (e.index / geo::W) % geo::H, ix = e.index % geo::W;
+    conv_column_scatter_taps:
+        for (unsigned tap = 0; tap < geo::KK; tap++) {
+            unsigned pixel;
+            if (!geo::output_of(iy, ix, tap, pixel)) continue;
+            const unsigned col = c * geo::KK + tap;
+        // the whole (dense) weight column: one product per output channel
+        conv_column_scatter_rows:
+            for (unsigned o = 0; o < geo::O; o++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS DEPENDENCE variable = acc type = inter false
+                acc[o * OP + pixel] += value_of(w[o][col]) * e.value;
             }
         }
     }
@@ -192,14 +223,14 @@ conv_packed_groups:
             for (unsigned s = 0; s < P; s++) {
 #pragma HLS UNROLL
                 const unsigned r = group_rows[g][s];
-                slot_acc[s] = r < geo::O ? acc_t(bias[r]) : acc_t(0);
+                slot_acc[s] = r < geo::O ? acc_t(value_of(bias[r])) : acc_t(0);
             }
         // one dense MAC pass for all units of the group, products routed by slot
         conv_packed_mac:
             for (unsigned col = 0; col < geo::COLS; col++) {
 #pragma HLS PIPELINE II = 1
                 unsigned i;
-                if (geo::input_of(col, oy, ox, i)) slot_acc[packed_slot[g][col]] += packed_val[g][col] * x[i];
+                if (geo::input_of(col, oy, ox, i)) slot_acc[packed_slot[g][col]] += value_of(packed_val[g][col]) * x[i];
             }
         conv_packed_store:
             for (unsigned s = 0; s < P; s++) {
@@ -238,7 +269,7 @@ conv_packed_scatter_inputs:
             for (unsigned g = 0; g < CONFIG::n_groups; g++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS DEPENDENCE variable = acc type = inter false
-                const weight_t w = packed_val[g][col];
+                const typename value_type<weight_t>::type w = value_of(packed_val[g][col]);
                 if (is_nonzero(w)) acc[unsigned(group_rows[g][packed_slot[g][col]]) * OP + pixel] += w * e.value;
             }
         }
@@ -273,6 +304,23 @@ void conv2d_ell(const data_t x[detail::conv_geometry<CONFIG>::IN_SIZE], res_t y[
 #pragma HLS DATAFLOW
     typename CONFIG::accum_t acc[detail::conv_geometry<CONFIG>::OUT_SIZE];
     detail::conv_ell_acc<CONFIG>(x, idx, val, bias, acc);
+    detail::epilogue<CONFIG, CONFIG::out_channels, CONFIG::out_height, CONFIG::out_width>(acc, y, scale, shift,
+                                                                                         boost);
+}
+
+/// Activation-sparse convolution (dense weights w[O][COLS]): only the non-zero inputs, each scattering,
+/// through every kernel tap that reaches an output pixel, its whole weight column.
+template <class CONFIG, class data_t, class res_t, class weight_t, class bias_t>
+void conv2d_act_sparse(const data_t x[detail::conv_geometry<CONFIG>::IN_SIZE],
+                       res_t y[conv2d_output_size<CONFIG>()],
+                       const weight_t w[CONFIG::out_channels][detail::conv_geometry<CONFIG>::COLS],
+                       const bias_t bias[CONFIG::out_channels], SPARSECC_CONV2D_EPILOGUE_ARGS) {
+#pragma HLS DATAFLOW
+    hls::stream<active_entry<data_t> > active("active_inputs");
+#pragma HLS STREAM variable = active depth = 64
+    typename CONFIG::accum_t acc[detail::conv_geometry<CONFIG>::OUT_SIZE];
+    compact_nonzero<detail::conv_geometry<CONFIG>::IN_SIZE>(x, active);
+    detail::conv_column_scatter_acc<CONFIG>(active, w, bias, acc);
     detail::epilogue<CONFIG, CONFIG::out_channels, CONFIG::out_height, CONFIG::out_width>(acc, y, scale, shift,
                                                                                          boost);
 }

@@ -31,7 +31,7 @@ affine_loop:
     for (unsigned i = 0; i < CONFIG::channels * HW; i++) {
 #pragma HLS PIPELINE II = 1
         const unsigned c = i / HW;
-        acc_t v = x[i] * scale[c] + shift[c];
+        acc_t v = x[i] * value_of(scale[c]) + value_of(shift[c]);
         y[i] = res_t(v);
     }
 }

@@ -10,6 +10,11 @@
 //         -> [max pooling]                                       (CONFIG::pool_config = pool2d<...>)
 //         -> y
 //
+// Networks also pool before their activation. `CONFIG::pool_before_kwta` swaps the last two stages (k-WTA
+// then selects over the pooled C x PH x PW values), and `CONFIG::relu_after_kwta` moves the ReLU after the
+// k-WTA (onto its winners). ReLU and max-pooling commute exactly (max is monotone), so these two flags
+// express every order of the three stages.
+//
 // The k-WTA and the pooling see res_t values, as they would after an unfused conv. For float the fused layer
 // is bit-identical to the unfused sequence conv -> affine<> -> relu<> -> kwta<> -> maxpool2d<>; in fixed point
 // the affine and relu work on the accumulator (one rounding fewer than affine<> on a res_t conv output).
@@ -24,8 +29,8 @@
 namespace sparsecc {
 namespace detail {
 
-/// acc -> [affine] -> [relu] -> res_t, over C channels of HW pixels.
-template <class CONFIG, unsigned C, unsigned HW, class acc_t, class res_t>
+/// acc -> [affine] -> [relu when RELU] -> res_t, over C channels of HW pixels.
+template <class CONFIG, bool RELU, unsigned C, unsigned HW, class acc_t, class res_t>
 void epilogue_pointwise(const acc_t acc[C * HW], res_t y[C * HW], const typename CONFIG::scale_t* scale,
                         const typename CONFIG::scale_t* shift) {
 epilogue_pointwise:
@@ -34,12 +39,45 @@ epilogue_pointwise:
         acc_t v = acc[i];
         if constexpr (CONFIG::affine) {   // scale / shift are not referenced (may be nullptr) otherwise
             const unsigned c = i / HW;
-            v = v * scale[c] + shift[c];
+            v = v * value_of(scale[c]) + value_of(shift[c]);
         }
-        if constexpr (CONFIG::relu) {
+        if constexpr (RELU) {
             if (v < acc_t(0)) v = acc_t(0);
         }
         y[i] = res_t(v);
+    }
+}
+
+/// y = max(x, 0) over N values (the ReLU after a k-WTA).
+template <unsigned N, class res_t>
+void epilogue_relu(const res_t x[N], res_t y[N]) {
+epilogue_relu:
+    for (unsigned i = 0; i < N; i++) {
+#pragma HLS PIPELINE II = 1
+        y[i] = x[i] < res_t(0) ? res_t(0) : x[i];
+    }
+}
+
+/// k-WTA and max pooling of the pointwise result, in the configured order, into `y`.
+template <class CONFIG, unsigned C, unsigned H, unsigned W, class res_t>
+void epilogue_select_pool(const res_t act[C * H * W], res_t y[epilogue_output<CONFIG, C, H, W>::size],
+                          const typename CONFIG::kwta_config::boost_t* boost) {
+#pragma HLS INLINE
+    typedef typename CONFIG::kwta_config KCFG;
+    typedef typename CONFIG::pool_config PCFG;
+    typedef epilogue_output<CONFIG, C, H, W> out;
+    if constexpr (KCFG::enabled && PCFG::enabled && CONFIG::pool_before_kwta) {
+        res_t pooled[out::size];
+        maxpool_apply<PCFG, C, H, W>(act, pooled);
+        kwta_apply<KCFG, C, out::height * out::width>(pooled, y, boost);
+    } else if constexpr (KCFG::enabled && PCFG::enabled) {
+        res_t winners[C * H * W];
+        kwta_apply<KCFG, C, H * W>(act, winners, boost);
+        maxpool_apply<PCFG, C, H, W>(winners, y);
+    } else if constexpr (KCFG::enabled) {
+        kwta_apply<KCFG, C, H * W>(act, y, boost);
+    } else {
+        maxpool_apply<PCFG, C, H, W>(act, y);
     }
 }
 
@@ -52,23 +90,24 @@ void epilogue(const acc_t acc[C * H * W], res_t y[epilogue_output<CONFIG, C, H, 
     typedef typename CONFIG::kwta_config KCFG;
     typedef typename CONFIG::pool_config PCFG;
     constexpr unsigned N = C * H * W;
+    constexpr unsigned OUT = epilogue_output<CONFIG, C, H, W>::size;
+    constexpr bool late_relu = CONFIG::relu && CONFIG::relu_after_kwta && KCFG::enabled;
+    constexpr bool early_relu = CONFIG::relu && !late_relu;
+    static_assert(!CONFIG::pool_before_kwta || (KCFG::enabled && PCFG::enabled),
+                  "epilogue: pool_before_kwta needs both a k-WTA and a pooling stage");
     SPARSECC_CSIM_ASSERT(!CONFIG::affine || (scale != nullptr && shift != nullptr));
     if constexpr (!KCFG::enabled && !PCFG::enabled) {
-        epilogue_pointwise<CONFIG, C, H * W>(acc, y, scale, shift);
-    } else if constexpr (KCFG::enabled && !PCFG::enabled) {
-        res_t act[N];
-        epilogue_pointwise<CONFIG, C, H * W>(acc, act, scale, shift);
-        kwta_apply<KCFG, C, H * W>(act, y, boost);
-    } else if constexpr (!KCFG::enabled && PCFG::enabled) {
-        res_t act[N];
-        epilogue_pointwise<CONFIG, C, H * W>(acc, act, scale, shift);
-        maxpool_apply<PCFG, C, H, W>(act, y);
+        epilogue_pointwise<CONFIG, early_relu, C, H * W>(acc, y, scale, shift);
     } else {
         res_t act[N];
-        res_t winners[N];
-        epilogue_pointwise<CONFIG, C, H * W>(acc, act, scale, shift);
-        kwta_apply<KCFG, C, H * W>(act, winners, boost);
-        maxpool_apply<PCFG, C, H, W>(winners, y);
+        epilogue_pointwise<CONFIG, early_relu, C, H * W>(acc, act, scale, shift);
+        if constexpr (late_relu) {
+            res_t selected[OUT];
+            epilogue_select_pool<CONFIG, C, H, W>(act, selected, boost);
+            epilogue_relu<OUT>(selected, y);
+        } else {
+            epilogue_select_pool<CONFIG, C, H, W>(act, y, boost);
+        }
     }
 }
 

@@ -117,13 +117,14 @@ struct selection_value {
 };
 template <class data_t, class boost_t>
 struct selection_value<true, data_t, boost_t> {
-    static_assert(std::is_floating_point<data_t>::value == std::is_floating_point<boost_t>::value,
+    typedef typename value_type<boost_t>::type factor_t;   // boost_t may be a stored word<>
+    static_assert(std::is_floating_point<data_t>::value == std::is_floating_point<factor_t>::value,
                   "k-WTA boost: use a floating-point boost_t with floating-point data and an ap_fixed / "
                   "ap_ufixed boost_t with ap_fixed data (the product must be exact or IEEE-rounded)");
-    typedef decltype(data_t() * boost_t()) type;
+    typedef decltype(data_t() * factor_t()) type;
     static type of(const data_t& x, const boost_t* boost, unsigned c) {
 #pragma HLS INLINE
-        return x * boost[c];
+        return x * value_of(boost[c]);
     }
 };
 

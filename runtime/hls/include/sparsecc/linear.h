@@ -10,11 +10,12 @@
 //
 // Every kernel has the signature  (x, y, <weight arrays>, bias, scale = nullptr, shift = nullptr,
 // boost = nullptr); scale / shift are read when CONFIG::affine, boost when the k-WTA config has boost.
-// Weight formats: see formats.h.
+// Weight formats: see formats.h. Constant arrays may hold plain values or stored words (common.h).
 //
 // Cycle cost per sample (pipelined inner loops, II = 1; plus the epilogue):
 //     dense                 O * I
 //     ell                   O * fan_in
+//     act_sparse            I (compaction) + (number of active inputs) * O  ~ I + a * O * I
 //     sparse_sparse         I (compaction) + sum over active inputs of their column's non-zeros
 //                           ~ I + a * nnz for activation density a
 //     complementary         G * I
@@ -45,11 +46,11 @@ void linear_dense_acc(const data_t x[CONFIG::in_features],
                       const bias_t bias[CONFIG::out_features], acc_t acc[CONFIG::out_features]) {
 linear_dense_rows:
     for (unsigned o = 0; o < CONFIG::out_features; o++) {
-        acc_t a = bias[o];
+        acc_t a = value_of(bias[o]);
     linear_dense_mac:
         for (unsigned i = 0; i < CONFIG::in_features; i++) {
 #pragma HLS PIPELINE II = 1
-            a += w[o][i] * x[i];
+            a += value_of(w[o][i]) * x[i];
         }
         acc[o] = a;
     }
@@ -61,11 +62,11 @@ void linear_ell_acc(const data_t x[CONFIG::in_features], const index_t idx[CONFI
                     const bias_t bias[CONFIG::out_features], acc_t acc[CONFIG::out_features]) {
 linear_ell_rows:
     for (unsigned o = 0; o < CONFIG::out_features; o++) {
-        acc_t a = bias[o];
+        acc_t a = value_of(bias[o]);
     linear_ell_mac:
         for (unsigned f = 0; f < CONFIG::fan_in; f++) {
 #pragma HLS PIPELINE II = 1
-            a += val[o][f] * x[idx[o][f]];
+            a += value_of(val[o][f]) * x[idx[o][f]];
         }
         acc[o] = a;
     }
@@ -78,7 +79,7 @@ void linear_scatter_acc(hls::stream<active_entry<data_t> >& active, const ptr_t 
 linear_scatter_init:
     for (unsigned o = 0; o < CONFIG::out_features; o++) {
 #pragma HLS PIPELINE II = 1
-        acc[o] = bias[o];
+        acc[o] = value_of(bias[o]);
     }
 linear_scatter_inputs:
     for (;;) {
@@ -91,7 +92,31 @@ linear_scatter_inputs:
 #pragma HLS PIPELINE II = 1
 // the rows of one column are distinct: no read-after-write between iterations
 #pragma HLS DEPENDENCE variable = acc type = inter false
-            acc[row_idx[p]] += val[p] * e.value;
+            acc[row_idx[p]] += value_of(val[p]) * e.value;
+        }
+    }
+}
+
+template <class CONFIG, class data_t, class weight_t, class bias_t, class acc_t>
+void linear_column_scatter_acc(hls::stream<active_entry<data_t> >& active,
+                               const weight_t w[CONFIG::out_features][CONFIG::in_features],
+                               const bias_t bias[CONFIG::out_features], acc_t acc[CONFIG::out_features]) {
+linear_column_scatter_init:
+    for (unsigned o = 0; o < CONFIG::out_features; o++) {
+#pragma HLS PIPELINE II = 1
+        acc[o] = value_of(bias[o]);
+    }
+linear_column_scatter_inputs:
+    for (;;) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = CONFIG::in_features
+        const active_entry<data_t> e = active.read();
+        if (e.last) break;
+    // the whole (dense) weight column of the active input
+    linear_column_scatter_rows:
+        for (unsigned o = 0; o < CONFIG::out_features; o++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS DEPENDENCE variable = acc type = inter false
+            acc[o] += value_of(w[o][e.index]) * e.value;
         }
     }
 }
@@ -112,13 +137,13 @@ linear_packed_groups:
         for (unsigned s = 0; s < P; s++) {
 #pragma HLS UNROLL
             const unsigned r = group_rows[g][s];
-            slot_acc[s] = r < O ? acc_t(bias[r]) : acc_t(0);
+            slot_acc[s] = r < O ? acc_t(value_of(bias[r])) : acc_t(0);
         }
     // one dense MAC pass for all units of the group, products routed by slot
     linear_packed_mac:
         for (unsigned i = 0; i < CONFIG::in_features; i++) {
 #pragma HLS PIPELINE II = 1
-            slot_acc[packed_slot[g][i]] += packed_val[g][i] * x[i];
+            slot_acc[packed_slot[g][i]] += value_of(packed_val[g][i]) * x[i];
         }
     linear_packed_store:
         for (unsigned s = 0; s < P; s++) {
@@ -139,7 +164,7 @@ void linear_packed_scatter_acc(hls::stream<active_entry<data_t> >& active,
 linear_packed_scatter_init:
     for (unsigned o = 0; o < CONFIG::out_features; o++) {
 #pragma HLS PIPELINE II = 1
-        acc[o] = bias[o];
+        acc[o] = value_of(bias[o]);
     }
 linear_packed_scatter_inputs:
     for (;;) {
@@ -151,7 +176,7 @@ linear_packed_scatter_inputs:
         for (unsigned g = 0; g < CONFIG::n_groups; g++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS DEPENDENCE variable = acc type = inter false
-            const weight_t w = packed_val[g][e.index];
+            const typename value_type<weight_t>::type w = value_of(packed_val[g][e.index]);
             if (is_nonzero(w)) acc[group_rows[g][packed_slot[g][e.index]]] += w * e.value;
         }
     }
@@ -186,6 +211,25 @@ void linear_ell(const data_t x[CONFIG::in_features], res_t y[linear_output_size<
     static_assert(!CONFIG::pool_config::enabled, "linear layers have no pooling epilogue");
     typename CONFIG::accum_t acc[CONFIG::out_features];
     detail::linear_ell_acc<CONFIG>(x, idx, val, bias, acc);
+    detail::epilogue<CONFIG, CONFIG::out_features, 1, 1>(acc, y, scale, shift, boost);
+}
+
+/// Activation-sparse linear layer (dense weights w[O][I]): only the non-zero inputs, each scattering its
+/// whole weight column.
+template <class CONFIG, class data_t, class res_t, class weight_t, class bias_t>
+void linear_act_sparse(const data_t x[CONFIG::in_features], res_t y[linear_output_size<CONFIG>()],
+                       const weight_t w[CONFIG::out_features][CONFIG::in_features],
+                       const bias_t bias[CONFIG::out_features],
+                       const typename CONFIG::scale_t scale[CONFIG::out_features] = nullptr,
+                       const typename CONFIG::scale_t shift[CONFIG::out_features] = nullptr,
+                       const typename CONFIG::kwta_config::boost_t boost[CONFIG::out_features] = nullptr) {
+#pragma HLS DATAFLOW
+    static_assert(!CONFIG::pool_config::enabled, "linear layers have no pooling epilogue");
+    hls::stream<active_entry<data_t> > active("active_inputs");
+#pragma HLS STREAM variable = active depth = 64
+    typename CONFIG::accum_t acc[CONFIG::out_features];
+    compact_nonzero<CONFIG::in_features>(x, active);
+    detail::linear_column_scatter_acc<CONFIG>(active, w, bias, acc);
     detail::epilogue<CONFIG, CONFIG::out_features, 1, 1>(acc, y, scale, shift, boost);
 }
 

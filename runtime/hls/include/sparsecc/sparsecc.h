@@ -4,14 +4,16 @@
 // (C-simulation: g++ -std=c++17 -O2 -ffp-contract=off -Wno-unknown-pragmas -Wno-unused-label, see
 // sparsecc.runtime.hls.csim).
 //
-// common.h       configuration building blocks (kwta_defaults, pool2d, epilogue_defaults), helpers
+// common.h       configuration building blocks (kwta_defaults, pool2d, epilogue_defaults), helpers,
+//                stored constants (word<T, S>: an ap_fixed ROM word as raw bits; value_of)
 // formats.h      weight storage formats: dense, ELL, CSC, complementary packing
 // kwta.h         k-winners-take-all unit (exact radix select)
 // pool.h         maxpool2d, avgpool2d, global_avgpool
 // elementwise.h  relu, affine (batch norm), copy / flatten, concat_channels, softmax, log_softmax
-// epilogue.h     fused epilogue: [affine] -> [relu] -> [k-WTA] -> [maxpool]
-// linear.h       linear_{dense, ell, sparse_sparse, complementary, complementary_sparse}
-// conv2d.h       conv2d_{dense, ell, sparse_sparse, complementary, complementary_sparse}
+// epilogue.h     fused epilogue: [affine] -> [relu] -> [k-WTA] -> [maxpool] (also pool before k-WTA, ReLU after)
+// linear.h       linear_{dense, ell, act_sparse, sparse_sparse, complementary, complementary_sparse}
+// conv2d.h       conv2d_{dense, ell, act_sparse, sparse_sparse, complementary, complementary_sparse}
+// io.h           stream_to_array / array_to_stream (AXI4-Stream top-level ports)
 //
 // What generated glue looks like (the first layer of GSCSparseCNN, DESIGN.md section 3, in ap_fixed):
 //
@@ -31,8 +33,10 @@
 //         };
 //         typedef sparsecc::pool2d<2, 2> pool_config;              // MaxPool2d(2)
 //     };
-//     // conv1_weights.h: const unsigned char conv1_idx[64][12] = {...}; const data_t conv1_val[64][12] = {...};
-//     //                  const data_t conv1_bias[64], bn1_scale[64], bn1_shift[64], kwta1_boost[64] = {...};
+//     // conv1_weights.h: const unsigned char conv1_idx[64][12] = {...};
+//     //                  const sparsecc::word<data_t, int16_t> conv1_val[64][12] = {...};   // raw ROM bits
+//     //                  (same for conv1_bias[64], bn1_scale[64], bn1_shift[64], kwta1_boost[64]; float
+//     //                  designs store plain `const float` arrays)
 //
 //     void gsc_sparse(const data_t x[1 * 32 * 32], data_t y[12]) {
 //         data_t a1[sparsecc::conv2d_output_size<conv1_config>()];   // 64 x 14 x 14
@@ -55,6 +59,7 @@
 #include "elementwise.h"
 #include "epilogue.h"
 #include "formats.h"
+#include "io.h"
 #include "kwta.h"
 #include "linear.h"
 #include "pool.h"

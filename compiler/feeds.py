@@ -1,0 +1,46 @@
+"""Validating the inputs given to a model (the interpreter and every compiled model share this)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+#: One input of a signature: name, shape (``None`` = the dynamic batch) and numpy dtype.
+InputSpec = tuple[str, tuple[int | None, ...], np.dtype]
+
+
+def check_feeds(signature: Sequence[InputSpec], feeds: Mapping[str, Any]) -> list[np.ndarray]:
+    """Check names, types, dtypes and shapes (and that dynamic batches agree); returns the arrays in
+    signature order, C-contiguous. Raises one-line :class:`InputError`s naming the input."""
+    if not isinstance(feeds, Mapping):
+        raise InputError(f"inputs must be a dict of name -> numpy array, got {type(feeds).__name__}")
+    names = [name for name, _, _ in signature]
+    unknown = sorted(set(feeds) - set(names))
+    if unknown:
+        raise InputError(f"unknown input(s) {unknown}; the model takes {names}")
+    missing = [n for n in names if n not in feeds]
+    if missing:
+        raise InputError(f"missing input(s) {missing}; the model takes {names}")
+    arrays = []
+    batch = None
+    for name, shape, dtype in signature:
+        array = feeds[name]
+        if not isinstance(array, np.ndarray):
+            raise InputError(f"input '{name}' must be a numpy array, got {type(array).__name__}")
+        if array.dtype != dtype:
+            raise InputError(f"input '{name}' has dtype {array.dtype}, expected {dtype}")
+        if array.ndim != len(shape) or any(d is not None and d != s for d, s in zip(shape, array.shape, strict=False)):
+            want = ["?" if d is None else d for d in shape]
+            raise InputError(f"input '{name}' has shape {list(array.shape)}, expected {want}")
+        if shape and shape[0] is None:
+            if array.shape[0] == 0:
+                raise InputError(f"input '{name}' has an empty batch")
+            if batch is not None and array.shape[0] != batch:
+                raise InputError(f"inputs disagree on the batch size ({batch} vs {array.shape[0]})")
+            batch = array.shape[0]
+        arrays.append(np.ascontiguousarray(array))
+    return arrays
