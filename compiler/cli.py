@@ -5,7 +5,7 @@
     sparsecc opt MODEL [--passes P] [--batch N] [--print-ir-after-all] [--timing] [-o FILE.sir]
     sparsecc compile MODEL --target llvm|cuda|hls -o OUT [--passes P] [--batch N] [--emit-source]
     sparsecc run OUT (--input [NAME=]FILE.npy ... | --random) [--batch N] [-o OUT.npz]
-    sparsecc check MODEL --target T [--batches 1,8]
+    sparsecc check MODEL --target T [--batches 1,8]      (hls: a fixed-point --precision reports its error)
     sparsecc passes
     sparsecc bench [...]
 
@@ -101,10 +101,40 @@ def cmd_opt(args: argparse.Namespace) -> int:
     return 0
 
 
+HLS_OPTIONS = {
+    "precision": "number type of the design: float or ap_fixed<W,I[,Q,O]> (default float)",
+    "layer_precision": "per-layer number types: NAME:TYPE;NAME:TYPE",
+    "weight_precision": "number type of the stored weights",
+    "accum_precision": "number type of the accumulators",
+    "interface": "top-function interface: array or axis (AXI stream)",
+    "part": "FPGA part for build.tcl and the estimates (default xcu250-figd2104-2L-e)",
+    "clock_mhz": "target clock in MHz (default 250)",
+    "packing": "weight packing: none or complementary",
+    "pack_size": "filters overlaid per complementary pack",
+}
+
+
+def _add_hls_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("hls target options")
+    for name, text in HLS_OPTIONS.items():
+        group.add_argument(f"--{name.replace('_', '-')}", dest=name, help=text,
+                           type=int if name == "pack_size" else float if name == "clock_mhz" else str)
+
+
+def _target_options(args: argparse.Namespace) -> dict[str, object]:
+    given = {name: getattr(args, name) for name in HLS_OPTIONS if getattr(args, name, None) is not None}
+    if given and args.target != "hls":
+        flags = ", ".join(f"--{n.replace('_', '-')}" for n in given)
+        raise SparseccError(f"{flags} only apply to --target hls")
+    return given
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from .api import compile as compile_model
 
-    options = {"emit_source": args.output} if args.emit_source else {}
+    options = _target_options(args)
+    if args.emit_source:
+        options["emit_source"] = args.output
     progress = _progress(args.quiet)
     compiled = compile_model(args.model, args.target, args.passes, batch=args.batch, progress=progress, **options)
     path = compiled.export(args.output)
@@ -173,8 +203,18 @@ def cmd_check(args: argparse.Namespace) -> int:
         batches = [int(b) for b in args.batches.split(",") if b.strip()]
     except ValueError:
         raise SparseccError(f"--batches must be a comma-separated list of ints, got '{args.batches}'") from None
+    options = _target_options(args)
+    precision = str(options.get("precision", "float"))
+    if args.target == "hls" and (precision != "float" or "layer_precision" in options):
+        # A fixed-point design owes a small error and the same decisions, not float agreement: report them.
+        from ..targets.hls.accuracy import fixed_point_error
+
+        for batch in batches:
+            fixed = fixed_point_error(args.model, batch=batch, seed=args.seed, passes=args.passes, **options)
+            print("\n".join(fixed.lines()))
+        return 0
     report = check_model(args.model, args.target, batches, seed=args.seed, passes=args.passes,
-                         progress=_progress(args.quiet))
+                         progress=_progress(args.quiet), **options)
     print("\n".join(report.lines()))
     return 0 if report.ok else 1
 
@@ -230,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, help="fix the batch size (default: dynamic)")
     p.add_argument("--emit-source", action="store_true", help="also write the generated source")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    _add_hls_options(p)
     p.set_defaults(fn=cmd_compile)
 
     p = sub.add_parser("run", help="run a compiled artifact")
@@ -249,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--passes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-q", "--quiet", action="store_true")
+    _add_hls_options(p)
     p.set_defaults(fn=cmd_check)
 
     p = sub.add_parser("passes", help="list the registered passes")

@@ -1,0 +1,155 @@
+"""The options of the HLS target (``sparsecc.compile(..., target="hls", **options)``).
+
+=================  ==========================  ================================================================
+option             default                     meaning
+=================  ==========================  ================================================================
+precision          ``"float"``                 model data type: ``float`` or ``ap_fixed<W,I[,Q,O[,N]]>``
+layer_precision    ``""``                      per-layer data type: ``"NAME:ap_fixed<18,8>;NAME:..."`` (NAME: the
+                                               layer's result name in the IR; fixed-point models only)
+weight_precision   the model precision         type of weights, biases, scale/shift and boost factors
+accum_precision    derived (precision.py)      accumulator type of the layers in the model precision
+interface          ``"array"``                 top-level ports: ``array`` (ap_memory) or ``axis`` (AXI4-Stream)
+part               ``xcu250-figd2104-2L-e``    FPGA part written into build.tcl
+clock_mhz          ``250``                     target clock (build.tcl and the latency estimates)
+packing            ``"none"``                  ``complementary``: weight-sparse layers use complementary
+                                               sparsity packing (formats.h) instead of ELL / CSC
+pack_size          ``4``                       units per complementary group
+radix_bits         ``4``                       digit width of the k-WTA radix select (1..8)
+csim_cache         ``~/.cache/sparsecc/hls``   where C-simulation builds are cached (by content hash)
+csim_stack_mib     derived from the buffers    stack of the C-simulation thread (feature maps are locals)
+emit_source        (ignored)                   accepted for the CLI: the project *is* source
+=================  ==========================  ================================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from sparsecc.compiler.errors import CompileError
+
+from .precision import FLOAT, Precision, parse_layer_precisions, parse_precision
+
+INTERFACES = ("array", "axis")
+PACKINGS = ("none", "complementary")
+DEFAULT_PART = "xcu250-figd2104-2L-e"
+DEFAULT_CLOCK_MHZ = 250.0
+
+
+def default_cache_dir() -> Path:
+    """Where C-simulation builds are kept between runs (content-addressed, safe to delete)."""
+    return Path.home() / ".cache" / "sparsecc" / "hls"
+
+
+@dataclasses.dataclass(frozen=True)
+class HLSOptions:
+    """Validated options of one HLS compilation (see module docstring)."""
+
+    precision: Precision = FLOAT
+    layer_precision: tuple[tuple[str, Precision], ...] = ()
+    weight_precision: Precision | None = None
+    accum_precision: Precision | None = None
+    interface: str = "array"
+    part: str = DEFAULT_PART
+    clock_mhz: float = DEFAULT_CLOCK_MHZ
+    packing: str = "none"
+    pack_size: int = 4
+    radix_bits: int = 4
+    csim_cache: Path | None = None
+    csim_stack_mib: int | None = None
+
+    @staticmethod
+    def from_options(options: dict[str, Any]) -> HLSOptions:
+        """Parse keyword options (strings as the CLI gives them, or typed values); unknown names raise."""
+        known = {f.name for f in dataclasses.fields(HLSOptions)} | {"emit_source"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise CompileError(f"unknown hls option(s) {unknown}; options: {', '.join(sorted(known))}")
+        values: dict[str, Any] = {}
+        for name in ("precision", "weight_precision", "accum_precision"):
+            value = options.get(name)
+            if value is not None:
+                values[name] = value if isinstance(value, Precision) else parse_precision(str(value), name)
+        layers = options.get("layer_precision")
+        if layers:
+            parsed = layers if isinstance(layers, dict) else parse_layer_precisions(str(layers))
+            values["layer_precision"] = tuple(sorted(
+                (name, p if isinstance(p, Precision) else parse_precision(str(p), f"layer_precision '{name}'"))
+                for name, p in parsed.items()))
+        for name, choices in (("interface", INTERFACES), ("packing", PACKINGS)):
+            if options.get(name) is not None:
+                if options[name] not in choices:
+                    raise CompileError(f"{name} must be one of {', '.join(choices)}, got '{options[name]}'")
+                values[name] = options[name]
+        if options.get("part") is not None:
+            part = str(options["part"]).strip()
+            if not part or any(c.isspace() for c in part):
+                raise CompileError(f"part must be a Xilinx part name such as {DEFAULT_PART}, got '{part}'")
+            values["part"] = part
+        if options.get("clock_mhz") is not None:
+            values["clock_mhz"] = _number(options["clock_mhz"], "clock_mhz", float, 1.0, 1000.0)
+        if options.get("pack_size") is not None:
+            values["pack_size"] = _number(options["pack_size"], "pack_size", int, 1, 64)
+        if options.get("radix_bits") is not None:
+            values["radix_bits"] = _number(options["radix_bits"], "radix_bits", int, 1, 8)
+        if options.get("csim_stack_mib") is not None:
+            values["csim_stack_mib"] = _number(options["csim_stack_mib"], "csim_stack_mib", int, 8, 65536)
+        if options.get("csim_cache") is not None:
+            values["csim_cache"] = Path(options["csim_cache"])
+        result = HLSOptions(**values)
+        result.check_mixing()
+        return result
+
+    @property
+    def layer_precisions(self) -> dict[str, Precision]:
+        return dict(self.layer_precision)
+
+    @property
+    def constants(self) -> Precision:
+        """Precision of the constants of layers in the model precision."""
+        return self.weight_precision or self.precision
+
+    @property
+    def clock_period_ns(self) -> float:
+        return 1000.0 / self.clock_mhz
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.csim_cache or default_cache_dir()
+
+    def check_mixing(self) -> None:
+        """float and ap_fixed are not mixed in one design: ap_types has no float x ap_fixed arithmetic."""
+        kinds = {p.is_float for p in (self.precision, self.weight_precision, self.accum_precision) if p}
+        kinds |= {p.is_float for _, p in self.layer_precision}
+        if len(kinds) > 1:
+            raise CompileError("the HLS target does not mix float and ap_fixed in one design (the ap_types "
+                               "headers define no float x ap_fixed arithmetic): make precision, "
+                               "weight_precision, accum_precision and layer_precision all float or all ap_fixed")
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest's ``target_options`` (strings, re-parseable by :meth:`from_options`)."""
+        out: dict[str, Any] = {
+            "precision": str(self.precision), "interface": self.interface, "part": self.part,
+            "clock_mhz": self.clock_mhz, "packing": self.packing, "pack_size": self.pack_size,
+            "radix_bits": self.radix_bits,
+        }
+        if self.layer_precision:
+            out["layer_precision"] = ";".join(f"{n}:{p}" for n, p in self.layer_precision)
+        if self.weight_precision:
+            out["weight_precision"] = str(self.weight_precision)
+        if self.accum_precision:
+            out["accum_precision"] = str(self.accum_precision)
+        if self.csim_stack_mib:
+            out["csim_stack_mib"] = self.csim_stack_mib
+        return out
+
+
+def _number(value: Any, name: str, kind: type, low: float, high: float) -> Any:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise CompileError(f"{name} must be a number, got '{value}'") from None
+    if not low <= number <= high:
+        raise CompileError(f"{name} must be in [{low:g}, {high:g}], got {value}")
+    return number
