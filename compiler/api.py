@@ -21,7 +21,7 @@ from .errors import SparseccError
 from .ir.core import Module
 from .ir.parser import parse_module
 from .passes.base import PassManager
-from .passes.builtin import DEFAULT_PIPELINE
+from .passes.builtin import default_pipeline
 from .passes.specialize_batch import SpecializeBatch
 
 ModelLike = str | os.PathLike[str] | onnx.ModelProto | Module
@@ -47,14 +47,15 @@ def load_module(model: ModelLike) -> Module:
 
 def optimize(model: ModelLike, passes: str | None = None, *, batch: int | None = None,
              print_ir_after_all: TextIO | None = None, progress: Callable[[str], None] | None = None,
-             ) -> tuple[Module, PassManager]:
-    """Run a pass pipeline (default: :data:`DEFAULT_PIPELINE`) on a copy of the model.
+             target: str = "generic") -> tuple[Module, PassManager]:
+    """Run a pass pipeline on a copy of the model (default: the standard pipeline with the cost model of
+    ``target``).
 
     ``batch`` fixes the dynamic batch first (``specialize-batch``). Returns the module and the pass manager
     (for its timing report).
     """
     module = load_module(model)
-    pipeline = DEFAULT_PIPELINE if passes is None else passes
+    pipeline = default_pipeline(target) if passes is None else passes
     manager = PassManager(pipeline, print_after_all=print_ir_after_all, progress=progress)
     if batch is not None:
         manager.passes.insert(0, SpecializeBatch(size=batch))
@@ -72,7 +73,7 @@ def compile(model: ModelLike, target: str = "llvm", passes: str | None = None, *
     from ..targets import get_target
 
     backend = get_target(target)
-    module, manager = optimize(model, passes, batch=batch, progress=progress)
+    module, manager = optimize(model, passes, batch=batch, progress=progress, target=target)
     pipeline = ",".join(str(p) for p in manager.passes)
     return backend.compile(module, pipeline=pipeline, batch=batch, progress=progress, **target_options)
 

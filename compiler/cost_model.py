@@ -127,3 +127,61 @@ def format_stats(module: Module) -> str:
     lines.append(f"total: {dense:,} dense MACs ({dense / 1e6:.1f}M), {round(sparse):,} sparse-sparse MACs "
                  f"({sparse / 1e6:.2f}M); MAC reduction {mac_reduction(costs):.1f}x")
     return "\n".join(lines)
+
+
+# -- kernel and storage choice per target ---------------------------------------------------------------------
+TARGETS = ("generic", "llvm", "cuda", "hls")
+
+#: Weight density above which a dense kernel beats indexing the non-zeros (all targets).
+DENSE_ABOVE = 0.5
+#: Input density (k-WTA bound) at or below which the generic model exploits activation sparsity.
+ACT_SPARSE_BELOW = 0.6
+#: llvm (measured on Zen 5, AVX-512, single core; benchmarks/kernels/RESULTS.md): scattering from the active
+#: inputs only beats the weight-sparse kernel below ~3 % activity (GSC conv2 at 38 % and the FPGA-style conv2
+#: at 5 % still favour weight-sparse: the dense weight columns stream from L2/L3), and short reductions
+#: (C*KH*KW <= 64, e.g. a first layer on 1-3 channels) run fastest in the tap-list kernel even when dense.
+LLVM_ACT_SPARSE_MAX = 0.03
+LLVM_SHORT_REDUCTION = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelPlan:
+    """What a layer's generated code exploits (``kernel``) and how its weight is stored (``format``)."""
+
+    kernel: str  # dense | weight_sparse | act_sparse | sparse_sparse
+    format: str  # dense | csr | csc | ell
+
+
+def plan_layer(layer: Operation, target: str = "generic", *, dense_above: float = DENSE_ABOVE,
+               act_sparse_below: float = ACT_SPARSE_BELOW) -> KernelPlan:
+    """Choose kernel and weight format for a conv/linear layer from its measured densities.
+
+    ``generic`` (also ``hls`` and ``cuda``, whose kernels follow the MAC count): exploit weight sparsity when
+    the density is at most ``dense_above`` and activation sparsity when the input's k-WTA bound is at most
+    ``act_sparse_below``; both -> sparse-sparse with CSC columns, weights only -> ELL rows (fixed fan-in) or
+    CSR. ``llvm``: the measured rules above (a conv's activation-sparse kernel reads dense weight columns).
+    """
+    if target not in TARGETS:
+        raise ValueError(f"unknown target '{target}' (targets: {', '.join(TARGETS)})")
+    weight = layer.operand("weight")
+    assert weight is not None and isinstance(weight.owner, ops.Constant)
+    m = measure_weight_sparsity(weight.owner.value)
+    act = activation_density(layer.operand("input"))  # type: ignore[arg-type]
+    row_format = "ell" if m.fan_in is not None else "csr"
+    sparse_weights = m.density <= dense_above
+    if target == "llvm":
+        if isinstance(layer, ops.Conv2D | ops.SparseConv2D):
+            plain = layer.attr("strides") == (1, 1) and layer.attr("dilations") == (1, 1) and layer.attr("groups") == 1
+            reduction = math.prod(weight.type.shape[1:])  # type: ignore[arg-type]
+            if plain and act <= LLVM_ACT_SPARSE_MAX:
+                return KernelPlan("act_sparse", "dense")
+            if plain and (sparse_weights or reduction <= LLVM_SHORT_REDUCTION):
+                return KernelPlan("weight_sparse", row_format)
+            return KernelPlan("dense", "dense")
+        return KernelPlan("weight_sparse", row_format) if sparse_weights else KernelPlan("dense", "dense")
+    sparse_input = act <= act_sparse_below
+    if sparse_weights and sparse_input:
+        return KernelPlan("sparse_sparse", "csc")
+    if sparse_weights:
+        return KernelPlan("weight_sparse", row_format)
+    return KernelPlan("act_sparse" if sparse_input else "dense", "dense")

@@ -9,5 +9,12 @@ from . import (  # noqa: F401
     specialize_batch,
 )
 
-#: The default optimisation pipeline of ``sparsecc.compile`` and ``sparsecc opt``.
+#: The default optimisation pipeline of ``sparsecc opt`` (target-independent cost model).
 DEFAULT_PIPELINE = "canonicalize,fuse-kwta,compress-weights{format=auto},schedule-sparse"
+
+
+def default_pipeline(target: str = "generic") -> str:
+    """The default pipeline with the kernel/format cost model of ``target`` (what ``sparsecc.compile`` runs)."""
+    if target == "generic":
+        return DEFAULT_PIPELINE
+    return f"canonicalize,fuse-kwta,compress-weights{{format=auto,target={target}}},schedule-sparse{{target={target}}}"

@@ -5,7 +5,8 @@ For each layer's weight it records the chosen format in the constant's type: no 
 ``#csr``, ``#csc``, ``#bsr<block_rows, block_cols>`` or ``#ell<fan_in>``, each with the measured density.
 The data is unchanged (targets pack it), so the function is unchanged.
 
-``format=auto`` asks the cost model, per layer:
+``format=auto`` asks the cost model (:func:`sparsecc.compiler.cost_model.plan_layer`) for the format of the
+kernel it will choose on ``target`` (``generic``, ``llvm``, ``cuda`` or ``hls``), e.g. generically:
 
 * density above ``dense-above`` (default 0.5): dense — indexing would cost more than the zeros save;
 * the layer's input carries a k-WTA bound with density at most ``act-sparse-below``: ``#csc`` — kernels
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..cost_model import activation_density
+from ..cost_model import ACT_SPARSE_BELOW, DENSE_ABOVE, TARGETS, plan_layer
 from ..errors import PassError
 from ..ir import ops
 from ..ir.core import Module, Operation, Value
@@ -50,12 +51,15 @@ class CompressWeights(Pass):
 
     name = "compress-weights"
     format: str = "auto"
-    dense_above: float = 0.5
-    act_sparse_below: float = 0.6
+    target: str = "generic"
+    dense_above: float = DENSE_ABOVE
+    act_sparse_below: float = ACT_SPARSE_BELOW
     block: str = "1x16"
     layers: str = ""
 
     def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise PassError(f"compress-weights: target must be one of {', '.join(TARGETS)}, got '{self.target}'")
         if self.format not in FORMATS:
             raise PassError(f"compress-weights: format must be one of {', '.join(FORMATS)}, got '{self.format}'")
         try:
@@ -71,12 +75,8 @@ class CompressWeights(Pass):
                 return self._overrides[key]
         if self.format != "auto":
             return self.format
-        m = measure_weight_sparsity(weight.owner.value)  # type: ignore[union-attr]
-        if m.density > self.dense_above:
-            return "dense"
-        if activation_density(layer.operand("input")) <= self.act_sparse_below:  # type: ignore[arg-type]
-            return "csc"
-        return "ell" if m.fan_in is not None else "csr"
+        return plan_layer(layer, self.target, dense_above=self.dense_above,
+                          act_sparse_below=self.act_sparse_below).format
 
     def encoding(self, fmt: str, weight: Value) -> Encoding | None:
         m = measure_weight_sparsity(weight.owner.value)  # type: ignore[union-attr]

@@ -1,27 +1,32 @@
 """The ``schedule-sparse`` pass: choose, per layer, which sparsity the generated kernel exploits.
 
-Expects: weights with a storage format (run ``compress-weights`` first; an undecided weight counts as
-dense). Every ``nn.conv2d``/``nn.linear`` becomes ``sparse.conv2d``/``sparse.linear`` (empty epilogue) and
-every fused layer with ``kernel="auto"`` gets a kernel:
+Expects: weights with a storage format (run ``compress-weights`` first, with the same ``target``; an
+undecided weight counts as dense). Every ``nn.conv2d``/``nn.linear`` becomes ``sparse.conv2d``/
+``sparse.linear`` (empty epilogue) and every fused layer with ``kernel="auto"`` gets the kernel that the cost
+model (:func:`sparsecc.compiler.cost_model.plan_layer`) chooses for ``target``, made consistent with the
+weight's format (a compressed weight gets a weight-sparse kernel, a dense one a dense-weight kernel):
 
 ===========================  ===========================  ==================
-weights                      input (k-WTA bound density)  kernel
+weights                      input                        kernel
 ===========================  ===========================  ==================
-dense                        none, or > act-sparse-below  ``dense``
-dense                        <= act-sparse-below          ``act_sparse``
-compressed (csr/csc/ell/bsr) none, or > act-sparse-below  ``weight_sparse``
-compressed                   <= act-sparse-below          ``sparse_sparse``
+dense                        dense, or sparsity not used  ``dense``
+dense                        k-sparse, exploited          ``act_sparse``
+compressed (csr/csc/ell/bsr) dense, or sparsity not used  ``weight_sparse``
+compressed                   k-sparse, exploited          ``sparse_sparse``
 ===========================  ===========================  ==================
 
-Guarantees: the same function; each layer's kernel fits its weight format and input (the verifier checks).
-A kernel set explicitly (not ``auto``) is kept.
+Whether input sparsity is exploited is the cost model's call for the target: generically when the k-WTA
+bound is at most ``act-sparse-below``; on ``llvm`` only where it was measured to pay (see the cost model).
+Guarantees: the same function; each kernel fits its weight format and input (the verifier checks). A kernel
+set explicitly (not ``auto``) is kept.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from ..cost_model import activation_density
+from ..cost_model import ACT_SPARSE_BELOW, TARGETS, plan_layer
+from ..errors import PassError
 from ..ir import ops
 from ..ir.core import Module
 from ..ir.ops.sparse import STORED_FORMATS
@@ -36,7 +41,12 @@ class ScheduleSparse(Pass):
     """Choose a dense, weight-sparse, activation-sparse or sparse-sparse kernel per layer."""
 
     name = "schedule-sparse"
-    act_sparse_below: float = 0.6
+    target: str = "generic"
+    act_sparse_below: float = ACT_SPARSE_BELOW
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise PassError(f"schedule-sparse: target must be one of {', '.join(TARGETS)}, got '{self.target}'")
 
     def apply(self, module: Module) -> None:
         rewriter = Rewriter(module.func)
@@ -48,9 +58,13 @@ class ScheduleSparse(Pass):
             if op.attr("kernel") != "auto":
                 continue
             compressed = isinstance(op.operand("weight").type.encoding, STORED_FORMATS)  # type: ignore[union-attr]
-            x = op.operand("input")
-            assert x is not None
-            sparse_input = activation_density(x) <= self.act_sparse_below
+            weight = op.operand("weight")
+            assert weight is not None
+            if isinstance(weight.owner, ops.Constant):
+                planned = plan_layer(op, self.target, act_sparse_below=self.act_sparse_below).kernel
+                sparse_input = planned in ("act_sparse", "sparse_sparse")
+            else:
+                sparse_input = False
             kernel = {(False, False): "dense", (False, True): "act_sparse",
                       (True, False): "weight_sparse", (True, True): "sparse_sparse"}[(compressed, sparse_input)]
             rewriter.set_attrs(op, kernel=kernel)

@@ -1,7 +1,176 @@
-"""The llvm target's specialised kernels, registered by op class (see relax_lowering.KernelSet)."""
+"""The llvm target's specialised kernels, by op class (see relax_lowering.KernelSet).
+
+``sparse.conv2d`` / ``sparse.linear`` become one TIR kernel each, specialised to the layer's constant
+weights, with bias, ReLU, k-WTA and max-pool fused, chosen by the layer's ``kernel``:
+
+===================  ================================================  ==========================
+kernel               conv2d                                            linear
+===================  ================================================  ==========================
+``dense``            :func:`~.kernels.conv2d_dense`                    :func:`~.kernels.linear_dense`
+``weight_sparse``    :func:`~.kernels.conv2d_weight_sparse` (taps)     :func:`~.kernels.linear_sparse`
+``act_sparse``       :func:`~.kernels.conv2d_sparse_sparse` (active    :func:`~.kernels.linear_dense`
+                     inputs x dense weight columns)
+``sparse_sparse``    :func:`~.kernels.conv2d_sparse_sparse`            :func:`~.kernels.linear_sparse`
+===================  ================================================  ==========================
+
+(``schedule-sparse{target=llvm}`` picks only what was measured to pay on this CPU: see the cost model.)
+``sparse.kwta`` becomes :func:`~.kernels.kwta_global` / :func:`~.kernels.kwta_local`. A layer whose shape or
+epilogue the kernels do not cover (strided or grouped convs outside the dense kernel, pooling windows that are
+not kernel = stride, padded or ceil-mode pooling, a k-WTA over other axes) keeps the generic lowering.
+"""
 
 from __future__ import annotations
 
-from ..relax_lowering import KernelSet
+import numpy as np
+from tvm import relax
+
+from ...compiler.ir import ops
+from ...compiler.ir.core import Operation
+from ...compiler.ir.ops.sparse import KWTAStage, MaxPoolStage, ReluStage
+from ...compiler.ir.types import TensorType
+from ..relax_lowering import KernelSet, RelaxLowering
+from . import kernels as K
 
 KERNELS = KernelSet()
+
+
+def _constant(op: Operation, name: str) -> np.ndarray | None:
+    value = op.operand(name)
+    if value is None:
+        return None
+    if not isinstance(value.owner, ops.Constant):
+        raise _Unsupported
+    return np.asarray(value.owner.value, dtype=np.float32)
+
+
+class _Unsupported(Exception):
+    """The specialised kernels do not cover this op: use the generic lowering."""
+
+
+def _epilogue(op: Operation, rank: int) -> tuple[bool, K.KwtaSpec | None, int | None, bool]:
+    """(relu, kwta, pool size, pool before k-WTA) of a fused op's epilogue, as the generators take them.
+
+    The generators apply bias -> ReLU -> k-WTA, with max-pool (kernel = stride, no padding, floor) before or
+    after the k-WTA. ReLU commutes with max-pool, and ReLU after k-WTA equals ReLU before it when the boost
+    factors are positive (both keep exactly the positive units among the top k).
+    """
+    stages = list(op.attr("epilogue"))
+    kinds = [type(s) for s in stages]
+    relu = ReluStage in kinds
+    kwta_stage = next((s for s in stages if isinstance(s, KWTAStage)), None)
+    pool_stage = next((s for s in stages if isinstance(s, MaxPoolStage)), None)
+    boost = _constant(op, "boost")
+    if boost is not None and boost.size != boost.shape[1]:
+        raise _Unsupported  # boost factors that vary within a channel
+    relu_after_kwta = relu and kwta_stage is not None and kinds.index(ReluStage) > kinds.index(KWTAStage)
+    if relu_after_kwta and boost is not None and not np.all(boost > 0):
+        raise _Unsupported
+    pool = None
+    if pool_stage is not None:
+        (kh, kw), (sh, sw) = pool_stage.kernel, pool_stage.strides
+        if not (kh == kw == sh == sw) or any(pool_stage.pads) or pool_stage.ceil_mode:
+            raise _Unsupported
+        pool = kh
+    spec = None
+    if kwta_stage is not None:
+        if kwta_stage.over == tuple(range(1, rank)):
+            local = False
+        elif kwta_stage.over == (1,) and rank == 4:
+            local = True
+        else:
+            raise _Unsupported
+        spec = K.KwtaSpec(kwta_stage.k, local, None if boost is None else boost.reshape(-1),
+                          kwta_stage.ties == "break")
+    pool_first = pool_stage is not None and kwta_stage is not None and kinds.index(MaxPoolStage) < kinds.index(
+        KWTAStage)
+    return relu, spec, pool, pool_first
+
+
+def _emit(lo: RelaxLowering, op: Operation, kernel: K.Kernel) -> list[relax.Expr]:
+    x = op.operand("input")
+    assert x is not None
+    args = [lo.value(x), *(lo.const(c) for c in kernel.constants)]
+    return lo.call_tir(kernel.prim_func, kernel.name, args, [op.result.type])
+
+
+def _unique(lo: RelaxLowering, op: Operation, family: str) -> str:
+    """A global symbol for the kernel that no other kernel of the module has."""
+    base = "".join(c if c.isalnum() else "_" for c in f"{family}_{op.result.name or 'layer'}")
+    return f"{base}_{len(lo.kernel_names)}"
+
+
+@KERNELS.register(ops.SparseConv2D)
+def _conv2d(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
+    x = op.operand("input")
+    assert x is not None
+    try:
+        weight = _constant(op, "weight")
+        bias = _constant(op, "bias")
+        relu, kwta, pool, pool_first = _epilogue(op, 4)
+    except _Unsupported:
+        return None
+    if op.attr("groups") != 1 or op.attr("dilations") != (1, 1) or any(d is None for d in x.type.shape[1:]):
+        return None
+    in_shape = tuple(int(d) for d in x.type.shape[1:])  # type: ignore[arg-type]
+    strides, pads = op.attr("strides"), op.attr("pads")
+    kernel = op.attr("kernel")
+    if kernel in ("act_sparse", "sparse_sparse") and strides == (1, 1):
+        name = _unique(lo, op, "conv2d_act_sparse")
+        built = K.conv2d_sparse_sparse(in_shape, weight, bias, pads, relu, kwta, pool, pool_first, name)
+    elif kernel in ("weight_sparse", "sparse_sparse", "act_sparse") and strides == (1, 1):
+        name = _unique(lo, op, "conv2d_weight_sparse")
+        built = K.conv2d_weight_sparse(in_shape, weight, bias, strides, pads, relu, kwta, pool, pool_first, name)
+    else:
+        name = _unique(lo, op, "conv2d_dense")
+        built = K.conv2d_dense(in_shape, weight, bias, strides, pads, relu, kwta, pool, pool_first, name)
+    return _emit(lo, op, built)
+
+
+@KERNELS.register(ops.SparseLinear)
+def _linear(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
+    x = op.operand("input")
+    assert x is not None
+    try:
+        weight = _constant(op, "weight")
+        bias = _constant(op, "bias")
+        relu, kwta, pool, _ = _epilogue(op, 2)
+    except _Unsupported:
+        return None
+    if pool is not None or x.type.shape[1] is None:
+        return None
+    if op.attr("kernel") in ("weight_sparse", "sparse_sparse"):
+        built = K.linear_sparse(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_sparse"))
+    else:
+        built = K.linear_dense(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_dense"))
+    return _emit(lo, op, built)
+
+
+@KERNELS.register(ops.KWinners)
+def _kwta(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
+    x = op.operand("input")
+    assert x is not None
+    t: TensorType = x.type
+    try:
+        boost = _constant(op, "boost")
+    except _Unsupported:
+        return None
+    if any(d is None for d in t.shape[1:]):
+        return None
+    if boost is not None and not _per_channel(boost, t):
+        return None
+    k, over, ties = op.attr("k"), op.attr("over"), op.attr("ties")
+    boost_flat = None if boost is None else boost.reshape(-1)
+    if over == tuple(range(1, t.rank)):
+        shape = tuple(int(d) for d in t.shape[1:])  # type: ignore[arg-type]
+        built = K.kwta_global(shape, k, boost_flat, ties == "break", _unique(lo, op, "kwta_global"))
+    elif over == (1,) and t.rank == 4:
+        c, h, w = (int(d) for d in t.shape[1:])  # type: ignore[arg-type]
+        built = K.kwta_local(c, h, w, k, boost_flat, ties == "break", _unique(lo, op, "kwta_local"))
+    else:
+        return None
+    return _emit(lo, op, built)
+
+
+def _per_channel(boost: np.ndarray, t: TensorType) -> bool:
+    """The kernels take one boost factor per channel (NCHW) or per unit (N, features)."""
+    return boost.size == t.shape[1] and boost.shape[1] == t.shape[1]

@@ -1,0 +1,242 @@
+"""Shared pieces of the llvm kernel generators: the `Kernel` record, TIR expression helpers, build helpers.
+
+Every generator in this package is a plain Python function of static shapes, attributes and numpy constants
+that returns a :class:`Kernel`: a TVM TIR ``PrimFunc`` plus the packed constant arrays to pass to it.
+Parameter order of every PrimFunc: activation input(s), then ``Kernel.constants`` in list order, then the
+output. The batch dimension of the activations is symbolic (any batch size runs through the same function).
+
+TVM 0.27 facts the generators rely on (each one cost a miscompile or a slow kernel to find):
+
+* A small scratch buffer (``T.alloc_buffer``, default "global" scope, **under 1024 bytes**) becomes an LLVM
+  ``alloca`` that LLVM promotes to registers. Anything larger (or ``scope="local"``) is a
+  ``TVMBackendAllocWorkspace`` heap block whose stores LLVM cannot remove, so register tiles are split into
+  several buffers of < 1024 bytes.
+* A value bound by ``v = expr`` inside a ``T.vectorized`` loop is miscompiled (the vectoriser broadcasts the
+  scalar binding). Kernels write explicit vector expressions with ``T.ramp`` instead of vectorized loops.
+* Loads from parameter buffers are not hoisted out of loops that store to another parameter (TVM's alias
+  metadata is coarse), so loop-invariant scalars are read into 1-element buffers first.
+* In TVMScript, ``v = expr`` makes a *mutable* local (a 1-element ``scope="local"`` buffer, i.e. a heap
+  workspace allocation per use!). Kernels name expressions with ``v = T.meta_var(expr)`` (pure
+  substitution) and keep mutable scalars in 1-element default-scope buffers (allocas).
+* Non-Ramp vector indices (gathers) are scalarised by TVM; AVX-512 gathers are slow on Zen anyway, and
+  LLVM's SLP vectoriser happily turns independent scalar row dot products into ``vgatherdps`` (2-4x slower).
+* LLVM 22's ``llvm.masked.load/store`` take no alignment argument any more (call_llvm_intrin signatures).
+* Register tiles and unrolled loops are emitted by plain Python helpers called from inside TVMScript
+  (``T.buffer_store``/``T.serial``/``T.If`` build statements at the point of the call), with per-register
+  accumulator buffers; TVMScript ``if`` needs a bool (``x is not None``), and a ``T.macro`` only sees the
+  names defined above it in its module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm import tirx
+
+#: float32 lanes of one AVX-512 register; the kernels' vector width.
+LANES = 16
+
+#: int32 value of the sign bit (0x80000000).
+SIGN_BIT = -2147483648
+
+
+@dataclass
+class Kernel:
+    """A generated kernel.
+
+    Attributes:
+        prim_func: the TIR function; params are (activations..., *constants, output).
+        constants: packed/compressed constant arrays, in parameter order.
+        name: short name, also the function's ``global_symbol``.
+        info: free-form numbers for reports (e.g. ``dense_macs``, ``nonzero_macs`` per sample).
+    """
+
+    prim_func: tirx.PrimFunc
+    constants: list[np.ndarray]
+    name: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def make_kernel(
+    prim_func: tirx.PrimFunc,
+    constants: Sequence[np.ndarray | None],
+    name: str,
+    n_inputs: int = 1,
+    **info: Any,
+) -> Kernel:
+    """Attach the global symbol and wrap a PrimFunc into a :class:`Kernel`.
+
+    ``constants`` are the arrays for params ``n_inputs .. n_inputs + len(constants) - 1``. A ``None`` entry
+    marks a param the template declares but this specialisation does not use (e.g. the boost of a layer
+    without k-WTA): the param is removed from the function, so callers never pass placeholders.
+    """
+    params = list(prim_func.params)
+    drop = {n_inputs + i for i, c in enumerate(constants) if c is None}
+    if drop:
+        kept = [p for i, p in enumerate(params) if i not in drop]
+        prim_func = tirx.PrimFunc(kept, prim_func.body, prim_func.ret_type, prim_func.attrs)
+    func = prim_func.with_attr("global_symbol", name)
+    arrays = [np.ascontiguousarray(c) for c in constants if c is not None]
+    return Kernel(func, arrays, name, dict(info))
+
+
+def host_target(mcpu: str = "znver5") -> tvm.target.Target:
+    """The llvm target of the benchmark machine (x86-64 with AVX-512)."""
+    return tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu})
+
+
+def build(kernels: Sequence[Kernel], target: tvm.target.Target | None = None) -> tvm.runtime.Module:
+    """Compile kernels into one runtime module; functions are looked up by ``Kernel.name``."""
+    mod = tvm.IRModule({k.name: k.prim_func for k in kernels})
+    return tvm.compile(mod, target=target or host_target()).mod
+
+
+def ceil_div(a: int, b: int) -> int:
+    """Integer ceiling division."""
+    return -(-a // b)
+
+
+def bit_length(x: int) -> int:
+    """Number of bits needed for a non-negative int."""
+    return int(x).bit_length()
+
+
+def vec(buf: Any, start: Any, lanes: int = LANES) -> Any:
+    """The contiguous vector ``buf[start : start + lanes]`` as a TIR vector load (1-D buffers)."""
+    return buf[tirx.Ramp(start, 1, lanes)]
+
+
+def strided_vec(buf: Any, start: Any, stride: int, lanes: int) -> Any:
+    """``buf[start + stride * i]`` for i < lanes (1-D buffer). Stride 2 is one contiguous load plus a
+    deinterleaving shuffle; other strides are left to TVM (scalarised loads)."""
+    if lanes == 1:
+        return buf[start]
+    if stride == 1:
+        return buf[tirx.Ramp(start, 1, lanes)]
+    if stride == 2:
+        wide = buf[tirx.Ramp(start, 1, 2 * lanes)]
+        return tirx.Shuffle([wide], [tirx.const(2 * i, "int32") for i in range(lanes)])
+    return buf[tirx.Ramp(start, stride, lanes)]
+
+
+def masked_load(buf: Any, start: Any, valid: int, lanes: int = LANES, dtype: str = "float32") -> Any:
+    """``buf[start : start + valid]`` as a ``lanes``-wide vector with zeros beyond ``valid`` lanes; never
+    touches memory past the valid lanes (AVX-512 masked load)."""
+    if valid >= lanes:
+        return buf[tirx.Ramp(start, 1, lanes)]
+    mask = tirx.Ramp(tirx.const(0, "int32"), 1, lanes) < tirx.Broadcast(tirx.const(valid, "int32"), lanes)
+    return tirx.call_llvm_intrin(
+        f"{dtype}x{lanes}",
+        "llvm.masked.load",
+        tirx.address_of(buf[start]),
+        mask,
+        tirx.Broadcast(tirx.const(0, dtype), lanes),
+    )
+
+
+def masked_store(buf: Any, start: Any, value: Any, valid: int, lanes: int = LANES) -> None:
+    """Store the first ``valid`` lanes of ``value`` at ``buf[start:]`` (AVX-512 masked store); emits a
+    statement into the TVMScript function being parsed."""
+    from tvm.script import tirx as T
+
+    if valid >= lanes:
+        T.buffer_store(buf, value, [tirx.Ramp(start, 1, lanes)])
+        return
+    mask = tirx.Ramp(tirx.const(0, "int32"), 1, lanes) < tirx.Broadcast(tirx.const(valid, "int32"), lanes)
+    T.evaluate(tirx.call_llvm_intrin("void", "llvm.masked.store", value, tirx.address_of(buf[start]), mask))
+
+
+def float_key(value: Any, lanes: int = 1) -> Any:
+    """Order-preserving uint32 key of float32 value(s): ``a < b`` (IEEE) iff ``key(a) < key(b)``.
+
+    -0.0 is mapped to the key of +0.0, so equal floats get equal keys. NaN is not supported.
+    """
+    i32 = "int32" if lanes == 1 else f"int32x{lanes}"
+    u32 = "uint32" if lanes == 1 else f"uint32x{lanes}"
+
+    def const(v: int) -> Any:
+        c = tirx.const(v, "int32")
+        return c if lanes == 1 else tirx.Broadcast(c, lanes)
+
+    bits = tirx.reinterpret(i32, value)
+    bits = tirx.Select(bits == const(SIGN_BIT), const(0), bits)
+    flipped = tirx.bitwise_xor(bits, tirx.bitwise_or(tirx.shift_right(bits, const(31)), const(SIGN_BIT)))
+    return tirx.reinterpret(u32, flipped)
+
+
+def np_float_key(x: np.ndarray) -> np.ndarray:
+    """numpy twin of :func:`float_key` (for tests and host-side planning)."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.int32).copy()
+    bits[bits == SIGN_BIT] = 0
+    return (bits ^ ((bits >> 31) | np.int32(SIGN_BIT))).view(np.uint32)
+
+
+def vector_compress(value: Any, mask: Any, lanes: int = LANES, dtype: str = "uint32") -> Any:
+    """AVX-512 ``vpcompress``: the lanes of ``value`` selected by ``mask`` packed to the front."""
+    return tirx.call_llvm_pure_intrin(
+        f"{dtype}x{lanes}",
+        "llvm.experimental.vector.compress",
+        value,
+        mask,
+        tirx.Broadcast(tirx.const(0, dtype), lanes),
+    )
+
+
+def mask_count(mask: Any, lanes: int = LANES) -> Any:
+    """Number of true lanes of a boolean vector (kmov + popcnt)."""
+    return tirx.call_llvm_pure_intrin("int32", "llvm.vector.reduce.add", tirx.Cast(f"int32x{lanes}", mask))
+
+
+def reduce_max(value: Any, dtype: str = "uint32") -> Any:
+    """Horizontal maximum of an unsigned/float vector."""
+    name = "llvm.vector.reduce.umax" if dtype.startswith("uint") else "llvm.vector.reduce.fmax"
+    return tirx.call_llvm_pure_intrin(dtype, name, value)
+
+
+def reduce_min(value: Any, dtype: str = "uint32") -> Any:
+    """Horizontal minimum of an unsigned/float vector."""
+    name = "llvm.vector.reduce.umin" if dtype.startswith("uint") else "llvm.vector.reduce.fmin"
+    return tirx.call_llvm_pure_intrin(dtype, name, value)
+
+
+def sample_bracket(n: int, k: int, samples: int) -> tuple[int, int]:
+    """Ranks (1-based, from the top) in a strided sample that bracket the k-th largest of n with margin.
+
+    The sample rank of the true threshold is ~Binomial(samples, k/n); the bracket is 4 standard deviations
+    plus 2 wide on each side, so a miss (handled exactly by a slow fallback) is very rare.
+    """
+    p = k / n
+    centre = p * samples
+    delta = 4.0 * math.sqrt(max(samples * p * (1.0 - p), 1.0)) + 2.0
+    hi_rank = max(1, math.floor(centre - delta))
+    lo_rank = min(samples, math.ceil(centre + delta))
+    return hi_rank, lo_rank
+
+
+def transpose_square(rows: Sequence[Any], lanes: int = LANES) -> list[Any]:
+    """Transpose a ``lanes x lanes`` block held in ``lanes`` vectors: out[c][r] = rows[r][c].
+
+    log2(lanes) stages of 2-input shuffles that swap off-diagonal sub-blocks (8, 4, 2, 1 wide for 16 lanes);
+    each shuffle is one AVX-512 permute (vshuff64x2 / vshuff32x4 / vshufpd / vpermt2ps): 64 for 16x16.
+    """
+    vs = list(rows)
+    h = lanes // 2
+    while h >= 1:
+        out = list(vs)
+        for i in range(lanes):
+            if i & h:
+                continue
+            j = i | h
+            # element c of the 2-input shuffle: c < lanes -> vs[i][c], else vs[j][c - lanes]
+            idx_i = [c if not (c & h) else lanes + c - h for c in range(lanes)]
+            idx_j = [c + h if not (c & h) else lanes + c for c in range(lanes)]
+            out[i] = tirx.Shuffle([vs[i], vs[j]], [tirx.const(x, "int32") for x in idx_i])
+            out[j] = tirx.Shuffle([vs[i], vs[j]], [tirx.const(x, "int32") for x in idx_j])
+        vs = out
+        h //= 2
+    return vs

@@ -1,0 +1,254 @@
+"""Weight-sparse conv2d (dense input x fixed-fan-in sparse filters) with the fused layer epilogue.
+
+Layout and loop nest. Every filter o keeps its non-zero taps as lists per block of input channels
+(:func:`pack_tap_lists`: ``tap_off`` = offset of tap (c, ky, kx) in the per-sample input scratch, ``tap_w``
+= its weight, ``tap_ptr[o, cb]`` = start of the list of filter o in channel block cb). The kernel vectorizes
+along output x (16 lanes), keeps a register tile of ``rows x chunks`` output vectors of one filter, and for
+each tap does one broadcast of the weight and one input load + FMA per tile vector — the inner loop is dense
+vector FMAs and its work is ``nnz(W) * Ho * ceil(Wo / 16)`` vector FMAs, i.e. proportional to the weight
+density. Channel blocks are sized so that their input planes stay in L1 while all filters sweep them;
+partial sums of a filter's tile are kept in a small scratch between blocks.
+
+Stride 1 (the fast path): per sample the input is copied into ``KW`` zero-padded, pre-shifted planes
+``xs[kx, c, y, x] = xpad[c, y, x + kx]`` with rows padded to a multiple of 16 floats, so every input vector
+the FMAs read is a 64-byte-aligned load (unaligned zmm loads split cache lines and halve the FMA rate).
+Output rows are 16-lane chunks at x0 = 16 i; the last partial chunk is a masked store.
+
+Other strides: a zero-padded copy and strided loads (scalarised by TVM) — correct, not tuned.
+The same kernel is the best dense conv for few input channels (e.g. GSC conv1, C=1): pass a dense weight.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm.script import tirx as T
+
+from .common import LANES, Kernel, ceil_div, make_kernel, masked_load, masked_store
+from .epilogue import KwtaSpec, conv_epilogue, epilogue_boost, epilogue_scratch
+
+#: accumulator vectors per register tile
+MAX_TILE = 20
+#: input bytes per channel block (the block's pre-shifted planes stay in the 48 KiB L1D)
+L1_INPUT_BYTES = 32 * 1024
+
+
+def pack_tap_lists(
+    weight: np.ndarray, chan_pitch: int, row_pitch: int, col_pitch: int, channel_block: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pack the non-zero taps of an OIHW weight as CSR lists per (filter, input-channel block).
+
+    Returns ``ptr`` int32 (O, NCB + 1) (absolute start of each list; list (o, cb) is
+    ``ptr[o, cb] : ptr[o, cb + 1]``), ``offsets`` int32 (nnz,) and ``weights`` float32 (nnz,). The offset
+    of tap (c, ky, kx) is ``c * chan_pitch + ky * row_pitch + kx * col_pitch``.
+    """
+    o_ch, i_ch, kh, kw = weight.shape
+    ncb = ceil_div(i_ch, channel_block)
+    flat = weight.reshape(o_ch, -1)
+    c, ky, kx = np.unravel_index(np.arange(i_ch * kh * kw), (i_ch, kh, kw))
+    tap_offset = (c * chan_pitch + ky * row_pitch + kx * col_pitch).astype(np.int32)
+    ptr = np.zeros((o_ch, ncb + 1), np.int32)
+    offs: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    pos = 0
+    for o in range(o_ch):
+        for cb in range(ncb):
+            lo, hi = cb * channel_block * kh * kw, min(i_ch, (cb + 1) * channel_block) * kh * kw
+            nz = lo + np.nonzero(flat[o, lo:hi])[0]
+            ptr[o, cb] = pos
+            offs.append(tap_offset[nz])
+            vals.append(flat[o, nz])
+            pos += nz.size
+        ptr[o, ncb] = pos
+    off_arr = np.concatenate(offs).astype(np.int32) if pos else np.zeros(1, np.int32)
+    w_arr = np.concatenate(vals).astype(np.float32) if pos else np.zeros(1, np.float32)
+    return ptr, off_arr, w_arr
+
+
+def _row_tile(height: int, chunks: int) -> int:
+    """Output rows per register tile: least recomputation, then the largest tile."""
+    best = 1
+    for rows in range(1, min(height, max(1, MAX_TILE // chunks)) + 1):
+        if ceil_div(height, rows) * rows <= ceil_div(height, best) * best:
+            best = rows
+    return best
+
+
+def conv2d_weight_sparse(
+    in_shape: tuple[int, int, int],
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    stride: tuple[int, int] = (1, 1),
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0),
+    relu: bool = False,
+    kwta: KwtaSpec | None = None,
+    pool: int | None = None,
+    pool_first: bool = False,
+    name: str = "conv2d_weight_sparse",
+) -> Kernel:
+    """Fused conv2d (+bias, +ReLU, +k-WTA, +max-pool) specialised to a sparse OIHW ``weight``.
+
+    Args:
+        in_shape: (C, H, W) of one input sample (NCHW activations, batch symbolic).
+        weight: (O, C, KH, KW) float32 with real zeros (any sparsity, incl. dense).
+        bias: (O,) or None. stride, padding (top, left, bottom, right): as ONNX Conv; groups = 1.
+        relu, kwta, pool: the fused epilogue (pool = max-pool kernel = stride, floor).
+
+    Returns a Kernel with params ``(x, tap_ptr, tap_off, tap_w, bias, [boost], y)`` (see
+    :func:`pack_tap_lists`; ``boost`` only with k-WTA, layout from :func:`.epilogue.epilogue_boost`).
+    ``y`` is (B, O, Ho', Wo') after pooling.
+    """
+    c_in, h_in, w_in = in_shape
+    o_ch, c_w, kh, kw = weight.shape
+    if c_w != c_in:
+        raise ValueError(f"weight has {c_w} input channels, input has {c_in}")
+    sh, sw = stride
+    pt, pl, pb, pr = padding
+    ho = (h_in + pt + pb - kh) // sh + 1
+    wo = (w_in + pl + pr - kw) // sw + 1
+    lanes = LANES
+    shifted = sh == 1 and sw == 1
+    hp = h_in + pt + pb
+    if shifted:
+        chunks = ceil_div(wo, lanes)
+        wp = chunks * lanes  # row pitch of the shifted planes
+        planes = kw
+        col_pitch = c_in * hp * wp  # kx selects the pre-shifted plane
+    else:
+        chunks = ceil_div(wo, lanes) if wo >= lanes else 1
+        wp = max(w_in + pl + pr, (lanes - 1) * sw + kw)
+        planes = 1
+        col_pitch = 1
+    xs_size = planes * c_in * hp * wp
+    chan_bytes = planes * hp * wp * 4
+    cblock = max(1, min(c_in, L1_INPUT_BYTES // chan_bytes))
+    ncb = ceil_div(c_in, cblock)
+    tap_ptr, tap_off, tap_w = pack_tap_lists(weight, hp * wp, wp, col_pitch, cblock)
+    nnz = tap_off.size
+    bias_arr = np.zeros(o_ch, np.float32) if bias is None else np.asarray(bias, np.float32).reshape(o_ch)
+    rows = _row_tile(ho, chunks)
+    n_out = o_ch * ho * wo
+    boost_arr, mode = epilogue_boost(kwta, o_ch, (ho // pool) * (wo // pool) if (pool and pool_first) else ho * wo)
+    nb = 1 if boost_arr is None else boost_arr.size
+    scratch = epilogue_scratch(kwta, pool, n_out, pool_first)
+    fused = kwta is not None or pool is not None
+    hq, wq = (ho // pool, wo // pool) if pool else (ho, wo)
+    n_in = c_in * h_in * w_in
+    n_y = o_ch * hq * wq
+    partial_size = o_ch * ho * chunks * lanes if ncb > 1 else 1
+
+    def chunk_x0(i: int) -> int:
+        if shifted or wo < lanes:
+            return i * lanes
+        return min(i * lanes, wo - lanes)
+
+    def emit_fma(acc, src, off, w, y0) -> None:
+        for r in range(rows):
+            for i in range(chunks):
+                start = off + (y0 + r) * sh * wp + chunk_x0(i) * sw
+                v = src[T.ramp(start, 1 if shifted else sw, lanes)]
+                a = acc[r * chunks + i]
+                T.buffer_store(a, a[T.ramp(0, 1, lanes)] + T.broadcast(w, lanes) * v, [T.ramp(0, 1, lanes)])
+
+    def emit_init(acc, b) -> None:
+        for a in acc:
+            T.buffer_store(a, T.broadcast(b, lanes), [T.ramp(0, 1, lanes)])
+
+    def partial_at(o, y0, r, i):
+        return ((o * ho + y0 + r) * chunks + i) * lanes
+
+    def emit_load_partial(acc, partial, o, y0) -> None:
+        for r in range(rows):
+            for i in range(chunks):
+                v = partial[T.ramp(partial_at(o, y0, r, i), 1, lanes)]
+                T.buffer_store(acc[r * chunks + i], v, [T.ramp(0, 1, lanes)])
+
+    def emit_save_partial(acc, partial, o, y0) -> None:
+        for r in range(rows):
+            for i in range(chunks):
+                v = acc[r * chunks + i][T.ramp(0, 1, lanes)]
+                T.buffer_store(partial, v, [T.ramp(partial_at(o, y0, r, i), 1, lanes)])
+
+    def emit_store(acc, dst, o, y0) -> None:
+        for r in range(rows):
+            for i in range(chunks):
+                x0 = chunk_x0(i)
+                v = acc[r * chunks + i][T.ramp(0, 1, lanes)]
+                if relu:
+                    v = T.max(v, T.broadcast(T.float32(0), lanes))
+                masked_store(dst, o * ho * wo + (y0 + r) * wo + x0, v, min(wo - x0, lanes), lanes)
+
+    def emit_input_copy(xp, xs_, c, yy) -> None:
+        """Copy input row (c, yy) into the padded (and, for stride 1, pre-shifted) scratch."""
+        for kx in range(planes):
+            shift = kx if shifted else 0
+            xd0, xd1 = max(0, pl - shift), min(wp, w_in + pl - shift)
+            dst = (kx * c_in * hp + c * hp + yy + pt) * wp + xd0
+            src = (c * h_in + yy) * w_in + xd0 + shift - pl
+            for j in range(ceil_div(max(xd1 - xd0, 0), lanes)):
+                valid = min(lanes, xd1 - xd0 - j * lanes)
+                masked_store(xp, dst + j * lanes, masked_load(xs_, src + j * lanes, valid), valid)
+
+    @T.prim_func
+    def conv(
+        x_handle: T.handle,
+        ptr_buf: T.Buffer((o_ch, ncb + 1), "int32"),
+        off_buf: T.Buffer((nnz,), "int32"),
+        w_buf: T.Buffer((nnz,), "float32"),
+        bias_buf: T.Buffer((o_ch,), "float32"),
+        boost_buf: T.Buffer((nb,), "float32"),
+        y_handle: T.handle,
+    ):
+        T.func_attr({"tir.noalias": True})
+        batch = T.int32()
+        X = T.match_buffer(x_handle, (batch, c_in, h_in, w_in), "float32")
+        Y = T.match_buffer(y_handle, (batch, o_ch, hq, wq), "float32")
+        xp = T.alloc_buffer((xs_size,), "float32")
+        partial = T.alloc_buffer((partial_size,), "float32")
+        act = T.alloc_buffer((n_out if fused else 1,), "float32")
+        masked = T.alloc_buffer((max(scratch["masked"], 1),), "float32")
+        keys = T.alloc_buffer((max(scratch["keys"], 1),), "uint32")
+        cand = T.alloc_buffer((max(scratch["cand"], 1),), "uint32")
+        hist = T.alloc_buffer((max(scratch["hist"], 1),), "int32")
+        thr = T.alloc_buffer((1,), "uint32")
+        acc = T.meta_var([T.alloc_buffer((lanes,), "float32") for _ in range(rows * chunks)])
+        for b in range(batch):
+            xs = T.decl_buffer((n_in,), "float32", data=X.data, elem_offset=b * n_in)
+            ys = T.decl_buffer((n_y,), "float32", data=Y.data, elem_offset=b * n_y)
+            for i0 in range(xs_size // lanes):
+                xp[T.ramp(i0 * lanes, 1, lanes)] = T.broadcast(T.float32(0), lanes)
+            for i in range(xs_size - xs_size // lanes * lanes):
+                xp[xs_size // lanes * lanes + i] = T.float32(0)
+            for c in range(c_in):
+                for yy in range(h_in):
+                    emit_input_copy(xp, xs, c, yy)
+            for cb in range(ncb):
+                for o in range(o_ch):
+                    for tile in range(ceil_div(ho, rows)):
+                        y0 = T.meta_var(T.min(tile * rows, ho - rows))
+                        if cb == 0:
+                            emit_init(acc, bias_buf[o])
+                        else:
+                            emit_load_partial(acc, partial, o, y0)
+                        for t in range(ptr_buf[o, cb + 1] - ptr_buf[o, cb]):
+                            emit_fma(acc, xp, off_buf[ptr_buf[o, cb] + t], w_buf[ptr_buf[o, cb] + t], y0)
+                        if cb < ncb - 1:
+                            emit_save_partial(acc, partial, o, y0)
+                        elif fused:
+                            emit_store(acc, act, o, y0)
+                        else:
+                            emit_store(acc, ys, o, y0)
+            if fused:
+                conv_epilogue(
+                    act, masked, ys, boost_buf, keys, cand, hist, thr, o_ch, ho, wo, kwta, mode, pool, pool_first
+                )
+
+    return make_kernel(
+        conv,
+        [tap_ptr, tap_off, tap_w, bias_arr, boost_arr],
+        name,
+        family="conv2d_weight_sparse",
+        dense_macs=o_ch * ho * wo * c_in * kh * kw,
+        nonzero_macs=int((weight != 0).sum()) * ho * wo,
+        tile=(rows, chunks),
+        channel_block=cblock,
+    )

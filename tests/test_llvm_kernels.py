@@ -1,0 +1,323 @@
+"""The llvm target's TIR kernel generators, compiled with TVM and checked against small numpy references.
+
+Data are small integers (or multiples of 1/4), so every float sum is exact whatever the summation order:
+outputs must match exactly, k-WTA ties are real ties, and tie handling is tested, not tolerated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tvm = pytest.importorskip("tvm")
+
+from sparsecc.targets.llvm.kernels.common import build, np_float_key  # noqa: E402
+from sparsecc.targets.llvm.kernels.conv_dense import conv2d_dense  # noqa: E402
+from sparsecc.targets.llvm.kernels.conv_sparse_sparse import conv2d_sparse_sparse  # noqa: E402
+from sparsecc.targets.llvm.kernels.conv_weight_sparse import conv2d_weight_sparse  # noqa: E402
+from sparsecc.targets.llvm.kernels.epilogue import KwtaSpec  # noqa: E402
+from sparsecc.targets.llvm.kernels.kwta import kwta_global, kwta_local  # noqa: E402
+from sparsecc.targets.llvm.kernels.linear import linear_dense, linear_sparse  # noqa: E402
+from sparsecc.targets.llvm.kernels.plan import conv2d, linear  # noqa: E402
+
+# ---------------------------------------------------------------------------------------------------------
+# numpy references (float compares, no key tricks)
+
+
+def ref_conv(x, w, b, stride=(1, 1), pad=(0, 0, 0, 0)):
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad[0], pad[2]), (pad[1], pad[3])))
+    o, _, kh, kw = w.shape
+    ho = (xp.shape[2] - kh) // stride[0] + 1
+    wo = (xp.shape[3] - kw) // stride[1] + 1
+    out = np.zeros((x.shape[0], o, ho, wo))
+    for ky in range(kh):
+        for kx in range(kw):
+            patch = xp[:, :, ky : ky + stride[0] * ho : stride[0], kx : kx + stride[1] * wo : stride[1]]
+            out += np.einsum("bchw,oc->bohw", patch, w[:, :, ky, kx].astype(np.float64))
+    return (out + b.reshape(1, o, 1, 1)).astype(np.float32)
+
+
+def ref_select(boosted, x, k, break_ties):
+    """k-WTA of one group (1-D arrays in flat order)."""
+    thr = np.sort(boosted)[::-1][k - 1]
+    keep = ~(boosted < thr)
+    if break_ties:
+        keep = boosted > thr
+        need = k - int(keep.sum())
+        ties = np.nonzero(boosted == thr)[0][:need]
+        keep[ties] = True
+    return np.where(keep, x, np.float32(0))
+
+
+def ref_kwta(x, k, boost=None, local=False, break_ties=False):
+    """Global (per sample) or local (per pixel over channels) k-WTA; boost per channel (4-D) or unit (2-D)."""
+    if boost is None:
+        boosted = x.copy()
+    elif x.ndim == 4:
+        boosted = x * boost.reshape(1, -1, 1, 1)
+    else:
+        boosted = x * boost.reshape(1, -1)
+    out = np.zeros_like(x)
+    for b in range(x.shape[0]):
+        if local:
+            for i in range(x.shape[2]):
+                for j in range(x.shape[3]):
+                    out[b, :, i, j] = ref_select(boosted[b, :, i, j], x[b, :, i, j], k, break_ties)
+        else:
+            out[b] = ref_select(boosted[b].reshape(-1), x[b].reshape(-1), k, break_ties).reshape(x.shape[1:])
+    return out
+
+
+def ref_pool(x, p):
+    b, c, h, w = x.shape
+    return x[:, :, : h // p * p, : w // p * p].reshape(b, c, h // p, p, w // p, p).max(axis=(3, 5))
+
+
+def run(kernel, x, out_shape):
+    mod = build([kernel])
+    y = tvm.runtime.tensor(np.zeros(out_shape, np.float32))
+    mod[kernel.name](tvm.runtime.tensor(x), *[tvm.runtime.tensor(c) for c in kernel.constants], y)
+    return y.numpy()
+
+
+def ints(rng, shape, lo=-3, hi=4, density=1.0):
+    v = rng.integers(lo, hi, shape).astype(np.float32)
+    if density < 1.0:
+        v *= rng.random(shape) < density
+    return v
+
+
+def sparse_filters(rng, shape, keep):
+    """Integer weights with exactly ``keep`` non-zeros per output unit (fixed fan-in)."""
+    w = np.zeros((shape[0], int(np.prod(shape[1:]))), np.float32)
+    for o in range(shape[0]):
+        idx = rng.choice(w.shape[1], keep, replace=False)
+        w[o, idx] = rng.choice([-3, -2, -1, 1, 2, 3], keep)
+    return w.reshape(shape)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# k-WTA
+
+
+def test_float_key_orders_like_ieee_and_merges_signed_zeros():
+    v = np.array([-np.inf, -3.5, -1e-30, -0.0, 0.0, 1e-30, 2.0, np.inf], np.float32)
+    keys = np_float_key(v)
+    assert keys[3] == keys[4]
+    assert np.all(np.diff(keys.astype(np.int64))[[0, 1, 2, 4, 5, 6]] > 0)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_kwta_1d_keeps_all_ties_and_negative_winners(batch):
+    rng = np.random.default_rng(0)
+    x = ints(rng, (batch, 100), -4, 3)  # values mostly negative: winners can be negative
+    x[:, ::9] = -0.0
+    x[:, 1::9] = 0.0
+    kern = kwta_global((100,), 10)
+    y = run(kern, x, x.shape)
+    np.testing.assert_array_equal(y, ref_kwta(x, 10))
+    assert (np.count_nonzero(y, axis=1) >= 1).all()
+
+
+def test_kwta_1d_break_ties_keeps_exactly_k_lowest_index_first():
+    rng = np.random.default_rng(1)
+    x = ints(rng, (3, 100), 0, 3)  # lots of equal values
+    boost = rng.choice([0.5, 1.0, 2.0], 100).astype(np.float32)
+    kern = kwta_global((100,), 17, boost=boost, break_ties=True)
+    y = run(kern, x, x.shape)
+    np.testing.assert_array_equal(y, ref_kwta(x, 17, boost, break_ties=True))
+
+
+@pytest.mark.parametrize(("shape", "k"), [((4, 4, 8), 30), ((8, 5, 5), 21), ((16, 16, 16), 300)])
+def test_kwta_2d_global_with_channel_boost(shape, k):
+    """H*W multiple of 16 (per-channel factor per vector), not a multiple (expanded boost), and a group
+    large enough for radix selection."""
+    rng = np.random.default_rng(2)
+    x = (ints(rng, (3, *shape), -8, 9) / 4).astype(np.float32)
+    boost = rng.choice([0.5, 1.0, 1.5, 2.0], shape[0]).astype(np.float32)
+    kern = kwta_global(shape, k, boost=boost)
+    y = run(kern, x, x.shape)
+    np.testing.assert_array_equal(y, ref_kwta(x, k, boost))
+
+
+def test_kwta_2d_global_break_ties():
+    rng = np.random.default_rng(3)
+    x = ints(rng, (2, 6, 4, 4), 0, 4)
+    boost = rng.choice([1.0, 2.0], 6).astype(np.float32)
+    kern = kwta_global((6, 4, 4), 13, boost=boost, break_ties=True)
+    y = run(kern, x, x.shape)
+    np.testing.assert_array_equal(y, ref_kwta(x, 13, boost, break_ties=True))
+    assert (np.count_nonzero(y.reshape(2, -1), axis=1) <= 13).all()
+
+
+@pytest.mark.parametrize("adversarial", [False, True])
+def test_kwta_sampled_bracket_and_its_fallback(adversarial):
+    """Groups of >= 16384 use a sampled bracket; values planted at the sampled positions make it miss and
+    exercise the exact fallback."""
+    rng = np.random.default_rng(4)
+    shape = (16, 32, 32)
+    x = (ints(rng, (1, *shape), -400, 400) / 8).astype(np.float32)
+    if adversarial:
+        x.reshape(-1)[:: 16384 // 1024] = 1000.0
+    kern = kwta_global(shape, 1555, boost=rng.choice([0.5, 1.0], 16).astype(np.float32))
+    boost = kern.constants[0]
+    y = run(kern, x, x.shape)
+    np.testing.assert_array_equal(y, ref_kwta(x, 1555, boost))
+
+
+@pytest.mark.parametrize(("shape", "break_ties"), [((24, 3, 7), False), ((24, 3, 7), True), ((5, 2, 3), True)])
+def test_kwta_local_per_pixel(shape, break_ties):
+    rng = np.random.default_rng(5)
+    x = ints(rng, (3, *shape), -3, 3)
+    x[:, :, 0, 0] = -0.0
+    boost = rng.choice([1.0, 2.0], shape[0]).astype(np.float32)
+    k = 4 if shape[0] > 5 else 2
+    kern = kwta_local(*shape, k, boost=boost, break_ties=break_ties)
+    y = run(kern, x, x.shape)
+    np.testing.assert_array_equal(y, ref_kwta(x, k, boost, local=True, break_ties=break_ties))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# convolutions
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_weight_sparse_conv_fused_kwta_maxpool(batch):
+    rng = np.random.default_rng(6)
+    w = sparse_filters(rng, (16, 3, 3, 3), 13)
+    b = ints(rng, 16)
+    x = ints(rng, (batch, 3, 12, 12))
+    spec = KwtaSpec(60, boost=rng.choice([0.5, 1.0, 2.0], 16).astype(np.float32))
+    kern = conv2d_weight_sparse((3, 12, 12), w, b, padding=(1, 1, 1, 1), kwta=spec, pool=2)
+    y = run(kern, x, (batch, 16, 6, 6))
+    want = ref_pool(ref_kwta(ref_conv(x, w, b, pad=(1, 1, 1, 1)), 60, spec.boost), 2)
+    np.testing.assert_array_equal(y, want)
+
+
+def test_weight_sparse_conv_stride2_relu_asymmetric_padding():
+    rng = np.random.default_rng(7)
+    w = sparse_filters(rng, (16, 4, 3, 3), 9)
+    b = ints(rng, 16)
+    x = ints(rng, (3, 4, 9, 11))
+    kern = conv2d_weight_sparse((4, 9, 11), w, b, stride=(2, 2), padding=(1, 0, 2, 1), relu=True)
+    want = np.maximum(ref_conv(x, w, b, (2, 2), (1, 0, 2, 1)), 0)
+    np.testing.assert_array_equal(run(kern, x, want.shape), want)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_dense_conv_small_map_odd_channel_count(batch):
+    rng = np.random.default_rng(8)
+    w = ints(rng, (20, 6, 3, 3))
+    b = ints(rng, 20)
+    x = ints(rng, (batch, 6, 5, 4))
+    kern = conv2d_dense((6, 5, 4), w, b, padding=(1, 1, 1, 1), relu=True)
+    want = np.maximum(ref_conv(x, w, b, pad=(1, 1, 1, 1)), 0)
+    np.testing.assert_array_equal(run(kern, x, want.shape), want)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_dense_conv_large_map_fused_local_kwta_maxpool(batch):
+    rng = np.random.default_rng(9)
+    w = ints(rng, (16, 2, 3, 3))
+    b = ints(rng, 16)
+    x = ints(rng, (batch, 2, 17, 16))
+    spec = KwtaSpec(5, local=True, boost=rng.choice([1.0, 2.0], 16).astype(np.float32))
+    kern = conv2d_dense((2, 17, 16), w, b, padding=(1, 1, 1, 1), kwta=spec, pool=2)
+    assert kern.info["tile"] == (16, 1)  # 16 x 16 transposed tile
+    want = ref_pool(ref_kwta(ref_conv(x, w, b, pad=(1, 1, 1, 1)), 5, spec.boost, local=True), 2)
+    np.testing.assert_array_equal(run(kern, x, want.shape), want)
+
+
+def test_dense_conv_global_kwta_break_ties():
+    rng = np.random.default_rng(10)
+    w = ints(rng, (16, 3, 3, 3), -1, 2)
+    b = np.zeros(16, np.float32)
+    x = ints(rng, (2, 3, 6, 6), 0, 2)
+    spec = KwtaSpec(40, break_ties=True)
+    kern = conv2d_dense((3, 6, 6), w, b, kwta=spec)
+    want = ref_kwta(ref_conv(x, w, b), 40, break_ties=True)
+    np.testing.assert_array_equal(run(kern, x, want.shape), want)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_sparse_sparse_conv_fused_kwta_maxpool(batch):
+    rng = np.random.default_rng(11)
+    w = sparse_filters(rng, (20, 8, 3, 3), 14)
+    b = ints(rng, 20)
+    x = ints(rng, (batch, 8, 9, 9), density=0.2)
+    spec = KwtaSpec(30, boost=rng.choice([0.5, 1.0], 20).astype(np.float32))
+    kern = conv2d_sparse_sparse((8, 9, 9), w, b, padding=(1, 1, 1, 1), kwta=spec, pool=2)
+    want = ref_pool(ref_kwta(ref_conv(x, w, b, pad=(1, 1, 1, 1)), 30, spec.boost), 2)
+    np.testing.assert_array_equal(run(kern, x, want.shape), want)
+
+
+def test_pool_then_kwta_order_for_fpga_style_layers():
+    """conv -> max-pool -> k-WTA (the FPGA net's order), with a 5 %-active input."""
+    rng = np.random.default_rng(16)
+    w = sparse_filters(rng, (32, 16, 3, 3), 7)
+    b = ints(rng, 32)
+    x = ints(rng, (2, 16, 10, 10), density=0.05)
+    spec = KwtaSpec(12, boost=rng.choice([0.5, 1.0], 32).astype(np.float32))
+    kern = conv2d((16, 10, 10), w, b, padding=(1, 1, 1, 1), kwta=spec, pool=2, pool_first=True, active_fraction=0.02)
+    assert kern.info["family"] == "conv2d_sparse_sparse"
+    want = ref_kwta(ref_pool(ref_conv(x, w, b, pad=(1, 1, 1, 1)), 2), 12, spec.boost)
+    np.testing.assert_array_equal(run(kern, x, want.shape), want)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# linear layers
+
+
+@pytest.mark.parametrize("batch", [1, 3, 7])
+def test_dense_linear_relu_kwta(batch):
+    rng = np.random.default_rng(12)
+    w = ints(rng, (20, 37))
+    b = ints(rng, 20)
+    x = ints(rng, (batch, 37))
+    kern = linear_dense(37, w, b, relu=True, kwta=KwtaSpec(6))
+    want = ref_kwta(np.maximum(x @ w.T + b, 0), 6)
+    np.testing.assert_array_equal(run(kern, x, want.shape), want)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 17])
+def test_sparse_linear_both_paths_with_break_ties(batch):
+    """batch < 16: per-sample compaction + CSC scatter; batch >= 16: batch-vectorized SpMM."""
+    rng = np.random.default_rng(13)
+    w = sparse_filters(rng, (21, 50), 6)
+    b = ints(rng, 21)
+    x = ints(rng, (batch, 50), density=0.4)
+    boost = rng.choice([0.5, 1.0, 2.0], 21).astype(np.float32)
+    kern = linear_sparse(50, w, b, kwta=KwtaSpec(5, boost=boost, break_ties=True))
+    want = ref_kwta(x @ w.T + b, 5, boost, break_ties=True)
+    np.testing.assert_array_equal(run(kern, x, want.shape), want)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# contract
+
+
+def test_layer_without_kwta_has_no_boost_param():
+    rng = np.random.default_rng(14)
+    kern = linear_dense(8, ints(rng, (16, 8)), None)
+    assert len(kern.prim_func.params) == 2 + len(kern.constants)
+    assert len(kern.constants) == 2
+
+
+def test_plan_picks_kernel_family_from_density_and_shape():
+    rng = np.random.default_rng(15)
+    assert conv2d((1, 8, 8), ints(rng, (16, 1, 3, 3)), None).info["family"] == "conv2d_weight_sparse"
+    assert conv2d((32, 8, 8), ints(rng, (16, 32, 3, 3)), None).info["family"] == "conv2d_dense"
+    assert conv2d((32, 8, 8), sparse_filters(rng, (16, 32, 3, 3), 50), None).info["family"] == ("conv2d_weight_sparse")
+    assert linear(64, sparse_filters(rng, (16, 64), 6), None).info["family"] == "linear_sparse"
+    assert linear(64, ints(rng, (16, 64), 1, 3), None).info["family"] == "linear_dense"
+
+
+@pytest.mark.parametrize("n", [8192, 8200])
+def test_kwta_radix_select_when_a_pass_keeps_almost_every_key(n: int) -> None:
+    """A tight cluster plus a few outliers: one radix pass keeps nearly every key, so the in-place compaction
+    writes right behind where it reads (a count taken after the write once lost keys here)."""
+    rng = np.random.default_rng(5)
+    x = (1.0 + rng.random((2, n)) * 1e-3).astype(np.float32)
+    x[:, rng.choice(n, 150, replace=False)] = rng.random((2, 150)).astype(np.float32) * 900 + 2
+    kernel = kwta_global((n,), 2048)
+    np.testing.assert_array_equal(run(kernel, x, x.shape), ref_kwta(x, 2048))
