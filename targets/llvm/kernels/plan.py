@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ....compiler.cost_model import DENSE_ABOVE, LLVM_ACT_SPARSE_MAX, LLVM_SHORT_REDUCTION
 from .common import Kernel
 from .conv_dense import conv2d_dense
 from .conv_sparse_sparse import conv2d_sparse_sparse
@@ -26,14 +27,15 @@ from .conv_weight_sparse import conv2d_weight_sparse
 from .epilogue import KwtaSpec
 from .linear import linear_dense, linear_sparse
 
+# The thresholds are the llvm profile of the compiler's cost model (one source of truth, measured on Zen 5;
+# see sparsecc.compiler.cost_model): the compiler records the same choice in each layer's ``kernel``.
 #: weight density at or below which the weight-sparse kernels win
-WEIGHT_SPARSE_MAX = 0.5
+WEIGHT_SPARSE_MAX = DENSE_ABOVE
 #: short reductions run faster vectorized along x even when dense
-SHORT_REDUCTION = 64
+SHORT_REDUCTION = LLVM_SHORT_REDUCTION
 #: input activity (fraction non-zero, from the upstream k-WTA bound) at or below which the activation-sparse
-#: kernel wins. Measured on Zen 5: GSC conv2 (35 % active) and the FPGA-style conv2 (5 % active, 256 outputs)
-#: both still favour the weight-sparse kernel (the dense weight columns stream from L2/L3), so keep this low.
-ACT_SPARSE_MAX = 0.03
+#: kernel wins
+ACT_SPARSE_MAX = LLVM_ACT_SPARSE_MAX
 
 
 def conv2d(
