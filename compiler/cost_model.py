@@ -142,6 +142,15 @@ ACT_SPARSE_BELOW = 0.6
 #: (C*KH*KW <= 64, e.g. a first layer on 1-3 channels) run fastest in the tap-list kernel even when dense.
 LLVM_ACT_SPARSE_MAX = 0.03
 LLVM_SHORT_REDUCTION = 64
+#: llvm: the conv tap-list kernel runs ~37 GMAC/s on non-zero weights, the dense conv ~110 GMAC/s, so
+#: indexing the non-zeros pays below a density of about 1/3 (at 0.5, SparseVGG19's convs ran 2.6x slower
+#: weight-sparse than dense).
+LLVM_CONV_WEIGHT_SPARSE_MAX = 1 / 3
+#: llvm: a linear layer scatters its active inputs over CSC columns (one scalar FMA per both-non-zero MAC)
+#: below this input density, else uses the packed weight-sparse kernel. Measured break-even ~0.25 (GSC fc1
+#: 1000x1600 at 10 % weights: 9.3 vs 21.5 us at 10 % active, 24 vs 21.5 us at 25 %; FPGA fc1 1500x6400 at
+#: 5 % weights: 14 vs 90 us at 5 % active).
+LLVM_LINEAR_SCATTER_MAX = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +168,8 @@ def plan_layer(layer: Operation, target: str = "generic", *, dense_above: float 
     ``generic`` (also ``hls`` and ``cuda``, whose kernels follow the MAC count): exploit weight sparsity when
     the density is at most ``dense_above`` and activation sparsity when the input's k-WTA bound is at most
     ``act_sparse_below``; both -> sparse-sparse with CSC columns, weights only -> ELL rows (fixed fan-in) or
-    CSR. ``llvm``: the measured rules above (a conv's activation-sparse kernel reads dense weight columns).
+    CSR. ``llvm``: the measured rules above (a conv's activation-sparse kernel reads dense weight columns; a
+    linear layer scatters its active inputs over CSC columns when few are active).
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target '{target}' (targets: {', '.join(TARGETS)})")
@@ -175,9 +185,11 @@ def plan_layer(layer: Operation, target: str = "generic", *, dense_above: float 
             reduction = math.prod(weight.type.shape[1:])  # type: ignore[arg-type]
             if plain and act <= LLVM_ACT_SPARSE_MAX:
                 return KernelPlan("act_sparse", "dense")
-            if plain and (sparse_weights or reduction <= LLVM_SHORT_REDUCTION):
+            if plain and (m.density <= LLVM_CONV_WEIGHT_SPARSE_MAX or reduction <= LLVM_SHORT_REDUCTION):
                 return KernelPlan("weight_sparse", row_format)
             return KernelPlan("dense", "dense")
+        if sparse_weights and act <= LLVM_LINEAR_SCATTER_MAX:
+            return KernelPlan("sparse_sparse", "csc")
         return KernelPlan("weight_sparse", row_format) if sparse_weights else KernelPlan("dense", "dense")
     sparse_input = act <= act_sparse_below
     if sparse_weights and sparse_input:

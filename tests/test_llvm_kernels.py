@@ -17,7 +17,7 @@ from sparsecc.targets.llvm.kernels.conv_sparse_sparse import conv2d_sparse_spars
 from sparsecc.targets.llvm.kernels.conv_weight_sparse import conv2d_weight_sparse  # noqa: E402
 from sparsecc.targets.llvm.kernels.epilogue import KwtaSpec  # noqa: E402
 from sparsecc.targets.llvm.kernels.kwta import kwta_global, kwta_local  # noqa: E402
-from sparsecc.targets.llvm.kernels.linear import linear_dense, linear_sparse  # noqa: E402
+from sparsecc.targets.llvm.kernels.linear import linear_dense, linear_scatter, linear_sparse  # noqa: E402
 from sparsecc.targets.llvm.kernels.plan import conv2d, linear  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------------------
@@ -321,3 +321,18 @@ def test_kwta_radix_select_when_a_pass_keeps_almost_every_key(n: int) -> None:
     x[:, rng.choice(n, 150, replace=False)] = rng.random((2, 150)).astype(np.float32) * 900 + 2
     kernel = kwta_global((n,), 2048)
     np.testing.assert_array_equal(run(kernel, x, x.shape), ref_kwta(x, 2048))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("kwta", [None, KwtaSpec(6, boost=np.linspace(0.5, 1.5, 37).astype(np.float32))])
+def test_sparse_sparse_linear_scatters_only_active_inputs(batch: int, kwta: KwtaSpec | None) -> None:
+    rng = np.random.default_rng(11)
+    weight = ints(rng, (37, 83), density=0.1).astype(np.float32)
+    bias = ints(rng, (37,)).astype(np.float32)
+    x = ints(rng, (batch, 83), density=0.08).astype(np.float32)
+    x[0, 16:32] = 0  # a whole all-zero window
+    expected = x @ weight.T + bias
+    if kwta is not None:
+        expected = ref_kwta(expected, kwta.k, kwta.boost)
+    got = run(linear_scatter(83, weight, bias, relu=False, kwta=kwta), x, (batch, 37))
+    np.testing.assert_array_equal(got, expected)

@@ -10,7 +10,7 @@ kernel               conv2d                                            linear
 ``weight_sparse``    :func:`~.kernels.conv2d_weight_sparse` (taps)     :func:`~.kernels.linear_sparse`
 ``act_sparse``       :func:`~.kernels.conv2d_sparse_sparse` (active    :func:`~.kernels.linear_dense`
                      inputs x dense weight columns)
-``sparse_sparse``    :func:`~.kernels.conv2d_sparse_sparse`            :func:`~.kernels.linear_sparse`
+``sparse_sparse``    :func:`~.kernels.conv2d_sparse_sparse`            :func:`~.kernels.linear_scatter`
 ===================  ================================================  ==========================
 
 (``schedule-sparse{target=llvm}`` picks only what was measured to pay on this CPU: see the cost model.)
@@ -138,7 +138,9 @@ def _linear(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
         return None
     if pool is not None or x.type.shape[1] is None:
         return None
-    if op.attr("kernel") in ("weight_sparse", "sparse_sparse"):
+    if op.attr("kernel") == "sparse_sparse":
+        built = K.linear_scatter(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_scatter"))
+    elif op.attr("kernel") == "weight_sparse":
         built = K.linear_sparse(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_sparse"))
     else:
         built = K.linear_dense(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_dense"))

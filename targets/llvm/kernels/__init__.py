@@ -11,8 +11,8 @@ Families (one module each):
 * :mod:`.conv_dense` — dense conv2d, output channels vectorized (16x16 transposed or 6x64 register tiles).
 * :mod:`.conv_weight_sparse` — weight-sparse conv2d (ELL tap lists per filter, vectors along x).
 * :mod:`.conv_sparse_sparse` — activation-sparse conv2d (per-pixel active-channel lists).
-* :mod:`.linear` — dense linear, and sparse linear (complementary permute-FMA packing per sample,
-  weight-sparse SpMM for batches >= 16).
+* :mod:`.linear` — dense linear, sparse linear (complementary permute-FMA packing per sample,
+  weight-sparse SpMM for batches >= 16), and sparse-sparse linear (CSC scatter of the active inputs).
 * :mod:`.kwta` — k-WTA (global / local, ties kept or broken) standalone kernels and epilogue macros.
 * :mod:`.select` — exact k-th-largest selection on float keys (radix select, sampled bracket, bisection).
 * :mod:`.epilogue` — the fused layer epilogue (k-WTA, max-pool) of the conv kernels.
@@ -28,7 +28,7 @@ from .conv_sparse_sparse import conv2d_sparse_sparse
 from .conv_weight_sparse import conv2d_weight_sparse
 from .epilogue import KwtaSpec
 from .kwta import kwta_global, kwta_local
-from .linear import linear_dense, linear_sparse
+from .linear import linear_dense, linear_scatter, linear_sparse
 from .plan import conv2d, linear
 
 __all__ = [
@@ -44,5 +44,6 @@ __all__ = [
     "kwta_local",
     "linear",
     "linear_dense",
+    "linear_scatter",
     "linear_sparse",
 ]

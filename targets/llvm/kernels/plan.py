@@ -5,7 +5,7 @@ The llvm target calls these instead of a generator directly. The rules come from
 
 conv2d
     * ``conv2d_weight_sparse`` (vectors along output x, one FMA per non-zero tap per 16 outputs) when the
-      weight density is <= 0.5 or the reduction is short (C*KH*KW <= 64, e.g. 1- or 3-channel inputs), and
+      weight density is <= 1/3 or the reduction is short (C*KH*KW <= 64, e.g. 1- or 3-channel inputs), and
       stride is 1 — its cost scales with the non-zero count and its stores need no transpose;
     * ``conv2d_sparse_sparse`` (activation-sparse, output channels vectorized) when the input's k-WTA bound
       says at most ``ACT_SPARSE_MAX`` of the inputs are non-zero — its cost scales with the active inputs;
@@ -19,7 +19,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ....compiler.cost_model import DENSE_ABOVE, LLVM_ACT_SPARSE_MAX, LLVM_SHORT_REDUCTION
+from ....compiler.cost_model import (
+    DENSE_ABOVE,
+    LLVM_ACT_SPARSE_MAX,
+    LLVM_CONV_WEIGHT_SPARSE_MAX,
+    LLVM_SHORT_REDUCTION,
+)
 from .common import Kernel
 from .conv_dense import conv2d_dense
 from .conv_sparse_sparse import conv2d_sparse_sparse
@@ -30,7 +35,7 @@ from .linear import linear_dense, linear_sparse
 # The thresholds are the llvm profile of the compiler's cost model (one source of truth, measured on Zen 5;
 # see sparsecc.compiler.cost_model): the compiler records the same choice in each layer's ``kernel``.
 #: weight density at or below which the weight-sparse kernels win
-WEIGHT_SPARSE_MAX = DENSE_ABOVE
+WEIGHT_SPARSE_MAX = LLVM_CONV_WEIGHT_SPARSE_MAX
 #: short reductions run faster vectorized along x even when dense
 SHORT_REDUCTION = LLVM_SHORT_REDUCTION
 #: input activity (fraction non-zero, from the upstream k-WTA bound) at or below which the activation-sparse
@@ -72,6 +77,6 @@ def linear(
     name: str = "linear",
 ) -> Kernel:
     """The best linear kernel for this layer (see module doc)."""
-    if float((weight != 0).mean()) <= WEIGHT_SPARSE_MAX:
+    if float((weight != 0).mean()) <= DENSE_ABOVE:
         return linear_sparse(in_features, weight, bias, relu, kwta, name)
     return linear_dense(in_features, weight, bias, relu, kwta, name)
