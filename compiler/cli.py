@@ -7,6 +7,7 @@
     sparsecc run OUT (--input [NAME=]FILE.npy ... | --random) [--batch N] [-o OUT.npz]
     sparsecc check MODEL --target T [--batches 1,8]      (hls: a fixed-point --precision reports its error)
     sparsecc passes
+    sparsecc profile MODEL [--batch N]
     sparsecc bench [...]
 
 MODEL is an ONNX file or a textual IR file (``.sir``). ``--plugin FILE.py`` (before the command) imports a
@@ -228,6 +229,12 @@ def cmd_passes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from ..benchmarks.profile import main as profile_main
+
+    return profile_main(args.profile_args)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..benchmarks.cpu import main as bench_main
 
@@ -295,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("passes", help="list the registered passes")
     p.set_defaults(fn=cmd_passes)
+
+    p = sub.add_parser("profile", help="per-kernel times of a model compiled for llvm", add_help=False)
+    p.add_argument("profile_args", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_profile)
 
     p = sub.add_parser("bench", help="benchmark against onnxruntime and TVM (see benchmarks/)", add_help=False)
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
