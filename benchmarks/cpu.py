@@ -98,8 +98,6 @@ def _tvm_dense_runner(path: Path, feeds: dict[str, np.ndarray]) -> Callable[[], 
 def worker(models: list[str], batches: list[int], threads: int, budget: float, onnx_dir: Path) -> list[dict[str, Any]]:
     """Measure every engine on every model and batch size in this process (threads already configured)."""
     import sparsecc
-    from sparsecc.compiler.check import onnxruntime_session, random_inputs
-    from sparsecc.compiler.compare import compare_outputs, find_near_ties
     from sparsecc.compiler.cost_model import layer_costs
     from sparsecc.examples.models import zoo
 
@@ -113,26 +111,42 @@ def worker(models: list[str], batches: list[int], threads: int, budget: float, o
         dense_macs = sum(c.dense_macs for c in costs)
         sparse_macs = sum(c.sparse_macs for c in costs)
         for batch in batches:
-            feeds = random_inputs(reference, batch, seed=batch)
-            row: dict[str, Any] = {"model": name, "batch": batch, "threads": threads, "dense_macs": dense_macs,
-                                   "sparse_macs": sparse_macs, "mac_reduction": dense_macs / sparse_macs}
-            compiled = sparsecc.compile(path, target="llvm", batch=batch)
-            near = find_near_ties(reference, feeds)
-            check = compare_outputs(compiled.run(None, feeds), onnxruntime_session(path).run(None, feeds), near)
-            if not check.ok:
-                raise RuntimeError(f"{name} batch {batch}: sparsecc disagrees with onnxruntime: {check.summary()}")
-            runners = {
-                "onnxruntime": _ort_runner(path, threads, feeds),
-                "tvm_dense": _tvm_dense_runner(path, feeds),
-                "sparsecc": lambda compiled=compiled, feeds=feeds: compiled.run(None, feeds),
-            }
-            for engine, run in runners.items():
-                seconds, repeats = median_seconds(run, budget)
-                row[engine] = {"ms": seconds * 1e3, "repeats": repeats}
-            rows.append(row)
-            print(f"  {name} batch {batch} threads {threads}: " + ", ".join(
-                f"{e} {row[e]['ms']:.3f} ms" for e in ENGINES), file=sys.stderr, flush=True)
+            try:
+                rows.append(_measure(path, name, batch, threads, budget, reference, dense_macs, sparse_macs))
+            except Exception as exc:  # record it and go on: one model must not cost the whole run
+                print(f"  {name} batch {batch} threads {threads}: FAILED: {type(exc).__name__}: {exc}",
+                      file=sys.stderr, flush=True)
+                rows.append({"model": name, "batch": batch, "threads": threads,
+                             "error": f"{type(exc).__name__}: {exc}"})
     return rows
+
+
+def _measure(path: Path, name: str, batch: int, threads: int, budget: float, reference: Any, dense_macs: int,
+             sparse_macs: float) -> dict[str, Any]:
+    """One row of the table: every engine on one model and batch size."""
+    import sparsecc
+    from sparsecc.compiler.check import onnxruntime_session, random_inputs
+    from sparsecc.compiler.compare import compare_outputs, find_near_ties
+
+    feeds = random_inputs(reference, batch, seed=batch)
+    row: dict[str, Any] = {"model": name, "batch": batch, "threads": threads, "dense_macs": dense_macs,
+                           "sparse_macs": sparse_macs, "mac_reduction": dense_macs / sparse_macs}
+    compiled = sparsecc.compile(path, target="llvm", batch=batch)
+    near = find_near_ties(reference, feeds)
+    check = compare_outputs(compiled.run(None, feeds), onnxruntime_session(path).run(None, feeds), near)
+    if not check.ok:
+        raise RuntimeError(f"{name} batch {batch}: sparsecc disagrees with onnxruntime: {check.summary()}")
+    runners = {
+        "onnxruntime": _ort_runner(path, threads, feeds),
+        "tvm_dense": _tvm_dense_runner(path, feeds),
+        "sparsecc": lambda compiled=compiled, feeds=feeds: compiled.run(None, feeds),
+    }
+    for engine, run in runners.items():
+        seconds, repeats = median_seconds(run, budget)
+        row[engine] = {"ms": seconds * 1e3, "repeats": repeats}
+    print(f"  {name} batch {batch} threads {threads}: " + ", ".join(
+        f"{e} {row[e]['ms']:.3f} ms" for e in ENGINES), file=sys.stderr, flush=True)
+    return row
 
 
 def _speedup(row: dict[str, Any], engine: str = "sparsecc") -> float:
@@ -155,6 +169,9 @@ def write_report(rows: list[dict[str, Any]], out: Path, machine: str) -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda r: (r["threads"], r["model"], r["batch"])):
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['batch']} | {r['threads']} | failed: {r['error'][:80]} |")
+            continue
         ms = r["sparsecc"]["ms"]
         lines.append(
             f"| {r['model']} | {r['batch']} | {r['threads']} | {r['onnxruntime']['ms']:.3f} | "
@@ -171,6 +188,7 @@ def _chart(rows: list[dict[str, Any]], path: Path, machine: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [r for r in rows if "error" not in r]
     configs = sorted({(r["threads"], r["batch"]) for r in rows})
     models = sorted({r["model"] for r in rows})
     fig, axes = plt.subplots(len(configs), 1, figsize=(11, 3.2 * len(configs)), squeeze=False)

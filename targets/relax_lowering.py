@@ -462,9 +462,10 @@ def _expand(op: Operation, lo: RelaxLowering) -> relax.Expr:
     return R.broadcast_to(x, lo.dims(op.result.type, lo.batch_of(x)))
 
 
-def relax_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
+def relax_pipeline(target: tvm.target.Target, schedule: Sequence[tvm.transform.Pass] = ()) -> tvm.transform.Pass:
     """TVM's default Relax pipeline minus ``RewriteDataflowReshape``, whose analysis only understands
-    schedulable (s_tir) functions and rejects sparsecc's plain-loop kernels. Reshapes stay copies."""
+    schedulable (s_tir) functions and rejects sparsecc's plain-loop kernels (reshapes stay copies).
+    ``schedule``: passes that schedule the legalized generic ops after fusion (the cuda target's DLight)."""
     from tvm.relax import transform as rt
 
     @tvm.transform.module_pass(opt_level=0)
@@ -472,7 +473,7 @@ def relax_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
         with target:
             return tvm.transform.Sequential([
                 relax.backend.DispatchSampling(), relax.backend.DispatchSortScan(), rt.LegalizeOps(),
-                rt.AnnotateTIROpPattern(), rt.FoldConstant(), rt.FuseOps(), rt.FuseTIR(),
+                rt.AnnotateTIROpPattern(), rt.FoldConstant(), rt.FuseOps(), rt.FuseTIR(), *schedule,
                 rt.ToNonDataflow(), rt.RemovePurityChecking(), rt.CallTIRRewrite(), rt.StaticPlanBlockMemory(),
                 rt.LowerAllocTensor(), rt.KillAfterLastUse(), rt.LowerRuntimeBuiltin(), rt.ComputePrimValue(),
                 rt.VMShapeLower(), rt.AttachGlobalSymbol(),

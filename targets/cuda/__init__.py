@@ -30,6 +30,7 @@ from ...runtime.artifact import Manifest, make_manifest
 from ...runtime.native_stderr import filtered_native_stderr
 from ...runtime.tvm_model import LIBRARY, TVMModel
 from ..relax_lowering import RelaxLowering
+from ..relax_lowering import relax_pipeline as shared_relax_pipeline
 from .library import pack_imports_with_device_code
 from .lowering import KERNELS
 from .nvcc import ARCHS, DeviceBinary, compile_device_code, nvcc_version
@@ -48,27 +49,14 @@ def cuda_target(arch: str = CODEGEN_ARCH) -> tvm.target.Target:
 
 
 def relax_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
-    """TVM's default Relax pipeline with DLight's default GPU schedules applied to the legalized generic ops.
+    """The shared Relax pipeline with DLight's default GPU schedules for the legalized generic ops.
 
     sparsecc's own kernels are marked ``tirx.is_scheduled`` (DLight leaves them alone) and opaque (never
-    fused). Like the llvm target's pipeline, it leaves out ``RewriteDataflowReshape``."""
-    from tvm.relax import transform as rt
+    fused)."""
     from tvm.s_tir import dlight as dl
 
-    @tvm.transform.module_pass(opt_level=0)
-    def pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        with target:
-            return tvm.transform.Sequential([
-                relax.backend.DispatchSampling(), relax.backend.DispatchSortScan(), rt.LegalizeOps(),
-                rt.AnnotateTIROpPattern(), rt.FoldConstant(), rt.FuseOps(), rt.FuseTIR(),
-                dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
-                                        dl.gpu.GeneralReduction(), dl.gpu.Fallback()),
-                rt.ToNonDataflow(), rt.RemovePurityChecking(), rt.CallTIRRewrite(), rt.StaticPlanBlockMemory(),
-                rt.LowerAllocTensor(), rt.KillAfterLastUse(), rt.LowerRuntimeBuiltin(), rt.ComputePrimValue(),
-                rt.VMShapeLower(), rt.AttachGlobalSymbol(),
-            ])(mod)
-
-    return pipeline
+    return shared_relax_pipeline(target, [dl.ApplyDefaultSchedule(
+        dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback())])
 
 
 @contextlib.contextmanager

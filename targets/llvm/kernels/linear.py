@@ -43,6 +43,21 @@ def _epilogue_consts(kwta: KwtaSpec | None, units: int) -> tuple[np.ndarray | No
     return boost_constant(kwta.boost, units, 1)
 
 
+def _layer_consts(in_features: int, weight: np.ndarray, bias: np.ndarray | None, kwta: KwtaSpec | None,
+                  ) -> tuple[int, int, np.ndarray, np.ndarray | None, str, int]:
+    """Shared set-up of the linear generators: (O, O padded to 16 lanes, padded bias, boost constant, boost
+    mode, boost length) after checking that W is (O, in_features)."""
+    o_units, i_w = weight.shape
+    if i_w != in_features:
+        raise ValueError(f"weight has {i_w} inputs, expected {in_features}")
+    op = ceil_div(o_units, LANES) * LANES
+    bias_arr = np.zeros(op, np.float32)
+    if bias is not None:
+        bias_arr[:o_units] = np.asarray(bias, np.float32).reshape(o_units)
+    boost_arr, mode = _epilogue_consts(kwta, o_units)
+    return o_units, op, bias_arr, boost_arr, mode, 1 if boost_arr is None else boost_arr.size
+
+
 @T.macro
 def linear_epilogue(act, dst, boost, keys, cand, hist, thr, units, relu, kwta, mode):
     """dst[0:units] = kwta?(relu?(act)); act already holds x @ W.T + b of one sample."""
@@ -76,18 +91,10 @@ def linear_dense(
     Params ``(x, wt, bias, [boost], y)``: ``wt`` float32 (I, Op) = W.T zero-padded to Op = ceil(O/16)*16,
     ``bias`` (Op,), ``boost`` (O,) only with k-WTA.
     """
-    o_units, i_w = weight.shape
-    if i_w != in_features:
-        raise ValueError(f"weight has {i_w} inputs, expected {in_features}")
+    o_units, op, bias_arr, boost_arr, mode, nb = _layer_consts(in_features, weight, bias, kwta)
     lanes = LANES
-    op = ceil_div(o_units, lanes) * lanes
     wt = np.zeros((in_features, op), np.float32)
     wt[:, :o_units] = np.asarray(weight, np.float32).T
-    bias_arr = np.zeros(op, np.float32)
-    if bias is not None:
-        bias_arr[:o_units] = np.asarray(bias, np.float32).reshape(o_units)
-    boost_arr, mode = _epilogue_consts(kwta, o_units)
-    nb = 1 if boost_arr is None else boost_arr.size
     nvec = op // lanes
     ov = min(4, nvec)  # output vectors per register tile
     rows_tile = 6 if ov >= 3 else 12 // ov
@@ -281,19 +288,12 @@ def linear_sparse(
     SpMM path, ``bias`` (O,), ``boost`` (O,) only with k-WTA. Both paths compute the same sums (different
     summation order, so results agree to float rounding).
     """
-    o_units, i_w = weight.shape
-    if i_w != in_features:
-        raise ValueError(f"weight has {i_w} inputs, expected {in_features}")
+    o_units, _, bias_arr, boost_arr, mode, nb = _layer_consts(in_features, weight, bias, kwta)
     weight = np.asarray(weight, np.float32)
     blkptr, ent_win, ent_val, ent_idx = pack_permute_blocks(weight)
     pairptr, pcols, pvals = pack_row_pairs(weight)
     nent, plen, npairs = ent_win.size, pcols.shape[1], pairptr.size - 1
     nblk = blkptr.size - 1
-    bias_arr = np.zeros(ceil_div(o_units, LANES) * LANES, np.float32)
-    if bias is not None:
-        bias_arr[:o_units] = np.asarray(bias, np.float32).reshape(o_units)
-    boost_arr, mode = _epilogue_consts(kwta, o_units)
-    nb = 1 if boost_arr is None else boost_arr.size
     lanes = LANES
     chunk = SPMM_CHUNK
     cv = chunk // lanes
@@ -437,19 +437,11 @@ def linear_scatter(
     Params ``(x, colptr, rows, vals, bias, [boost], y)``: CSC of W as :func:`pack_csc` (padded to one entry
     when W is all zero), ``bias`` (Op,), ``boost`` (O,) only with k-WTA.
     """
-    o_units, i_w = weight.shape
-    if i_w != in_features:
-        raise ValueError(f"weight has {i_w} inputs, expected {in_features}")
+    o_units, op, bias_arr, boost_arr, mode, nb = _layer_consts(in_features, weight, bias, kwta)
     colptr, rows, vals = pack_csc(weight)
     if rows.size == 0:
         rows, vals = np.zeros(1, np.int32), np.zeros(1, np.float32)
     nnz = rows.size
-    op = ceil_div(o_units, LANES) * LANES
-    bias_arr = np.zeros(op, np.float32)
-    if bias is not None:
-        bias_arr[:o_units] = np.asarray(bias, np.float32).reshape(o_units)
-    boost_arr, mode = _epilogue_consts(kwta, o_units)
-    nb = 1 if boost_arr is None else boost_arr.size
     glob = kwta is not None
     windows = in_features // LANES
     tail = in_features - windows * LANES
