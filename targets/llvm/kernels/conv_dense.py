@@ -35,6 +35,10 @@ TRANSPOSE_MIN_PIXELS = 256
 STREAMED_WEIGHT_BYTES = 1 << 20
 
 
+#: work (MACs) from which a call spreads its tiles over the thread pool (~40 us on one Zen 5 core)
+PARALLEL_MIN_MACS = 4_000_000
+
+
 def pack_dense_weight(weight: np.ndarray, block: int) -> np.ndarray:
     """OIHW -> (Op / block, C*KH*KW, block), output channels zero-padded to a multiple of ``block``."""
     o_ch = weight.shape[0]
@@ -163,13 +167,37 @@ def conv2d_dense(
 
     def emit_all(src, dst, w_buf, bias_buf, total) -> None:
         """All tiles of all output blocks over ``total`` flat pixels (symbolic): full tiles of the largest
-        size that fits, the last one overlapping its predecessor."""
-        with T.serial(0, nob) as ob:
-            for i, xt in enumerate(tile_sizes):
-                upper = tile_sizes[i - 1] if i else None
-                cond = total >= xt if upper is None else T.And(total >= xt, total < upper)
-                with T.If(cond), T.Then(), T.serial(0, ceil_div(total, xt)) as t:
-                    emit_tile(xt, src, dst, w_buf, bias_buf, T.min(t * xt, total - xt), ob)
+        size that fits, the last one overlapping its predecessor (it rewrites the same values).
+
+        Calls with at least ``PARALLEL_MIN_MACS`` of work spread the tiles over the thread pool; smaller ones
+        stay serial, because waking sleeping worker threads costs tens of microseconds."""
+        big = total * (o_ch * krows) >= PARALLEL_MIN_MACS
+        with T.If(big):
+            with T.Then():
+                emit_tiles(src, dst, w_buf, bias_buf, total, T.parallel)
+            with T.Else():
+                emit_tiles(src, dst, w_buf, bias_buf, total, T.serial)
+
+    def emit_tiles(src, dst, w_buf, bias_buf, total, loop) -> None:
+        for i, xt in enumerate(tile_sizes):
+            upper = tile_sizes[i - 1] if i else None
+            cond = total >= xt if upper is None else T.And(total >= xt, total < upper)
+            with T.If(cond), T.Then(), loop(0, ceil_div(total, xt) * nob) as t:
+                ob = t % nob
+                tile = t // nob
+                emit_tile(xt, src, dst, w_buf, bias_buf, T.min(tile * xt, total - xt), ob)
+
+    @T.macro
+    def epilogue(act, Y, boost_buf, b):
+        """k-WTA / pooling of one sample, with its own scratch (samples run on different threads)."""
+        masked = T.alloc_buffer((max(scratch["masked"], 1),), "float32")
+        keys = T.alloc_buffer((max(scratch["keys"], 1),), "uint32")
+        cand = T.alloc_buffer((max(scratch["cand"], 1),), "uint32")
+        hist = T.alloc_buffer((max(scratch["hist"], 1),), "int32")
+        thr = T.alloc_buffer((1,), "uint32")
+        acts = T.decl_buffer((n_out,), "float32", data=act.data, elem_offset=b * n_out)
+        ys = T.decl_buffer((n_y,), "float32", data=Y.data, elem_offset=b * n_y)
+        conv_epilogue(acts, masked, ys, boost_buf, keys, cand, hist, thr, o_ch, ho, wo, kwta, mode, pool, pool_first)
 
     @T.prim_func
     def conv(
@@ -187,11 +215,6 @@ def conv2d_dense(
         Yf = T.decl_buffer((batch * n_y,), "float32", data=Y.data)
         xp = T.alloc_buffer((batch * in_sample if copy_input else 1,), "float32")
         act = T.alloc_buffer((batch * n_out if fused else 1,), "float32")
-        masked = T.alloc_buffer((max(scratch["masked"], 1),), "float32")
-        keys = T.alloc_buffer((max(scratch["keys"], 1),), "uint32")
-        cand = T.alloc_buffer((max(scratch["cand"], 1),), "uint32")
-        hist = T.alloc_buffer((max(scratch["hist"], 1),), "int32")
-        thr = T.alloc_buffer((1,), "uint32")
         if copy_input:
             for i in range(batch * in_sample):
                 xp[i] = T.float32(0)
@@ -212,12 +235,11 @@ def conv2d_dense(
             else:
                 emit_all(Xf, Yf, w_buf, bias_buf, batch * npix)
         if fused:
-            for b in range(batch):
-                acts = T.decl_buffer((n_out,), "float32", data=act.data, elem_offset=b * n_out)
-                ys = T.decl_buffer((n_y,), "float32", data=Y.data, elem_offset=b * n_y)
-                conv_epilogue(
-                    acts, masked, ys, boost_buf, keys, cand, hist, thr, o_ch, ho, wo, kwta, mode, pool, pool_first
-                )
+            if batch == 1:  # a single sample needs no thread-pool launch
+                epilogue(act, Y, boost_buf, 0)
+            else:
+                for b in T.parallel(batch):
+                    epilogue(act, Y, boost_buf, b)
 
     return make_kernel(
         conv,

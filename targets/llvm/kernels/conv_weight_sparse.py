@@ -188,6 +188,48 @@ def conv2d_weight_sparse(
                 valid = min(lanes, xd1 - xd0 - j * lanes)
                 masked_store(xp, dst + j * lanes, masked_load(xs_, src + j * lanes, valid), valid)
 
+    @T.macro
+    def sample(X, Y, ptr_buf, off_buf, w_buf, bias_buf, boost_buf, b):
+        """One sample: its own scratch, so samples can run on different threads."""
+        xp = T.alloc_buffer((xs_size,), "float32")
+        partial = T.alloc_buffer((partial_size,), "float32")
+        act = T.alloc_buffer((n_out if fused else 1,), "float32")
+        masked = T.alloc_buffer((max(scratch["masked"], 1),), "float32")
+        keys = T.alloc_buffer((max(scratch["keys"], 1),), "uint32")
+        cand = T.alloc_buffer((max(scratch["cand"], 1),), "uint32")
+        hist = T.alloc_buffer((max(scratch["hist"], 1),), "int32")
+        thr = T.alloc_buffer((1,), "uint32")
+        acc = T.meta_var([T.alloc_buffer((lanes,), "float32") for _ in range(rows * chunks)])
+        xs = T.decl_buffer((n_in,), "float32", data=X.data, elem_offset=b * n_in)
+        ys = T.decl_buffer((n_y,), "float32", data=Y.data, elem_offset=b * n_y)
+        for i0 in range(xs_size // lanes):
+            xp[T.ramp(i0 * lanes, 1, lanes)] = T.broadcast(T.float32(0), lanes)
+        for i in range(xs_size - xs_size // lanes * lanes):
+            xp[xs_size // lanes * lanes + i] = T.float32(0)
+        for c in range(c_in):
+            for yy in range(h_in):
+                emit_input_copy(xp, xs, c, yy)
+        for cb in range(ncb):
+            for o in range(o_ch):
+                for tile in range(ceil_div(ho, rows)):
+                    y0 = T.meta_var(T.min(tile * rows, ho - rows))
+                    if cb == 0:
+                        emit_init(acc, bias_buf[o])
+                    else:
+                        emit_load_partial(acc, partial, o, y0)
+                    for t in range(ptr_buf[o, cb + 1] - ptr_buf[o, cb]):
+                        emit_fma(acc, xp, off_buf[ptr_buf[o, cb] + t], w_buf[ptr_buf[o, cb] + t], y0)
+                    if cb < ncb - 1:
+                        emit_save_partial(acc, partial, o, y0)
+                    elif fused:
+                        emit_store(acc, act, o, y0)
+                    else:
+                        emit_store(acc, ys, o, y0)
+        if fused:
+            conv_epilogue(
+                act, masked, ys, boost_buf, keys, cand, hist, thr, o_ch, ho, wo, kwta, mode, pool, pool_first
+            )
+
     @T.prim_func
     def conv(
         x_handle: T.handle,
@@ -202,45 +244,11 @@ def conv2d_weight_sparse(
         batch = T.int32()
         X = T.match_buffer(x_handle, (batch, c_in, h_in, w_in), "float32")
         Y = T.match_buffer(y_handle, (batch, o_ch, hq, wq), "float32")
-        xp = T.alloc_buffer((xs_size,), "float32")
-        partial = T.alloc_buffer((partial_size,), "float32")
-        act = T.alloc_buffer((n_out if fused else 1,), "float32")
-        masked = T.alloc_buffer((max(scratch["masked"], 1),), "float32")
-        keys = T.alloc_buffer((max(scratch["keys"], 1),), "uint32")
-        cand = T.alloc_buffer((max(scratch["cand"], 1),), "uint32")
-        hist = T.alloc_buffer((max(scratch["hist"], 1),), "int32")
-        thr = T.alloc_buffer((1,), "uint32")
-        acc = T.meta_var([T.alloc_buffer((lanes,), "float32") for _ in range(rows * chunks)])
-        for b in range(batch):
-            xs = T.decl_buffer((n_in,), "float32", data=X.data, elem_offset=b * n_in)
-            ys = T.decl_buffer((n_y,), "float32", data=Y.data, elem_offset=b * n_y)
-            for i0 in range(xs_size // lanes):
-                xp[T.ramp(i0 * lanes, 1, lanes)] = T.broadcast(T.float32(0), lanes)
-            for i in range(xs_size - xs_size // lanes * lanes):
-                xp[xs_size // lanes * lanes + i] = T.float32(0)
-            for c in range(c_in):
-                for yy in range(h_in):
-                    emit_input_copy(xp, xs, c, yy)
-            for cb in range(ncb):
-                for o in range(o_ch):
-                    for tile in range(ceil_div(ho, rows)):
-                        y0 = T.meta_var(T.min(tile * rows, ho - rows))
-                        if cb == 0:
-                            emit_init(acc, bias_buf[o])
-                        else:
-                            emit_load_partial(acc, partial, o, y0)
-                        for t in range(ptr_buf[o, cb + 1] - ptr_buf[o, cb]):
-                            emit_fma(acc, xp, off_buf[ptr_buf[o, cb] + t], w_buf[ptr_buf[o, cb] + t], y0)
-                        if cb < ncb - 1:
-                            emit_save_partial(acc, partial, o, y0)
-                        elif fused:
-                            emit_store(acc, act, o, y0)
-                        else:
-                            emit_store(acc, ys, o, y0)
-            if fused:
-                conv_epilogue(
-                    act, masked, ys, boost_buf, keys, cand, hist, thr, o_ch, ho, wo, kwta, mode, pool, pool_first
-                )
+        if batch == 1:  # no thread-pool launch for a single sample (it costs ~25 us with 2 threads)
+            sample(X, Y, ptr_buf, off_buf, w_buf, bias_buf, boost_buf, 0)
+        else:
+            for b in T.parallel(batch):
+                sample(X, Y, ptr_buf, off_buf, w_buf, bias_buf, boost_buf, b)
 
     return make_kernel(
         conv,

@@ -178,23 +178,31 @@ def kwta_global(
     nb = boost_arr.size
     full_shape = tuple(shape)
 
+    @T.macro
+    def sample(X, Y, boost_buf, b):
+        """One sample, with its own scratch (samples run on different threads)."""
+        keys = T.alloc_buffer((n,), "uint32")
+        cand = T.alloc_buffer((n + LANES,), "uint32")
+        hist = T.alloc_buffer((2048,), "int32")
+        thr = T.alloc_buffer((1,), "uint32")
+        xs = T.decl_buffer((n,), "float32", data=X.data, elem_offset=b * n)
+        ys = T.decl_buffer((n,), "float32", data=Y.data, elem_offset=b * n)
+        group_threshold(xs, boost_buf, keys, cand, hist, thr, n, hw, k, mode)
+        group_mask(xs, ys, boost_buf, thr[0], n, hw, mode, break_ties)
+        if break_ties:
+            group_tie_fixup(xs, ys, boost_buf, keys, thr[0], n, hw, k, mode)
+
     @T.prim_func
     def kwta(x_handle: T.handle, boost_buf: T.Buffer((nb,), "float32"), y_handle: T.handle):
         T.func_attr({"tir.noalias": True})
         batch = T.int32()
         X = T.match_buffer(x_handle, (batch, *full_shape), "float32")
         Y = T.match_buffer(y_handle, (batch, *full_shape), "float32")
-        keys = T.alloc_buffer((n,), "uint32")
-        cand = T.alloc_buffer((n + LANES,), "uint32")
-        hist = T.alloc_buffer((2048,), "int32")
-        thr = T.alloc_buffer((1,), "uint32")
-        for b in range(batch):
-            xs = T.decl_buffer((n,), "float32", data=X.data, elem_offset=b * n)
-            ys = T.decl_buffer((n,), "float32", data=Y.data, elem_offset=b * n)
-            group_threshold(xs, boost_buf, keys, cand, hist, thr, n, hw, k, mode)
-            group_mask(xs, ys, boost_buf, thr[0], n, hw, mode, break_ties)
-            if break_ties:
-                group_tie_fixup(xs, ys, boost_buf, keys, thr[0], n, hw, k, mode)
+        if batch == 1:  # a single sample needs no thread-pool launch
+            sample(X, Y, boost_buf, 0)
+        else:
+            for b in T.parallel(batch):
+                sample(X, Y, boost_buf, b)
 
     consts = [None if mode == "none" else boost_arr]
     return make_kernel(kwta, consts, name, family="kwta_global", group=n, k=k)

@@ -452,6 +452,25 @@ def linear_scatter(
             for p in T.serial(colptr_buf[i], colptr_buf[i + 1]):
                 acc[rows_buf[p]] = acc[rows_buf[p]] + X[b, i] * vals_buf[p]
 
+    @T.macro
+    def sample(X, Y, colptr_buf, rows_buf, vals_buf, bias_buf, boost_buf, b):
+        """One sample, with its own scratch (samples run on different threads)."""
+        acc = T.alloc_buffer((op,), "float32")
+        keys = T.alloc_buffer((op if glob else 1,), "uint32")
+        cand = T.alloc_buffer((op + LANES if glob else 1,), "uint32")
+        hist = T.alloc_buffer((2048 if glob else 1,), "int32")
+        thr = T.alloc_buffer((1,), "uint32")
+        for i0 in range(op // LANES):
+            acc[T.ramp(i0 * LANES, 1, LANES)] = vec(bias_buf, i0 * LANES)
+        for w in range(windows):
+            if mask_count(X[b, T.ramp(w * LANES, 1, LANES)] != T.broadcast(T.float32(0), LANES)) > 0:
+                for j in range(LANES):
+                    scatter(X, b, w * LANES + j, colptr_buf, rows_buf, vals_buf, acc)
+        for j in range(tail):
+            scatter(X, b, windows * LANES + j, colptr_buf, rows_buf, vals_buf, acc)
+        ys = T.decl_buffer((o_units,), "float32", data=Y.data, elem_offset=b * o_units)
+        linear_epilogue(acc, ys, boost_buf, keys, cand, hist, thr, o_units, relu, kwta, mode)
+
     @T.prim_func
     def linear(
         x_handle: T.handle,
@@ -466,22 +485,11 @@ def linear_scatter(
         batch = T.int32()
         X = T.match_buffer(x_handle, (batch, in_features), "float32")
         Y = T.match_buffer(y_handle, (batch, o_units), "float32")
-        acc = T.alloc_buffer((op,), "float32")
-        keys = T.alloc_buffer((op if glob else 1,), "uint32")
-        cand = T.alloc_buffer((op + LANES if glob else 1,), "uint32")
-        hist = T.alloc_buffer((2048 if glob else 1,), "int32")
-        thr = T.alloc_buffer((1,), "uint32")
-        for b in range(batch):
-            for i0 in range(op // LANES):
-                acc[T.ramp(i0 * LANES, 1, LANES)] = vec(bias_buf, i0 * LANES)
-            for w in range(windows):
-                if mask_count(X[b, T.ramp(w * LANES, 1, LANES)] != T.broadcast(T.float32(0), LANES)) > 0:
-                    for j in range(LANES):
-                        scatter(X, b, w * LANES + j, colptr_buf, rows_buf, vals_buf, acc)
-            for j in range(tail):
-                scatter(X, b, windows * LANES + j, colptr_buf, rows_buf, vals_buf, acc)
-            ys = T.decl_buffer((o_units,), "float32", data=Y.data, elem_offset=b * o_units)
-            linear_epilogue(acc, ys, boost_buf, keys, cand, hist, thr, o_units, relu, kwta, mode)
+        if batch == 1:  # a single sample needs no thread-pool launch
+            sample(X, Y, colptr_buf, rows_buf, vals_buf, bias_buf, boost_buf, 0)
+        else:
+            for b in T.parallel(batch):
+                sample(X, Y, colptr_buf, rows_buf, vals_buf, bias_buf, boost_buf, b)
 
     return make_kernel(
         linear,
