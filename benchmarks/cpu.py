@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from ..compiler.cli import CliParser
+
 ENGINES = ("onnxruntime", "tvm_dense", "sparsecc")
 
 
@@ -216,7 +218,7 @@ def _chart(rows: list[dict[str, Any]], path: Path, machine: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     from ..examples.models import zoo
 
-    parser = argparse.ArgumentParser(prog="sparsecc bench", description=__doc__.splitlines()[0])
+    parser = CliParser(prog="sparsecc bench", description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(zoo.ZOO))
     parser.add_argument("--batches", default="1,64")
     parser.add_argument("--threads", default="1,2")

@@ -10,13 +10,14 @@ microsecond each, so the sum is a little above the uninstrumented time (also rep
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
+from ..compiler.cli import CliParser
 
 
 def profile(model_path: str | Path, batch: int = 1, runs: int = 200, passes: str | None = None,
@@ -65,12 +66,15 @@ def profile(model_path: str | Path, batch: int = 1, runs: int = 200, passes: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sparsecc profile", description=__doc__.splitlines()[0])
+    parser = CliParser(prog="sparsecc profile", description=__doc__.splitlines()[0])
     parser.add_argument("model")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--passes")
     args = parser.parse_args(argv)
+    for flag in ("batch", "runs"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     rows, total = profile(args.model, args.batch, args.runs, args.passes)
     summed = sum(us for _, us, _ in rows)
     print(f"{'function':<64} {'us/run':>9} {'share':>7} {'calls':>6}")

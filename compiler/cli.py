@@ -30,7 +30,7 @@ import numpy as np
 from .errors import SparseccError
 
 
-class _Parser(argparse.ArgumentParser):
+class CliParser(argparse.ArgumentParser):
     """argparse with one-line errors (exit status 2)."""
 
     def error(self, message: str) -> NoReturn:
@@ -242,11 +242,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="sparsecc", description="A compiler for doubly-sparse neural networks.")
+    parser = CliParser(prog="sparsecc", description="A compiler for doubly-sparse neural networks.")
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                         help="import a Python file that registers custom passes")
     parser.add_argument("--traceback", action="store_true", help="show Python tracebacks of errors (debugging)")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=CliParser)
 
     p = sub.add_parser("import", help="print the IR of an ONNX model")
     p.add_argument("model")
@@ -315,7 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # `profile` and `bench` hand their arguments to their own parsers; argparse's REMAINDER does not take a
+    # leading option such as `--help`, so collect those here instead of rejecting them.
+    args, extra = parser.parse_known_args(argv)
+    forwarded = {"profile": "profile_args", "bench": "bench_args"}.get(getattr(args, "command", None))
+    if extra and forwarded is None:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if forwarded is not None:
+        setattr(args, forwarded, [*extra, *getattr(args, forwarded)])
     try:
         for plugin in args.plugin:
             _load_plugin(plugin)

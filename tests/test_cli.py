@@ -114,6 +114,18 @@ def test_bad_arguments_give_one_line_and_exit_2(args: list[str], message: str) -
     assert_one_line_error(run_cli(*args), message)
 
 
+def test_profile_and_bench_take_their_own_options(zoo_onnx) -> None:
+    for command in ("profile", "bench"):
+        result = run_cli(command, "--help")
+        assert result.returncode == 0 and result.stdout.startswith(f"usage: sparsecc {command}"), result.stderr
+    assert_one_line_error(run_cli("profile", str(zoo_onnx("gsc_dense_small1")), "--runs", "0"), "--runs must be >= 1")
+    result = run_cli("profile", str(zoo_onnx("gsc_sparse_cnn")), "--runs", "3")
+    assert result.returncode == 0, result.stderr
+    # the fused layers show up as the specialised kernels the llvm cost model picked
+    assert "conv2d_weight_sparse" in result.stdout and "linear_sparse" in result.stdout
+    assert "uninstrumented run (median)" in result.stdout
+
+
 def test_bad_pipeline_and_truncated_model(zoo_onnx, tmp_path: Path) -> None:
     model = zoo_onnx("gsc_dense_small1")
     assert_one_line_error(run_cli("opt", str(model), "--passes", "canonicalize,nope"), "unknown pass 'nope'")
