@@ -190,6 +190,51 @@ def block_scan(scan, tmp, nt, log_nt, F):
         sync(nt, F)
 
 
+@T.macro
+def fill_zero(buf, size, nt, F):
+    """buf[0:size] = 0 by the block's ``nt`` threads, then a barrier."""
+    for tx in F.threads(nt):
+        for j in range((size + nt - 1) // nt):
+            if j * nt + tx < size:
+                buf[j * nt + tx] = T.float32(0)
+    sync(nt, F)
+
+
+@T.macro
+def scatter_active(src, base, n, nt, log_nt, lanes, F, entry_range, scatter_entry):
+    """Scatter the non-zeros of ``src[base : base + n]``: chunk by chunk of ``nt`` inputs, compact the chunk's
+    non-zeros into (``cidx``, ``cval``) with a block scan, then give each active input ``lanes`` threads that
+    walk its entries: ``entry_range(loc)`` sets ``loc[1]:loc[2]`` from the input index ``loc[0]`` and
+    ``scatter_entry(loc, val, e)`` adds entry ``loc[1] + e`` times ``val[0]`` into the block's accumulator."""
+    cidx = T.alloc_buffer((nt,), "int32", scope=F.shared)
+    cval = T.alloc_buffer((nt,), "float32", scope=F.shared)
+    scan = T.alloc_buffer((nt,), "int32", scope=F.shared)
+    tmp = T.alloc_buffer((nt,), "int32", scope=F.shared)
+    total = T.alloc_buffer((1,), "int32", scope="local")
+    for ch in range((n + nt - 1) // nt):
+        for tx in F.threads(nt):
+            scan[tx] = T.Cast("int32", ch * nt + tx < n and src[base + T.min(ch * nt + tx, n - 1)] != T.float32(0))
+        block_scan(scan, tmp, nt, log_nt, F)
+        for tx in F.threads(nt):
+            if ch * nt + tx < n:  # noqa: SIM102 (guards the load below)
+                if src[base + ch * nt + tx] != T.float32(0):
+                    cidx[scan[tx] - 1] = ch * nt + tx
+                    cval[scan[tx] - 1] = src[base + ch * nt + tx]
+        sync(nt, F)
+        for tx in F.threads(nt):
+            total[0] = scan[nt - 1]
+            loc = T.alloc_buffer((3,), "int32", scope="local")  # input index, entry begin, entry end
+            val = T.alloc_buffer((1,), "float32", scope="local")
+            for r in range((total[0] + nt // lanes - 1) // (nt // lanes)):
+                if r * (nt // lanes) + tx // lanes < total[0]:
+                    loc[0] = cidx[r * (nt // lanes) + tx // lanes]
+                    val[0] = cval[r * (nt // lanes) + tx // lanes]
+                    entry_range(loc)
+                    for e in range((loc[2] - loc[1] - tx % lanes + lanes - 1) // lanes):
+                        scatter_entry(loc, val, e * lanes + tx % lanes)
+        sync(nt, F)
+
+
 # -- k-WTA -------------------------------------------------------------------------------------------------------
 def kwta_global(shape: Sequence[int], k: int, ties: str = "keep", boost: np.ndarray | None = None,
                 relu: bool = False, pool: Any = None, flavour: Flavour = GPU) -> GpuKernel:
@@ -550,13 +595,22 @@ def conv2d_scatter(geometry: ConvGeometry, weight: np.ndarray, bias: np.ndarray 
     nt = THREADS
     log_nt = nt.bit_length() - 1
     lanes = min(nt, _next_pow2(longest))  # threads per active input
-    per_round = nt // lanes  # active inputs per round
     n_in = c_in * h * w
-    chunks = -(-n_in // nt)
     tile = og * oh * ow
     n_out_block = og * qh * qw
     m = o_ch * qh * qw
     strided = sh != 1 or sw != 1
+
+    def channel_taps(ptr_buf, group):
+        def entry_range(loc):  # the taps of the active input's channel for this block's output channels
+            T.buffer_store(loc, ptr_buf[group * (c_in + 1) + loc[0] // (h * w)], [1])
+            T.buffer_store(loc, ptr_buf[group * (c_in + 1) + loc[0] // (h * w) + 1], [2])
+        return entry_range
+
+    def tap_scatter(acc, code_buf, val_buf):
+        def scatter_entry(loc, val, e):
+            _scatter_tap(F, acc, code_buf, val_buf, loc, val, e, h, w, oh, ow, sh, sw, pt, pl, dh, dw, strided)
+        return scatter_entry
 
     @T.prim_func
     def conv(x_handle: T.handle, ptr_buf: T.Buffer((groups * (c_in + 1),), "int32"),
@@ -570,41 +624,9 @@ def conv2d_scatter(geometry: ConvGeometry, weight: np.ndarray, bias: np.ndarray 
         Yf = T.decl_buffer((batch * m,), "float32", data=Y.data)
         for blk in F.blocks(batch * groups):
             acc = T.alloc_buffer((tile,), "float32", scope=F.shared)
-            cidx = T.alloc_buffer((nt,), "int32", scope=F.shared)
-            cval = T.alloc_buffer((nt,), "float32", scope=F.shared)
-            scan = T.alloc_buffer((nt,), "int32", scope=F.shared)
-            tmp = T.alloc_buffer((nt,), "int32", scope=F.shared)
-            total = T.alloc_buffer((1,), "int32", scope="local")
-            for tx in F.threads(nt):
-                for j in range((tile + nt - 1) // nt):
-                    if j * nt + tx < tile:
-                        acc[j * nt + tx] = T.float32(0)
-            sync(nt, F)
-            for ch in range(chunks):
-                for tx in F.threads(nt):
-                    scan[tx] = T.Cast("int32", ch * nt + tx < n_in and Xf[
-                        blk // groups * n_in + T.min(ch * nt + tx, n_in - 1)] != T.float32(0))
-                block_scan(scan, tmp, nt, log_nt, F)
-                for tx in F.threads(nt):
-                    if ch * nt + tx < n_in:  # noqa: SIM102 (guards the load below)
-                        if Xf[blk // groups * n_in + ch * nt + tx] != T.float32(0):
-                            cidx[scan[tx] - 1] = ch * nt + tx
-                            cval[scan[tx] - 1] = Xf[blk // groups * n_in + ch * nt + tx]
-                sync(nt, F)
-                for tx in F.threads(nt):
-                    total[0] = scan[nt - 1]
-                    loc = T.alloc_buffer((3,), "int32", scope="local")  # input index, tap begin, tap end
-                    val = T.alloc_buffer((1,), "float32", scope="local")
-                    for r in range((total[0] + per_round - 1) // per_round):
-                        if r * per_round + tx // lanes < total[0]:
-                            loc[0] = cidx[r * per_round + tx // lanes]
-                            val[0] = cval[r * per_round + tx // lanes]
-                            loc[1] = ptr_buf[blk % groups * (c_in + 1) + loc[0] // (h * w)]
-                            loc[2] = ptr_buf[blk % groups * (c_in + 1) + loc[0] // (h * w) + 1]
-                            for e in range((loc[2] - loc[1] - tx % lanes + lanes - 1) // lanes):
-                                _scatter_tap(F, acc, code_buf, val_buf, loc, val, e * lanes + tx % lanes,
-                                             h, w, oh, ow, sh, sw, pt, pl, dh, dw, strided)
-                sync(nt, F)
+            fill_zero(acc, tile, nt, F)
+            scatter_active(Xf, blk // groups * n_in, n_in, nt, log_nt, lanes, F, channel_taps(ptr_buf, blk % groups),
+                           tap_scatter(acc, code_buf, val_buf))
             for tx in F.threads(nt):
                 for j in range((n_out_block + nt - 1) // nt):
                     if j * nt + tx < n_out_block and blk % groups * og + (j * nt + tx) // (qh * qw) < o_ch:
@@ -728,8 +750,17 @@ def linear_scatter(weight: np.ndarray, bias: np.ndarray | None, relu: bool = Fal
     nt = THREADS
     log_nt = nt.bit_length() - 1
     lanes = min(nt, _next_pow2(longest))
-    per_round = nt // lanes
-    chunks = -(-i_units // nt)
+
+    def column_range(ptr_buf):
+        def entry_range(loc):  # the CSC column of the active input
+            T.buffer_store(loc, ptr_buf[loc[0]], [1])
+            T.buffer_store(loc, ptr_buf[loc[0] + 1], [2])
+        return entry_range
+
+    def column_scatter(acc, row_buf, val_buf):
+        def scatter_entry(loc, val, e):
+            F.atomic_add(acc, row_buf[loc[1] + e], val_buf[loc[1] + e] * val[0])
+        return scatter_entry
 
     @T.prim_func
     def linear(x_handle: T.handle, ptr_buf: T.Buffer((i_units + 1,), "int32"), row_buf: T.Buffer((nnz,), "int32"),
@@ -738,43 +769,12 @@ def linear_scatter(weight: np.ndarray, bias: np.ndarray | None, relu: bool = Fal
         batch = T.int64()
         X = T.match_buffer(x_handle, (batch, i_units), "float32")
         Y = T.match_buffer(y_handle, (batch, o_units), "float32")
+        Xf = T.decl_buffer((batch * i_units,), "float32", data=X.data)
         for b in F.blocks(batch):
             acc = T.alloc_buffer((o_units,), "float32", scope=F.shared)
-            cidx = T.alloc_buffer((nt,), "int32", scope=F.shared)
-            cval = T.alloc_buffer((nt,), "float32", scope=F.shared)
-            scan = T.alloc_buffer((nt,), "int32", scope=F.shared)
-            tmp = T.alloc_buffer((nt,), "int32", scope=F.shared)
-            total = T.alloc_buffer((1,), "int32", scope="local")
-            for tx in F.threads(nt):
-                for j in range((o_units + nt - 1) // nt):
-                    if j * nt + tx < o_units:
-                        acc[j * nt + tx] = T.float32(0)
-            sync(nt, F)
-            for ch in range(chunks):
-                for tx in F.threads(nt):
-                    scan[tx] = T.Cast("int32", ch * nt + tx < i_units
-                                      and X[b, T.min(ch * nt + tx, i_units - 1)] != T.float32(0))
-                block_scan(scan, tmp, nt, log_nt, F)
-                for tx in F.threads(nt):
-                    if ch * nt + tx < i_units:  # noqa: SIM102 (guards the load below)
-                        if X[b, ch * nt + tx] != T.float32(0):
-                            cidx[scan[tx] - 1] = ch * nt + tx
-                            cval[scan[tx] - 1] = X[b, ch * nt + tx]
-                sync(nt, F)
-                for tx in F.threads(nt):
-                    total[0] = scan[nt - 1]
-                    loc = T.alloc_buffer((3,), "int32", scope="local")
-                    val = T.alloc_buffer((1,), "float32", scope="local")
-                    for r in range((total[0] + per_round - 1) // per_round):
-                        if r * per_round + tx // lanes < total[0]:
-                            loc[0] = cidx[r * per_round + tx // lanes]
-                            val[0] = cval[r * per_round + tx // lanes]
-                            loc[1] = ptr_buf[loc[0]]
-                            loc[2] = ptr_buf[loc[0] + 1]
-                            for e in range((loc[2] - loc[1] - tx % lanes + lanes - 1) // lanes):
-                                F.atomic_add(acc, row_buf[loc[1] + e * lanes + tx % lanes],
-                                             val_buf[loc[1] + e * lanes + tx % lanes] * val[0])
-                sync(nt, F)
+            fill_zero(acc, o_units, nt, F)
+            scatter_active(Xf, b * i_units, i_units, nt, log_nt, lanes, F, column_range(ptr_buf),
+                           column_scatter(acc, row_buf, val_buf))
             for tx in F.threads(nt):
                 for j in range((o_units + nt - 1) // nt):
                     if j * nt + tx < o_units:

@@ -119,16 +119,15 @@ const typename CFG::kwta_config::boost_t* boost_arg(const D* boost) {
         return nullptr;
 }
 
-// ----- conv runners ----------------------------------------------------------------------------------------
-template <class CFG, class T>
-struct conv_io {
+// ----- runners ---------------------------------------------------------------------------------------------
+// One sample's input, output and per-unit arrays (O units), converted to the kernel's data type.
+template <class T, unsigned NX, unsigned NY, unsigned O>
+struct layer_io {
     typedef typename T::data_t D;
-    static constexpr unsigned O = CFG::out_channels;
-    static constexpr unsigned COLS = CFG::in_channels * CFG::kernel_h * CFG::kernel_w;
-    D x[CFG::in_channels * CFG::in_height * CFG::in_width];
-    D y[sparsecc::conv2d_output_size<CFG>()];
+    D x[NX];
+    D y[NY];
     D bias[O], scale[O], shift[O], boost[O];
-    conv_io(const float* x_, const float* b, const float* sc, const float* sh, const float* bo) {
+    layer_io(const float* x_, const float* b, const float* sc, const float* sh, const float* bo) {
         load(x_, x);
         load(b, bias);
         load(sc, scale);
@@ -136,17 +135,30 @@ struct conv_io {
         load(bo, boost);
     }
 };
+template <class CFG, class T>
+using conv_io = layer_io<T, CFG::in_channels * CFG::in_height * CFG::in_width, sparsecc::conv2d_output_size<CFG>(),
+                         CFG::out_channels>;
+template <class CFG, class T>
+using linear_io = layer_io<T, CFG::in_features, sparsecc::linear_output_size<CFG>(), CFG::out_features>;
+template <class CFG>
+constexpr unsigned conv_cols = CFG::in_channels * CFG::kernel_h * CFG::kernel_w;
+
+// Calls `kernel(epilogue...)` with the trailing arrays a layer of CFG takes: scale, shift, boost, or none.
+template <class CFG, class IO, class F>
+void with_epilogue(IO& io, F kernel) {
+    if constexpr (has_epilogue_arrays<CFG>())
+        kernel(io.scale, io.shift, boost_arg<CFG>(io.boost));
+    else
+        kernel();
+}
 
 template <class CFG, class T>
 void conv_dense(const float* x, float* y, const float* b, const float* sc, const float* sh, const float* bo,
                 const float* w) {
     conv_io<CFG, T> io(x, b, sc, sh, bo);
-    typename T::data_t wd[io.O][io.COLS];
+    typename T::data_t wd[CFG::out_channels][conv_cols<CFG>];
     load(w, wd);
-    if constexpr (has_epilogue_arrays<CFG>())
-        sparsecc::conv2d_dense<CFG>(io.x, io.y, wd, io.bias, io.scale, io.shift, boost_arg<CFG>(io.boost));
-    else
-        sparsecc::conv2d_dense<CFG>(io.x, io.y, wd, io.bias);
+    with_epilogue<CFG>(io, [&](auto... e) { sparsecc::conv2d_dense<CFG>(io.x, io.y, wd, io.bias, e...); });
     store(io.y, y);
 }
 
@@ -154,12 +166,11 @@ template <class CFG, class T>
 void conv_ell(const float* x, float* y, const float* b, const float* sc, const float* sh, const float* bo,
               const int* idx, const float* val) {
     conv_io<CFG, T> io(x, b, sc, sh, bo);
-    typename T::data_t vd[io.O][CFG::fan_in];
+    typename T::data_t vd[CFG::out_channels][CFG::fan_in];
     load(val, vd);
-    if constexpr (has_epilogue_arrays<CFG>())
-        sparsecc::conv2d_ell<CFG>(io.x, io.y, rows<CFG::fan_in>(idx), vd, io.bias, io.scale, io.shift, boost_arg<CFG>(io.boost));
-    else
-        sparsecc::conv2d_ell<CFG>(io.x, io.y, rows<CFG::fan_in>(idx), vd, io.bias);
+    with_epilogue<CFG>(io, [&](auto... e) {
+        sparsecc::conv2d_ell<CFG>(io.x, io.y, rows<CFG::fan_in>(idx), vd, io.bias, e...);
+    });
     store(io.y, y);
 }
 
@@ -169,64 +180,37 @@ void conv_sparse(const float* x, float* y, const float* b, const float* sc, cons
     conv_io<CFG, T> io(x, b, sc, sh, bo);
     typename T::data_t vd[CFG::nnz];
     load(val, vd);
-    if constexpr (has_epilogue_arrays<CFG>())
-        sparsecc::conv2d_sparse_sparse<CFG>(io.x, io.y, col_ptr, row_idx, vd, io.bias, io.scale, io.shift,
-                                            boost_arg<CFG>(io.boost));
-    else
-        sparsecc::conv2d_sparse_sparse<CFG>(io.x, io.y, col_ptr, row_idx, vd, io.bias);
+    with_epilogue<CFG>(io, [&](auto... e) {
+        sparsecc::conv2d_sparse_sparse<CFG>(io.x, io.y, col_ptr, row_idx, vd, io.bias, e...);
+    });
     store(io.y, y);
 }
 
 template <class CFG, class T, bool SPARSE_INPUT>
 void conv_comp(const float* x, float* y, const float* b, const float* sc, const float* sh, const float* bo,
                const float* packed_val, const int* packed_slot, const int* group_rows) {
+    constexpr unsigned COLS = conv_cols<CFG>;
     conv_io<CFG, T> io(x, b, sc, sh, bo);
-    typename T::data_t pv[CFG::n_groups][io.COLS];
+    typename T::data_t pv[CFG::n_groups][COLS];
     load(packed_val, pv);
-    const auto ps = rows<io.COLS>(packed_slot);
+    const auto ps = rows<COLS>(packed_slot);
     const auto gr = rows<CFG::pack_size>(group_rows);
-    if constexpr (SPARSE_INPUT) {
-        if constexpr (has_epilogue_arrays<CFG>())
-            sparsecc::conv2d_complementary_sparse<CFG>(io.x, io.y, pv, ps, gr, io.bias, io.scale, io.shift,
-                                                       boost_arg<CFG>(io.boost));
+    with_epilogue<CFG>(io, [&](auto... e) {
+        if constexpr (SPARSE_INPUT)
+            sparsecc::conv2d_complementary_sparse<CFG>(io.x, io.y, pv, ps, gr, io.bias, e...);
         else
-            sparsecc::conv2d_complementary_sparse<CFG>(io.x, io.y, pv, ps, gr, io.bias);
-    } else {
-        if constexpr (has_epilogue_arrays<CFG>())
-            sparsecc::conv2d_complementary<CFG>(io.x, io.y, pv, ps, gr, io.bias, io.scale, io.shift, boost_arg<CFG>(io.boost));
-        else
-            sparsecc::conv2d_complementary<CFG>(io.x, io.y, pv, ps, gr, io.bias);
-    }
+            sparsecc::conv2d_complementary<CFG>(io.x, io.y, pv, ps, gr, io.bias, e...);
+    });
     store(io.y, y);
 }
-
-// ----- linear runners --------------------------------------------------------------------------------------
-template <class CFG, class T>
-struct linear_io {
-    typedef typename T::data_t D;
-    static constexpr unsigned O = CFG::out_features, I = CFG::in_features;
-    D x[I];
-    D y[sparsecc::linear_output_size<CFG>()];
-    D bias[O], scale[O], shift[O], boost[O];
-    linear_io(const float* x_, const float* b, const float* sc, const float* sh, const float* bo) {
-        load(x_, x);
-        load(b, bias);
-        load(sc, scale);
-        load(sh, shift);
-        load(bo, boost);
-    }
-};
 
 template <class CFG, class T>
 void linear_dense(const float* x, float* y, const float* b, const float* sc, const float* sh, const float* bo,
                   const float* w) {
     linear_io<CFG, T> io(x, b, sc, sh, bo);
-    typename T::data_t wd[io.O][io.I];
+    typename T::data_t wd[CFG::out_features][CFG::in_features];
     load(w, wd);
-    if constexpr (has_epilogue_arrays<CFG>())
-        sparsecc::linear_dense<CFG>(io.x, io.y, wd, io.bias, io.scale, io.shift, boost_arg<CFG>(io.boost));
-    else
-        sparsecc::linear_dense<CFG>(io.x, io.y, wd, io.bias);
+    with_epilogue<CFG>(io, [&](auto... e) { sparsecc::linear_dense<CFG>(io.x, io.y, wd, io.bias, e...); });
     store(io.y, y);
 }
 
@@ -234,12 +218,11 @@ template <class CFG, class T>
 void linear_ell(const float* x, float* y, const float* b, const float* sc, const float* sh, const float* bo,
                 const int* idx, const float* val) {
     linear_io<CFG, T> io(x, b, sc, sh, bo);
-    typename T::data_t vd[io.O][CFG::fan_in];
+    typename T::data_t vd[CFG::out_features][CFG::fan_in];
     load(val, vd);
-    if constexpr (has_epilogue_arrays<CFG>())
-        sparsecc::linear_ell<CFG>(io.x, io.y, rows<CFG::fan_in>(idx), vd, io.bias, io.scale, io.shift, boost_arg<CFG>(io.boost));
-    else
-        sparsecc::linear_ell<CFG>(io.x, io.y, rows<CFG::fan_in>(idx), vd, io.bias);
+    with_epilogue<CFG>(io, [&](auto... e) {
+        sparsecc::linear_ell<CFG>(io.x, io.y, rows<CFG::fan_in>(idx), vd, io.bias, e...);
+    });
     store(io.y, y);
 }
 
@@ -249,11 +232,9 @@ void linear_sparse(const float* x, float* y, const float* b, const float* sc, co
     linear_io<CFG, T> io(x, b, sc, sh, bo);
     typename T::data_t vd[CFG::nnz];
     load(val, vd);
-    if constexpr (has_epilogue_arrays<CFG>())
-        sparsecc::linear_sparse_sparse<CFG>(io.x, io.y, col_ptr, row_idx, vd, io.bias, io.scale, io.shift,
-                                            boost_arg<CFG>(io.boost));
-    else
-        sparsecc::linear_sparse_sparse<CFG>(io.x, io.y, col_ptr, row_idx, vd, io.bias);
+    with_epilogue<CFG>(io, [&](auto... e) {
+        sparsecc::linear_sparse_sparse<CFG>(io.x, io.y, col_ptr, row_idx, vd, io.bias, e...);
+    });
     store(io.y, y);
 }
 
@@ -261,22 +242,16 @@ template <class CFG, class T, bool SPARSE_INPUT>
 void linear_comp(const float* x, float* y, const float* b, const float* sc, const float* sh, const float* bo,
                  const float* packed_val, const int* packed_slot, const int* group_rows) {
     linear_io<CFG, T> io(x, b, sc, sh, bo);
-    typename T::data_t pv[CFG::n_groups][io.I];
+    typename T::data_t pv[CFG::n_groups][CFG::in_features];
     load(packed_val, pv);
-    const auto ps = rows<io.I>(packed_slot);
+    const auto ps = rows<CFG::in_features>(packed_slot);
     const auto gr = rows<CFG::pack_size>(group_rows);
-    if constexpr (SPARSE_INPUT) {
-        if constexpr (has_epilogue_arrays<CFG>())
-            sparsecc::linear_complementary_sparse<CFG>(io.x, io.y, pv, ps, gr, io.bias, io.scale, io.shift,
-                                                       boost_arg<CFG>(io.boost));
+    with_epilogue<CFG>(io, [&](auto... e) {
+        if constexpr (SPARSE_INPUT)
+            sparsecc::linear_complementary_sparse<CFG>(io.x, io.y, pv, ps, gr, io.bias, e...);
         else
-            sparsecc::linear_complementary_sparse<CFG>(io.x, io.y, pv, ps, gr, io.bias);
-    } else {
-        if constexpr (has_epilogue_arrays<CFG>())
-            sparsecc::linear_complementary<CFG>(io.x, io.y, pv, ps, gr, io.bias, io.scale, io.shift, boost_arg<CFG>(io.boost));
-        else
-            sparsecc::linear_complementary<CFG>(io.x, io.y, pv, ps, gr, io.bias);
-    }
+            sparsecc::linear_complementary<CFG>(io.x, io.y, pv, ps, gr, io.bias, e...);
+    });
     store(io.y, y);
 }
 
