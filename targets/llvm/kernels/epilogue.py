@@ -73,8 +73,11 @@ def _apply_mask(v, mask, c, start, pool, lanes):
 
 
 @T.macro
-def maxpool_masked(src, dst, boost, thr, mode, channels, height, width, pool):
-    """dst = max-pool of where(key(src * boost) < thr, 0, src): fused global k-WTA mask + max-pool."""
+def maxpool(src, dst, channels, height, width, pool, mask):
+    """dst (C, H//pool, W//pool) = max-pool of src (C, H, W), kernel = stride = pool, floor mode.
+
+    ``mask = (boost, thr, mode)``: max-pool of where(key(src * boost) < thr, 0, src) — the fused global k-WTA
+    mask + max-pool (see :func:`pooled_row`); None for a plain max-pool."""
     hq = T.meta_var(height // pool)
     wq = T.meta_var(width // pool)
     lanes = T.meta_var(min(LANES, wq))
@@ -82,20 +85,7 @@ def maxpool_masked(src, dst, boost, thr, mode, channels, height, width, pool):
         for qy in range(hq):
             for chunk in range(ceil_div(wq, lanes)):
                 q0 = T.meta_var(T.min(chunk * lanes, wq - lanes))
-                pooled_row(src, dst, c, qy, q0, height, width, pool, lanes, (boost, thr, mode))
-
-
-@T.macro
-def maxpool(src, dst, channels, height, width, pool):
-    """dst (C, H//pool, W//pool) = max-pool of src (C, H, W), kernel = stride = pool, floor mode."""
-    hq = T.meta_var(height // pool)
-    wq = T.meta_var(width // pool)
-    lanes = T.meta_var(min(LANES, wq))
-    for c in range(channels):
-        for qy in range(hq):
-            for chunk in range(ceil_div(wq, lanes)):
-                q0 = T.meta_var(T.min(chunk * lanes, wq - lanes))
-                pooled_row(src, dst, c, qy, q0, height, width, pool, lanes)
+                pooled_row(src, dst, c, qy, q0, height, width, pool, lanes, mask)
 
 
 def epilogue_boost(kwta: KwtaSpec | None, channels: int, hw: int) -> tuple[np.ndarray | None, str]:
@@ -142,19 +132,19 @@ def conv_epilogue(
 
     ``pool_first``: max-pool, then k-WTA on the pooled map (nupic's LeSparseNet order)."""
     if kwta is not None and pool is not None and pool_first:
-        maxpool(src, masked, channels, height, width, pool)
+        maxpool(src, masked, channels, height, width, pool, None)
         kwta_into(masked, dst, boost, keys, cand, hist, thr, channels, height // pool, width // pool, kwta, mode)
     elif kwta is not None:
         if pool is not None and not kwta.local and not kwta.break_ties:
             group_threshold(src, boost, keys, cand, hist, thr, channels * height * width, height * width, kwta.k, mode)
-            maxpool_masked(src, dst, boost, thr[0], mode, channels, height, width, pool)
+            maxpool(src, dst, channels, height, width, pool, (boost, thr[0], mode))
         elif pool is not None:
             kwta_into(src, masked, boost, keys, cand, hist, thr, channels, height, width, kwta, mode)
-            maxpool(masked, dst, channels, height, width, pool)
+            maxpool(masked, dst, channels, height, width, pool, None)
         else:
             kwta_into(src, dst, boost, keys, cand, hist, thr, channels, height, width, kwta, mode)
     elif pool is not None:
-        maxpool(src, dst, channels, height, width, pool)
+        maxpool(src, dst, channels, height, width, pool, None)
 
 
 __all__ = [
