@@ -175,12 +175,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     model = load(args.artifact)
     if args.random == bool(args.input):
         raise SparseccError("give either --input FILE (one or more) or --random")
+    if args.batch is not None and not args.random:
+        raise SparseccError("--batch applies to --random only (the batch of --input comes from the file)")
     if args.random:
         from .ir.core import Function, Module, Value
         from .ir.types import TensorType
 
+        fixed = {t.shape[0] for t in model.manifest.inputs if t.shape and t.shape[0] is not None}
+        if args.batch is not None and fixed and fixed != {args.batch}:
+            raise SparseccError(f"{args.artifact} was compiled for batch {min(fixed)}, not --batch {args.batch} "
+                                "(compile without --batch for a dynamic batch)")
+        batch = args.batch if args.batch is not None else 1
         args_ = [Value(TensorType(t.shape, t.dtype), t.name) for t in model.manifest.inputs]
-        feeds = random_inputs(Module("m", Function("main", args_)), args.batch, args.seed)
+        feeds = random_inputs(Module("m", Function("main", args_)), batch, args.seed)
     else:
         feeds = _read_inputs(args.input, model.input_names)
     start = time.perf_counter()
@@ -285,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", action="append", default=[], metavar="[NAME=]FILE",
                    help=".npy (per input) or .npz (by name)")
     p.add_argument("--random", action="store_true", help="run on seeded random inputs")
-    p.add_argument("--batch", type=int, default=1, help="batch size for --random")
+    p.add_argument("--batch", type=int, help="batch size for --random (default: 1, or the artifact's fixed batch)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", help="save the outputs to this .npz")
     p.set_defaults(fn=cmd_run)

@@ -152,3 +152,16 @@ def test_run_rejects_wrong_inputs(zoo_onnx, tmp_path: Path) -> None:
     assert_one_line_error(run_cli("run", str(artifact), "--input", f"nope={tmp_path / 'f64.npy'}"),
                           "unknown input(s) ['nope']")
     assert_one_line_error(run_cli("run", str(artifact)), "give either --input")
+
+
+def test_run_random_follows_a_fixed_batch_and_rejects_another(zoo_onnx, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    artifact = tmp_path / "fixed"
+    assert main(["compile", str(zoo_onnx("gsc_dense_small1")), "-o", str(artifact), "--batch", "3", "-q"]) == 0
+    assert main(["run", str(artifact), "--random"]) == 0
+    assert capsys.readouterr().out.startswith("output: float32[3, 12]")
+    assert_one_line_error(run_cli("run", str(artifact), "--random", "--batch", "2"),
+                          "was compiled for batch 3, not --batch 2")
+    np.save(tmp_path / "x.npy", np.zeros((3, 1, 32, 32), np.float32))
+    assert_one_line_error(run_cli("run", str(artifact), "--input", str(tmp_path / "x.npy"), "--batch", "3"),
+                          "--batch applies to --random only")
