@@ -11,16 +11,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
 import onnx
 
 from .errors import SparseccError
 from .ir.core import Module
 from .ir.parser import parse_module
-from .passes.base import PassManager
+from .passes.base import Pass, PassManager
 from .passes.builtin import default_pipeline
 from .passes.specialize_batch import SpecializeBatch
 
@@ -45,7 +46,7 @@ def load_module(model: ModelLike) -> Module:
     return import_onnx(path)
 
 
-def optimize(model: ModelLike, passes: str | None = None, *, batch: int | None = None,
+def optimize(model: ModelLike, passes: str | Sequence[Pass] | None = None, *, batch: int | None = None,
              print_ir_after_all: TextIO | None = None, progress: Callable[[str], None] | None = None,
              target: str = "generic") -> tuple[Module, PassManager]:
     """Run a pass pipeline on a copy of the model (default: the standard pipeline with the cost model of
@@ -54,6 +55,12 @@ def optimize(model: ModelLike, passes: str | None = None, *, batch: int | None =
     ``batch`` fixes the dynamic batch first (``specialize-batch``). Returns the module and the pass manager
     (for its timing report).
     """
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int | np.integer)):
+        raise SparseccError(f"batch must be an int or None, got {type(batch).__name__} {batch!r}")
+    if passes is not None and not isinstance(passes, str) and not (
+            isinstance(passes, list | tuple) and all(isinstance(p, Pass) for p in passes)):
+        raise SparseccError("passes must be a pipeline string such as 'canonicalize,fuse-kwta', a list of Pass "
+                            f"instances, or None; got {type(passes).__name__}")
     module = load_module(model)
     pipeline = default_pipeline(target) if passes is None else passes
     manager = PassManager(pipeline, print_after_all=print_ir_after_all, progress=progress)
@@ -63,12 +70,13 @@ def optimize(model: ModelLike, passes: str | None = None, *, batch: int | None =
     return module, manager
 
 
-def compile(model: ModelLike, target: str = "llvm", passes: str | None = None, *, batch: int | None = None,
-            progress: Callable[[str], None] | None = None, **target_options: Any) -> Any:
+def compile(model: ModelLike, target: str = "llvm", passes: str | Sequence[Pass] | None = None, *,
+            batch: int | None = None, progress: Callable[[str], None] | None = None, **target_options: Any) -> Any:
     """Optimise ``model`` and compile it for ``target`` (``llvm``, ``cuda`` or ``hls``).
 
-    Returns the target's compiled module (it has ``run`` and ``export``). ``batch=None`` keeps the batch
-    dynamic; an int fixes it at compile time.
+    ``passes``: a pipeline string (``"canonicalize,fuse-kwta"``), a list of Pass instances, or None for the
+    target's default pipeline. Returns the target's compiled module (it has ``run`` and ``export``).
+    ``batch=None`` keeps the batch dynamic; an int fixes it at compile time.
     """
     from ..targets import get_target
 

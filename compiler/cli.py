@@ -126,7 +126,7 @@ def _target_options(args: argparse.Namespace) -> dict[str, object]:
     given = {name: getattr(args, name) for name in HLS_OPTIONS if getattr(args, name, None) is not None}
     if given and args.target != "hls":
         flags = ", ".join(f"--{n.replace('_', '-')}" for n in given)
-        raise SparseccError(f"{flags} only apply to --target hls")
+        raise SparseccError(f"{flags} {'applies' if len(given) == 1 else 'apply'} to --target hls only")
     return given
 
 

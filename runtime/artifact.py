@@ -156,6 +156,8 @@ class CompiledModel:
 
     def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run on ``feeds`` (name -> array); returns the requested outputs (all when None) in order."""
+        if isinstance(output_names, str | bytes):
+            raise InputError(f"output_names must be a list of names or None, got the string {output_names!r}")
         wanted = self.output_names if output_names is None else list(output_names)
         unknown = [n for n in wanted if n not in self.output_names]
         if unknown:

@@ -12,7 +12,7 @@ from support import ALL_MODELS, batch_input
 
 import sparsecc
 from sparsecc.compiler.check import check_model
-from sparsecc.compiler.errors import ArtifactError, CompileError, InputError, PassError
+from sparsecc.compiler.errors import ArtifactError, CompileError, InputError, PassError, SparseccError
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
@@ -61,6 +61,8 @@ def test_run_validates_inputs(gsc_artifact: Path, feeds: dict, message: str) -> 
 def test_run_rejects_unknown_output_names(gsc_artifact: Path) -> None:
     with pytest.raises(InputError, match="unknown output"):
         sparsecc.load(gsc_artifact).run(["logits"], {"input": batch_input("gsc_sparse_cnn", 1)})
+    with pytest.raises(InputError, match="must be a list of names or None, got the string 'output'"):
+        sparsecc.load(gsc_artifact).run("output", {"input": batch_input("gsc_sparse_cnn", 1)})
 
 
 def test_fixed_batch_is_chosen_at_compile_time(zoo_onnx) -> None:
@@ -101,6 +103,10 @@ def test_compile_rejects_bad_requests(zoo_onnx, tmp_path: Path) -> None:
         sparsecc.compile(zoo_onnx("gsc_dense_small1"), target="tpu")
     with pytest.raises(PassError, match="unknown pass"):
         sparsecc.compile(zoo_onnx("gsc_dense_small1"), passes="canonicalize,warp-speed")
+    with pytest.raises(SparseccError, match="passes must be a pipeline string"):
+        sparsecc.compile(zoo_onnx("gsc_dense_small1"), passes=["canonicalize"])
+    with pytest.raises(SparseccError, match="batch must be an int or None, got str '4'"):
+        sparsecc.compile(zoo_onnx("gsc_dense_small1"), batch="4")
     model = sparsecc.compile(zoo_onnx("gsc_dense_small1"))
     occupied = tmp_path / "occupied"
     occupied.mkdir()

@@ -252,3 +252,15 @@ def test_user_passes_run_in_pipelines_and_are_verified() -> None:
     assert "total" in manager.timing_report()
     with pytest.raises(PassError, match="IR is invalid after pass 'test-break-types'"):
         PassManager("test-break-types").run(parse_module(BN_AFTER_CONV))
+
+
+def test_compile_takes_pass_instances_as_well_as_strings() -> None:
+    import sparsecc
+
+    module = parse_module(BN_AFTER_CONV)
+    from_text, _ = sparsecc.optimize(module, "canonicalize,test-count-layers")
+    counter = parse_pipeline("test-count-layers")[0]
+    from_objects, manager = sparsecc.optimize(module, [*parse_pipeline("canonicalize"), counter])
+    assert counter.found == 1  # type: ignore[attr-defined]  # the instance given is the one that ran
+    assert [t.name for t in manager.timings] == ["canonicalize", "test-count-layers"]
+    assert str(from_objects) == str(from_text)
