@@ -14,9 +14,10 @@ import dataclasses
 import numpy as np
 
 from sparsecc.compiler.errors import CompileError
+from sparsecc.compiler.ir.weights import csc_arrays, ell_arrays
 
 #: Element type of every index array written here (the C++ side accepts any integer type).
-INDEX_DTYPE = np.dtype("int32")
+INDEX_DTYPE = np.dtype("int32")  # as compiler.ir.weights.csc_arrays / ell_arrays write them
 
 
 def weight_matrix(weight: np.ndarray) -> np.ndarray:
@@ -83,31 +84,16 @@ def to_ell(matrix: np.ndarray, fan_in: int | None = None) -> EllWeights:
     Padding slots hold value 0 and column 0. Non-zeros keep their column order within a row.
     """
     matrix = _as_matrix(matrix)
-    rows, _ = matrix.shape
-    per_row = np.count_nonzero(matrix, axis=1)
-    widest = int(per_row.max()) if rows else 0
-    width = max(widest, 1) if fan_in is None else fan_in
-    if width < max(widest, 1):
-        raise CompileError(f"ELL fan_in {width} is smaller than the widest row ({widest} non-zeros)")
-    idx = np.zeros((rows, width), dtype=INDEX_DTYPE)
-    val = np.zeros((rows, width), dtype=matrix.dtype)
-    for row in range(rows):
-        columns = np.flatnonzero(matrix[row])
-        idx[row, : columns.size] = columns
-        val[row, : columns.size] = matrix[row, columns]
+    widest = int(np.count_nonzero(matrix, axis=1).max()) if matrix.shape[0] else 0
+    if fan_in is not None and fan_in < max(widest, 1):
+        raise CompileError(f"ELL fan_in {fan_in} is smaller than the widest row ({widest} non-zeros)")
+    idx, val = ell_arrays(matrix, fan_in)
     return EllWeights(idx=idx, val=val)
 
 
 def to_csc(matrix: np.ndarray) -> CscWeights:
     """CSC arrays of a weight matrix (an all-zero matrix stores one explicit zero so arrays are non-empty)."""
-    matrix = _as_matrix(matrix)
-    rows_of = [np.flatnonzero(matrix[:, column]) for column in range(matrix.shape[1])]
-    col_ptr = np.zeros(matrix.shape[1] + 1, dtype=INDEX_DTYPE)
-    col_ptr[1:] = np.cumsum([r.size for r in rows_of])
-    if col_ptr[-1] == 0:
-        return CscWeights(col_ptr, np.zeros(1, dtype=INDEX_DTYPE), np.zeros(1, dtype=matrix.dtype))
-    row_idx = np.concatenate(rows_of).astype(INDEX_DTYPE)
-    val = np.concatenate([matrix[r, column] for column, r in enumerate(rows_of)]).astype(matrix.dtype)
+    col_ptr, row_idx, val = csc_arrays(_as_matrix(matrix))
     return CscWeights(col_ptr=col_ptr, row_idx=row_idx, val=val)
 
 

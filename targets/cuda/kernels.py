@@ -50,6 +50,7 @@ from tvm import tirx
 from tvm.script import tirx as T
 
 from ...compiler.ir.shapes import window_output_dim
+from ...compiler.ir.weights import csc_arrays, ell_arrays
 
 #: Shared memory budget (floats) for a scatter kernel's accumulator tile (40 KiB of the 48 KiB static limit).
 SMEM_FLOATS = 10240
@@ -674,12 +675,7 @@ def linear_gather(weight: np.ndarray, bias: np.ndarray | None, relu: bool = Fals
     nt = THREADS
     total_nnz = int(nnz_rows.sum())
     if fan * o_units <= 1.25 * max(total_nnz, 1):  # (nearly) fixed fan-in: ELL, transposed for coalescing
-        cols = np.zeros((max(fan, 1), o_units), np.int32)
-        vals = np.zeros((max(fan, 1), o_units), np.float32)
-        for o in range(o_units):
-            nz = np.nonzero(weight[o])[0]
-            cols[:nz.size, o] = nz
-            vals[:nz.size, o] = weight[o, nz]
+        cols, vals = (np.ascontiguousarray(a.T) for a in ell_arrays(weight))
         slots = cols.shape[0]
 
         @T.prim_func
@@ -737,13 +733,8 @@ def linear_scatter(weight: np.ndarray, bias: np.ndarray | None, relu: bool = Fal
     o_units, i_units = weight.shape
     if o_units > SMEM_FLOATS:
         return None
-    cc, rr = np.nonzero(weight.T)  # column-major order: per input, its output rows
-    colptr = np.zeros(i_units + 1, np.int32)
-    np.add.at(colptr, cc + 1, 1)
-    colptr = np.cumsum(colptr).astype(np.int32)
+    colptr, rows, vals = csc_arrays(weight)
     longest = int(np.diff(colptr).max()) if i_units else 0
-    rows = rr.astype(np.int32) if rr.size else np.zeros(1, np.int32)
-    vals = weight[rr, cc].astype(np.float32) if rr.size else np.zeros(1, np.float32)
     nnz = rows.size
     bias_arr = np.zeros(o_units, np.float32) if bias is None else np.asarray(bias, np.float32).reshape(o_units)
     F = flavour

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 from tvm.script import tirx as T
 
+from ....compiler.ir.weights import csc_arrays
 from .common import LANES, Kernel, ceil_div, make_kernel, mask_count, masked_load, masked_store, vec
 from .epilogue import KwtaSpec
 from .kwta import boost_constant, group_mask, group_threshold, group_tie_fixup
@@ -409,15 +410,6 @@ def linear_sparse(
     )
 
 
-def pack_csc(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CSC of W (O, I): ``colptr`` int32 (I + 1,), ``rows`` int32 (nnz,), ``vals`` float32 (nnz,)."""
-    w = np.asarray(weight, np.float32)
-    cols, rows = np.nonzero(w.T)  # column-major order: by input, then by output row
-    colptr = np.zeros(w.shape[1] + 1, np.int32)
-    np.cumsum(np.bincount(cols, minlength=w.shape[1]), out=colptr[1:])
-    return colptr, rows.astype(np.int32), w.T[cols, rows].astype(np.float32)
-
-
 def linear_scatter(
     in_features: int,
     weight: np.ndarray,
@@ -434,13 +426,12 @@ def linear_scatter(
     profile uses it up to ``LLVM_LINEAR_SCATTER_MAX`` input density): on the FPGA-style GSC net's fc1
     (6400 -> 1500, 5 % weights, <= 5 % active inputs) it does ~24k MACs instead of streaming 480k non-zeros.
 
-    Params ``(x, colptr, rows, vals, bias, [boost], y)``: CSC of W as :func:`pack_csc` (padded to one entry
-    when W is all zero), ``bias`` (Op,), ``boost`` (O,) only with k-WTA.
+    Params ``(x, colptr, rows, vals, bias, [boost], y)``: CSC of W as
+    :func:`~sparsecc.compiler.ir.weights.csc_arrays` (one explicit zero when W is all zero), ``bias`` (Op,),
+    ``boost`` (O,) only with k-WTA.
     """
     o_units, op, bias_arr, boost_arr, mode, nb = _layer_consts(in_features, weight, bias, kwta)
-    colptr, rows, vals = pack_csc(weight)
-    if rows.size == 0:
-        rows, vals = np.zeros(1, np.int32), np.zeros(1, np.float32)
+    colptr, rows, vals = csc_arrays(np.asarray(weight, np.float32))
     nnz = rows.size
     glob = kwta is not None
     windows = in_features // LANES
