@@ -30,13 +30,15 @@ TVM 0.27 facts the generators rely on (each one cost a miscompile or a slow kern
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import tvm
 from tvm import tirx
+from tvm.script import tirx as T
+from tvm.script.ir_builder import IRBuilder
 
 #: float32 lanes of one AVX-512 register; the kernels' vector width.
 LANES = 16
@@ -83,6 +85,17 @@ def make_kernel(
     func = prim_func.with_attr("global_symbol", name)
     arrays = [np.ascontiguousarray(c) for c in constants if c is not None]
     return Kernel(func, arrays, name, dict(info))
+
+
+def for_each_sample(batch: Any, sample: Callable[..., None], *args: Any) -> None:
+    """Emit ``sample(*args, b)`` for every sample b of the batch: one sample per iteration of a parallel loop,
+    or a plain call for a batch of one (launching the thread pool costs ~25 us with 2 threads, more than a
+    small layer of one sample takes). ``sample`` is usually a ``T.macro``."""
+    with T.If(batch == 1):
+        with T.Then():
+            sample(*args, 0)
+        with T.Else(), T.parallel(0, batch) as b:
+            sample(*args, IRBuilder.name("b", b))
 
 
 def host_target(mcpu: str = "znver5") -> tvm.target.Target:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from tvm.script import tirx as T
 
-from .common import LANES, Kernel, ceil_div, make_kernel, transpose_square
+from .common import LANES, Kernel, ceil_div, for_each_sample, make_kernel, transpose_square
 from .epilogue import KwtaSpec, conv_epilogue, epilogue_boost, epilogue_scratch
 
 #: pixels per register tile of the 6 x 64 tile
@@ -235,11 +235,7 @@ def conv2d_dense(
             else:
                 emit_all(Xf, Yf, w_buf, bias_buf, batch * npix)
         if fused:
-            if batch == 1:  # a single sample needs no thread-pool launch
-                epilogue(act, Y, boost_buf, 0)
-            else:
-                for b in T.parallel(batch):
-                    epilogue(act, Y, boost_buf, b)
+            for_each_sample(batch, epilogue, act, Y, boost_buf)
 
     return make_kernel(
         conv,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from tvm.script import tirx as T
 
-from .common import LANES, Kernel, ceil_div, make_kernel, masked_load, masked_store
+from .common import LANES, Kernel, ceil_div, for_each_sample, make_kernel, masked_load, masked_store
 from .epilogue import KwtaSpec, conv_epilogue, epilogue_boost, epilogue_scratch
 
 #: accumulator vectors per register tile
@@ -244,11 +244,7 @@ def conv2d_weight_sparse(
         batch = T.int32()
         X = T.match_buffer(x_handle, (batch, c_in, h_in, w_in), "float32")
         Y = T.match_buffer(y_handle, (batch, o_ch, hq, wq), "float32")
-        if batch == 1:  # no thread-pool launch for a single sample (it costs ~25 us with 2 threads)
-            sample(X, Y, ptr_buf, off_buf, w_buf, bias_buf, boost_buf, 0)
-        else:
-            for b in T.parallel(batch):
-                sample(X, Y, ptr_buf, off_buf, w_buf, bias_buf, boost_buf, b)
+        for_each_sample(batch, sample, X, Y, ptr_buf, off_buf, w_buf, bias_buf, boost_buf)
 
     return make_kernel(
         conv,

@@ -22,7 +22,17 @@ from __future__ import annotations
 import numpy as np
 from tvm.script import tirx as T
 
-from .common import LANES, Kernel, ceil_div, float_key, make_kernel, mask_count, sample_bracket, vec
+from .common import (
+    LANES,
+    Kernel,
+    ceil_div,
+    float_key,
+    for_each_sample,
+    make_kernel,
+    mask_count,
+    sample_bracket,
+    vec,
+)
 from .select import count_greater, select_bisect, select_sampled, select_small
 
 #: groups with at most this many elements use bitwise bisection (32 vector counting passes)
@@ -198,11 +208,7 @@ def kwta_global(
         batch = T.int32()
         X = T.match_buffer(x_handle, (batch, *full_shape), "float32")
         Y = T.match_buffer(y_handle, (batch, *full_shape), "float32")
-        if batch == 1:  # a single sample needs no thread-pool launch
-            sample(X, Y, boost_buf, 0)
-        else:
-            for b in T.parallel(batch):
-                sample(X, Y, boost_buf, b)
+        for_each_sample(batch, sample, X, Y, boost_buf)
 
     consts = [None if mode == "none" else boost_arr]
     return make_kernel(kwta, consts, name, family="kwta_global", group=n, k=k)

@@ -26,7 +26,17 @@ import numpy as np
 from tvm.script import tirx as T
 
 from ....compiler.ir.weights import csc_arrays
-from .common import LANES, Kernel, ceil_div, make_kernel, mask_count, masked_load, masked_store, vec
+from .common import (
+    LANES,
+    Kernel,
+    ceil_div,
+    for_each_sample,
+    make_kernel,
+    mask_count,
+    masked_load,
+    masked_store,
+    vec,
+)
 from .epilogue import KwtaSpec
 from .kwta import boost_constant, group_mask, group_threshold, group_tie_fixup
 
@@ -476,11 +486,7 @@ def linear_scatter(
         batch = T.int32()
         X = T.match_buffer(x_handle, (batch, in_features), "float32")
         Y = T.match_buffer(y_handle, (batch, o_units), "float32")
-        if batch == 1:  # a single sample needs no thread-pool launch
-            sample(X, Y, colptr_buf, rows_buf, vals_buf, bias_buf, boost_buf, 0)
-        else:
-            for b in T.parallel(batch):
-                sample(X, Y, colptr_buf, rows_buf, vals_buf, bias_buf, boost_buf, b)
+        for_each_sample(batch, sample, X, Y, colptr_buf, rows_buf, vals_buf, bias_buf, boost_buf)
 
     return make_kernel(
         linear,
