@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..compiler.cli import CliParser
+from ..compiler.errors import SparseccError
 
 ENGINES = ("onnxruntime", "tvm_dense", "sparsecc")
 
@@ -215,25 +216,26 @@ def _chart(rows: list[dict[str, Any]], path: Path, machine: str) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from ..examples.models import zoo
-
-    parser = CliParser(prog="sparsecc bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(zoo.ZOO))
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``sparsecc bench`` (also ``python -m sparsecc.benchmarks.cpu``)."""
+    parser.add_argument("--models", help="comma-separated zoo names (default: the whole zoo)")
     parser.add_argument("--batches", default="1,64")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--seconds", type=float, default=2.0, help="time budget per measurement")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--onnx-dir", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    models = [m for m in args.models.split(",") if m]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark (or, with the hidden ``--worker``, one thread count of it); bad options raise
+    SparseccError."""
+    from ..examples.models import zoo
+
+    models = [m for m in args.models.split(",") if m] if args.models else list(zoo.ZOO)
     unknown = sorted(set(models) - set(zoo.ZOO))
     if unknown:
-        parser.error(f"unknown model(s) {unknown}; zoo: {', '.join(zoo.ZOO)}")
+        raise SparseccError(f"unknown model(s) {unknown}; zoo: {', '.join(zoo.ZOO)}")
     batches = [int(b) for b in args.batches.split(",")]
-    if args.worker:
+    if getattr(args, "worker", False):
         rows = worker(models, batches, int(args.threads), args.seconds, args.onnx_dir)
         args.json.write_text(json.dumps(rows))
         return 0
@@ -252,6 +254,19 @@ def main(argv: list[str] | None = None) -> int:
     write_report(rows, args.out, cpu_model())
     print(f"wrote {args.out / 'cpu.md'}, {args.out / 'cpu.json'}, {args.out / 'cpu.png'}", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = CliParser(prog="sparsecc bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--onnx-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except SparseccError as exc:
+        parser.error(str(exc))
 
 
 if __name__ == "__main__":

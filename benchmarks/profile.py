@@ -10,6 +10,7 @@ microsecond each, so the sum is a little above the uninstrumented time (also rep
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections import defaultdict
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..compiler.cli import CliParser
+from ..compiler.errors import SparseccError
 
 
 def profile(model_path: str | Path, batch: int = 1, runs: int = 200, passes: str | None = None,
@@ -65,16 +67,19 @@ def profile(model_path: str | Path, batch: int = 1, runs: int = 200, passes: str
     return rows, float(np.median(totals)) * 1e6
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = CliParser(prog="sparsecc profile", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``sparsecc profile`` (also ``python -m sparsecc.benchmarks.profile``)."""
     parser.add_argument("model")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--passes")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Profile and print the per-kernel table; bad option values raise SparseccError."""
     for flag in ("batch", "runs"):
         if getattr(args, flag) < 1:
-            parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+            raise SparseccError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     rows, total = profile(args.model, args.batch, args.runs, args.passes)
     summed = sum(us for _, us, _ in rows)
     print(f"{'function':<64} {'us/run':>9} {'share':>7} {'calls':>6}")
@@ -83,6 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'sum of instrumented calls':<64} {summed:>9.1f}")
     print(f"{'uninstrumented run (median)':<64} {total:>9.1f}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = CliParser(prog="sparsecc profile", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except SparseccError as exc:
+        parser.error(str(exc))
 
 
 if __name__ == "__main__":

@@ -237,15 +237,15 @@ def cmd_passes(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from ..benchmarks.profile import main as profile_main
+    from ..benchmarks.profile import run
 
-    return profile_main(args.profile_args)
+    return run(args)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ..benchmarks.cpu import main as bench_main
+    from ..benchmarks.cpu import run
 
-    return bench_main(args.bench_args)
+    return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -310,26 +310,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("passes", help="list the registered passes")
     p.set_defaults(fn=cmd_passes)
 
-    p = sub.add_parser("profile", help="per-kernel times of a model compiled for llvm", add_help=False)
-    p.add_argument("profile_args", nargs=argparse.REMAINDER)
+    from ..benchmarks import cpu as bench  # imported here: both import this module's CliParser
+    from ..benchmarks import profile
+
+    p = sub.add_parser("profile", help="per-kernel times of a model compiled for llvm",
+                       description=profile.__doc__.splitlines()[0])
+    profile.add_arguments(p)
     p.set_defaults(fn=cmd_profile)
 
-    p = sub.add_parser("bench", help="benchmark against onnxruntime and TVM (see benchmarks/)", add_help=False)
-    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p = sub.add_parser("bench", help="benchmark against onnxruntime and TVM (see benchmarks/)",
+                       description=bench.__doc__.splitlines()[0])
+    bench.add_arguments(p)
     p.set_defaults(fn=cmd_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    # `profile` and `bench` hand their arguments to their own parsers; argparse's REMAINDER does not take a
-    # leading option such as `--help`, so collect those here instead of rejecting them.
-    args, extra = parser.parse_known_args(argv)
-    forwarded = {"profile": "profile_args", "bench": "bench_args"}.get(getattr(args, "command", None))
-    if extra and forwarded is None:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if forwarded is not None:
-        setattr(args, forwarded, [*extra, *getattr(args, forwarded)])
+    args = parser.parse_args(argv)
     try:
         for plugin in args.plugin:
             _load_plugin(plugin)
