@@ -181,11 +181,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .ir.core import Function, Module, Value
         from .ir.types import TensorType
 
-        fixed = {t.shape[0] for t in model.manifest.inputs if t.shape and t.shape[0] is not None}
-        if args.batch is not None and fixed and fixed != {args.batch}:
-            raise SparseccError(f"{args.artifact} was compiled for batch {min(fixed)}, not --batch {args.batch} "
+        fixed = model.manifest.batch
+        if args.batch is not None and fixed is not None and args.batch != fixed:
+            raise SparseccError(f"{args.artifact} was compiled for batch {fixed}, not --batch {args.batch} "
                                 "(compile without --batch for a dynamic batch)")
-        batch = args.batch if args.batch is not None else 1
+        batch = args.batch or fixed or 1
         args_ = [Value(TensorType(t.shape, t.dtype), t.name) for t in model.manifest.inputs]
         feeds = random_inputs(Module("m", Function("main", args_)), batch, args.seed)
     else:
