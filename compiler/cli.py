@@ -126,6 +126,7 @@ LLVM_OPTIONS = {
     "mcpu": "CPU to compile for, as LLVM names it (haswell, znver3, skylake-avx512, neoverse-n1; default: this host)",
     "mtriple": "target triple (default: this host's; aarch64-linux-gnu cross-compiles for 64-bit Arm)",
     "mattr": "CPU feature overrides, e.g. '-avx512f' or '+avx2,+fma'",
+    "profile": "kernel profile: a built-in name (llvm-avx2, ...) or a .json written by 'sparsecc calibrate'",
 }
 
 
@@ -260,6 +261,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ..benchmarks.calibrate import run
+
+    return run(args)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..benchmarks.cpu import run
 
@@ -337,6 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description=profile.__doc__.splitlines()[0])
     profile.add_arguments(p)
     p.set_defaults(fn=cmd_profile)
+
+    from ..benchmarks import calibrate
+
+    p = sub.add_parser("calibrate", help="measure this CPU's kernel crossovers into a kernel profile (.json)",
+                       description=calibrate.__doc__.splitlines()[0])
+    calibrate.add_arguments(p)
+    p.set_defaults(fn=cmd_calibrate)
 
     p = sub.add_parser("bench", help="benchmark against onnxruntime and TVM (see benchmarks/)",
                        description=bench.__doc__.splitlines()[0])
