@@ -49,7 +49,7 @@ class Form:
     threshold: str = "slice"  # slice [:, -1:] | gather [:, -1] | index [:, k-1] | min | amin | sort | sort_up
     expand: bool = False  # broadcast the (global) threshold with expand_as
     compare: str = "less"  # less | greater | not_ge | le_keep | ge_where | flat | strict_le (not a k-WTA)
-    select: str = "masked_fill"  # masked_fill | inplace | mul | onehot (break_ties only)
+    select: str = "masked_fill"  # masked_fill | inplace | mul | onehot, argmax (one-hot, break_ties only)
     boost: str = "exp"  # exp (x * exp(-b * duty) in the graph) | const (a precomputed factor) | none
     break_ties: bool = False
     relu: bool = False
@@ -63,7 +63,7 @@ class KWinnersBase(nn.Module):
         super().__init__()
         self.form, self.n = form, n
         self.k = round(n * percent_on)
-        self.k_inference = int(self.k * k_inference_factor)
+        self.k_inference = 1 if form.select == "argmax" else int(self.k * k_inference_factor)
         self.boost_strength = 0.0 if form.boost == "none" else boost_strength
         duty = torch.rand(duty_shape, generator=torch.Generator().manual_seed(seed)) * 0.2
         self.register_buffer("duty_cycle", duty)
@@ -82,6 +82,8 @@ class KWinnersBase(nn.Module):
         boosted = self.boosted(x)
         flat = not self.local
         group = boosted.reshape(n, -1) if flat else boosted
+        if f.select == "argmax":  # the winner-take-all special case, k = 1
+            return x * torch.zeros_like(group).scatter(1, group.argmax(dim=1, keepdim=True), 1.0).view_as(x)
         if f.break_ties:
             indices = group.topk(k, dim=1, sorted=False).indices
             if f.select == "onehot":
@@ -164,6 +166,7 @@ FORMS: dict[str, tuple[str, Form]] = {
     "1d_inplace": ("1d", Form(select="inplace")),
     "1d_break_ties": ("1d", Form(break_ties=True)),
     "1d_onehot": ("1d", Form(break_ties=True, select="onehot")),
+    "1d_argmax_onehot": ("1d", Form(break_ties=True, select="argmax")),
     "2d_global_nupic": ("global", Form()),
     "2d_global_flat": ("global", Form(compare="flat")),
     "2d_global_amin": ("global", Form(threshold="amin")),
@@ -172,6 +175,7 @@ FORMS: dict[str, tuple[str, Form]] = {
     "2d_global_relu": ("global", Form(relu=True)),
     "2d_global_no_boost": ("global", Form(boost="none", select="mul")),
     "2d_global_break_ties": ("global", Form(break_ties=True)),
+    "2d_global_onehot": ("global", Form(break_ties=True, select="onehot", boost="const")),
     "2d_local": ("local", Form()),
     "2d_local_index": ("local", Form(threshold="index", compare="greater")),
     "2d_local_break_ties": ("local", Form(break_ties=True, relu=True)),
@@ -327,20 +331,36 @@ def test_torchscript_opsets_13_to_21(name: str, opset: int) -> None:
     assert compare_outputs(near.outputs, ort_run(model, feeds), near).ok
 
 
-#: The llvm subset: one form of each kind and each ties mode, from both exporters. k-WTA kernels compile on
-#: every x86 ISA today (the sparse conv/linear kernels that abort without AVX-512 are not involved).
+#: The llvm subset: one form of each kind (1-D, global, local) and both ties modes, in one model per exporter.
+#: k-WTA kernels compile on every x86 ISA today (the sparse conv/linear kernels that abort on CPUs without
+#: AVX-512 are not involved).
 LLVM_SUBSET = ["1d_le_keep_mul", "2d_global_nupic", "2d_local_break_ties"]
+SOURCES = ("x1", "xg", "xl")
+
+
+def subset_model(names: list[str], exporter: str, dynamo_all: tuple[onnx.ModelProto, list[str]]) -> onnx.ModelProto:
+    """One model computing the forms ``names`` (one of each kind) side by side."""
+    if exporter == "dynamo":
+        model, all_names = dynamo_all
+        outputs = [model.graph.output[all_names.index(n)].name for n in names]
+        return onnx.utils.Extractor(model).extract_model(list(SOURCES), outputs)
+    xs = tuple(torch.from_numpy(sample(n, 2)) for n in ("1d_nupic", "2d_global_nupic", "2d_local"))
+    buffer = io.BytesIO()
+    with quiet():
+        torch.onnx.export(AllForms(names).eval(), xs, buffer, dynamo=False, opset_version=17, input_names=list(SOURCES),
+                          dynamic_axes={n: {0: "N"} for n in SOURCES})
+    return onnx.load_from_string(buffer.getvalue())
 
 
 @pytest.mark.parametrize("exporter", EXPORTERS)
-@pytest.mark.parametrize("name", LLVM_SUBSET)
-def test_form_compiled_for_llvm_matches_onnxruntime(name: str, exporter: str, dynamo_all) -> None:
-    model = exported(name, exporter, dynamo_all)
-    compiled = sparsecc.compile(model, target="llvm")
-    input_name = model.graph.input[0].name
+def test_forms_compiled_for_llvm_match_onnxruntime(exporter: str, dynamo_all) -> None:
+    model = subset_model(LLVM_SUBSET, exporter, dynamo_all)
     module = import_quietly(model)
+    assert module.count(ops.KWinners) == len(LLVM_SUBSET) and module.count(LEFTOVERS) == 0
+    compiled = sparsecc.compile(module, target="llvm")
     for batch in (1, 8):
-        feeds = {input_name: sample(name, batch, seed=batch)}
+        feeds = {s: sample(n, batch, seed=batch) for s, n in zip(SOURCES, ("1d_nupic", "2d_global_nupic", "2d_local"),
+                                                                   strict=True)}
         near = find_near_ties(module, feeds)
         result = compare_outputs(compiled.run(None, feeds), ort_run(model, feeds), near)
         assert result.ok and not result.excused, f"batch {batch}: {result.summary()}"
@@ -354,6 +374,8 @@ def test_tie_dropping_threshold_is_not_recognised_and_warned_once(exporter: str,
         module = import_onnx(model)
     assert len(record) == 1
     message = str(record[0].message)
+    (node,) = [n.name for n in model.graph.node if n.op_type == "TopK"]
+    assert message.startswith(f"node '{node}' (TopK)")
     assert "(TopK): k-WTA not recognised: LessOrEqual zeroes the units tied with the threshold" in message
     assert message.startswith("node '") and message.endswith("; the layer runs dense")
     assert module.count(ops.KWinners) == 0 and module.count(ops.TopK) == 1  # left as it was: it still runs
@@ -375,8 +397,9 @@ def test_cli_prints_one_warning_line_per_unrecognised_node(command: str, unrecog
     assert main([command, str(unrecognised_file)]) == 0
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
-    assert lines == ["warning: node 'TopK' (TopK): k-WTA not recognised: LessOrEqual zeroes the units tied with "
-                     "the threshold (k-WTA keeps them); the layer runs dense"]
+    (node,) = [n.name for n in onnx.load(unrecognised_file).graph.node if n.op_type == "TopK"]
+    assert lines == [f"warning: node '{node}' (TopK): k-WTA not recognised: LessOrEqual zeroes the units tied "
+                     "with the threshold (k-WTA keeps them); the layer runs dense"]
     if command == "stats":
         assert "k-WTA not recognised" in captured.out and "runs dense" in captured.out
 
@@ -386,7 +409,7 @@ def test_cli_strict_makes_it_an_error_and_writes_nothing(unrecognised_file: Path
     target = tmp_path / "out.sir"
     assert main(["import", str(unrecognised_file), "--strict", "-o", str(target)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("sparsecc: error: node 'TopK' (TopK): k-WTA not recognised")
+    assert len(err) == 1 and err[0].startswith("sparsecc: error: node '/TopK' (TopK): k-WTA not recognised")
     assert not target.exists() and list(tmp_path.iterdir()) == []
 
 
@@ -404,17 +427,15 @@ def _fixed_fan_in(layer: nn.Conv2d | nn.Linear, keep: int, seed: int) -> nn.Modu
 class UserKWinners2d(nn.Module):
     """KWinners2d as users write it (DESIGN.md §2, global): boost, topk over the flattened sample, masked_fill."""
 
-    def __init__(self, channels: int, percent_on: float, boost_strength: float = 1.5) -> None:
+    def __init__(self, shape: tuple[int, int, int], percent_on: float, boost_strength: float = 1.5) -> None:
         super().__init__()
-        self.channels, self.percent_on, self.boost_strength = channels, percent_on, boost_strength
-        self.register_buffer("duty_cycle", torch.rand(1, channels, 1, 1) * 0.2)
-        self.k = 0
+        self.k, self.boost_strength = round(math.prod(shape) * percent_on), boost_strength
+        self.register_buffer("duty_cycle", torch.rand(1, shape[0], 1, 1) * 0.2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
-        k = round(math.prod(x.shape[1:]) * self.percent_on)
         boosted = x.detach() * torch.exp(-self.boost_strength * self.duty_cycle)
-        thr = boosted.reshape(n, -1).topk(k, dim=1).values[:, -1:].reshape(-1, 1, 1, 1)
+        thr = boosted.reshape(n, -1).topk(self.k, dim=1).values[:, -1:].reshape(-1, 1, 1, 1)
         return x.masked_fill(boosted < thr, 0)
 
 
@@ -436,12 +457,20 @@ def user_gsc_sparse_cnn() -> nn.Module:
     """nupic.torch's GSCSparseCNN defaults (DESIGN.md §3) from user-side modules, eval mode."""
     torch.manual_seed(0)
     model = nn.Sequential(
-        _fixed_fan_in(nn.Conv2d(1, 64, 5), 12, 1), nn.BatchNorm2d(64, affine=False), UserKWinners2d(64, 0.095),
+        _fixed_fan_in(nn.Conv2d(1, 64, 5), 12, 1),  # 12 of 25 weights per filter
+        nn.BatchNorm2d(64, affine=False),
+        UserKWinners2d((64, 28, 28), 0.095),  # k = 4767
         nn.MaxPool2d(2),
-        _fixed_fan_in(nn.Conv2d(64, 64, 5), 320, 2), nn.BatchNorm2d(64, affine=False), UserKWinners2d(64, 0.125),
-        nn.MaxPool2d(2), nn.Flatten(),
-        _fixed_fan_in(nn.Linear(1600, 1000), 160, 3), nn.BatchNorm1d(1000, affine=False), UserKWinners(1000, 0.1),
-        nn.Linear(1000, 12), nn.LogSoftmax(dim=1))
+        _fixed_fan_in(nn.Conv2d(64, 64, 5), 320, 2),  # 320 of 1600
+        nn.BatchNorm2d(64, affine=False),
+        UserKWinners2d((64, 10, 10), 0.125),  # k = 800
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        _fixed_fan_in(nn.Linear(1600, 1000), 160, 3),  # 160 of 1600
+        nn.BatchNorm1d(1000, affine=False),
+        UserKWinners(1000, 0.1),  # k = 100
+        nn.Linear(1000, 12),
+        nn.LogSoftmax(dim=1))
     return model.eval()
 
 

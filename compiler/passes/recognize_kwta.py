@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -487,15 +488,13 @@ def unrecognised_kwta(module: Module) -> list[tuple[Operation, str]]:
     return found
 
 
-def topk_node_name(op: Operation) -> str:
-    """The name a diagnostic uses for a TopK: its values' name (from the ONNX output)."""
-    return op.results[0].name or op.results[1].name or "?"
-
-
-def warn_unrecognised(module: Module) -> None:
-    """One :class:`KWTANotRecognisedWarning` per TopK that feeds a mask but was not recognised."""
+def warn_unrecognised(module: Module, onnx_nodes: Mapping[Operation, tuple[str, str]] | None = None) -> None:
+    """One :class:`KWTANotRecognisedWarning` per TopK that feeds a mask but was not recognised, naming the
+    ONNX node (and op type: an ArgMax is imported as a TopK) it came from when ``onnx_nodes`` knows it, else
+    the TopK's result."""
     for top, reason in unrecognised_kwta(module):
-        warnings.warn(KWTANotRecognisedWarning(reason, node=topk_node_name(top), op_type="TopK"), stacklevel=3)
+        node, op_type = (onnx_nodes or {}).get(top, (top.results[0].name or "?", "TopK"))
+        warnings.warn(KWTANotRecognisedWarning(reason, node=node, op_type=op_type), stacklevel=3)
 
 
 @dataclasses.dataclass
@@ -503,7 +502,9 @@ class RecognizeKWTAPass(Pass):
     """Replace exported k-WTA subgraphs by one sparse.kwta op; warn about TopK masks it cannot recognise."""
 
     name = "recognize-kwta"
+    warn: bool = True  # the importer warns itself, naming ONNX nodes
 
     def apply(self, module: Module) -> None:
         apply_patterns(module, (*CLEANUP_PATTERNS, RecognizeKWTA()))
-        warn_unrecognised(module)
+        if self.warn:
+            warn_unrecognised(module)

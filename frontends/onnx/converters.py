@@ -564,3 +564,20 @@ def _reduce_min(ctx: ImportContext) -> list[Output]:
         out.name = _name(ctx)
         return [out]
     return _reshape_to(ctx, out, [d for i, d in enumerate(x.type.shape) if i != axis])
+
+
+@converter("ArgMax", since=1)
+def _argmax(ctx: ImportContext) -> list[Output]:
+    """``ArgMax`` (first index of the largest) is ``TopK(k=1)``'s indices (lower index first among equals),
+    so an argmax one-hot selection is recognised as a k-WTA with k = 1 and ties broken."""
+    node = _node(ctx)
+    if int(attr(node, "select_last_index", 0)):  # type: ignore[arg-type]
+        raise UnsupportedOpError("ArgMax with select_last_index=1")
+    x = ctx.tensor(0)
+    axis = normalize_axis(int(attr(node, "axis", 0)), x.type.rank)  # type: ignore[arg-type]
+    op = ctx.emit_op(ops.TopK, x, k=1, axis=axis, largest=True, sorted=True)
+    op.results[0].name = f"{_name(ctx)}_max"
+    if int(attr(node, "keepdims", 1)):  # type: ignore[arg-type]
+        op.results[1].name = _name(ctx)
+        return [op.results[1]]
+    return _reshape_to(ctx, op.results[1], [d for i, d in enumerate(x.type.shape) if i != axis])
