@@ -73,18 +73,20 @@ class KWTAMatch:
 
 # -- small facts about values ----------------------------------------------------------------------------------
 def _filled_with(value: Value) -> float | None:
-    """The one number every element of ``value`` holds, when it is a constant, a full_like or an expanded
-    (broadcast) constant; None otherwise."""
+    """The one number every element of ``value`` holds (in ``value``'s dtype), when it is a constant, a
+    full_like, or a constant expanded, reshaped or cast; None otherwise."""
     owner = value.owner
     if isinstance(owner, ops.FullLike):
-        return float(owner.attr("value"))
-    if isinstance(owner, ops.Expand | ops.Reshape | ops.Cast):
-        return _filled_with(owner.operand("input"))  # type: ignore[arg-type]
-    data = constant_value(value)
-    if data is None or data.size == 0:
-        return None
-    first = data.reshape(-1)[0]
-    return float(first) if bool(np.all(data == first)) else None
+        fill: float | None = float(owner.attr("value"))
+    elif isinstance(owner, ops.Expand | ops.Reshape | ops.Cast):
+        fill = _filled_with(owner.operand("input"))  # type: ignore[arg-type]
+    else:
+        data = constant_value(value)
+        if data is None or data.size == 0:
+            return None
+        first = data.reshape(-1)[0]
+        fill = float(first) if bool(np.all(data == first)) else None
+    return None if fill is None else float(np.asarray(fill).astype(value.type.numpy_dtype))
 
 
 def _is_zero(value: Value) -> bool:
@@ -263,8 +265,12 @@ def _scatter_mask(mask: Value, off: bool) -> tuple[Operation, Operation] | None:
         raise NoMatch("the scattered mask zeroes the winners, not the losers", top)
     if update not in (0.0, 1.0) and mask.type.dtype != "i1":
         raise NoMatch("the one-hot mask scales x (its ones are not 1)", top)
-    if scatter.attr("axis") % scatter.result.type.rank != top.attr("axis") % top.operand("input").type.rank:  # type: ignore[union-attr]
+    group = top.operand("input")
+    assert group is not None
+    if scatter.attr("axis") % group.type.rank != top.attr("axis") % group.type.rank:
         raise NoMatch("the scatter runs along another axis than the TopK", top)
+    if scatter.result.type.shape != group.type.shape:
+        raise NoMatch("the scattered mask does not have the shape of the TopK input", top)
     return scatter, top
 
 
@@ -368,29 +374,10 @@ def match_kwta(op: Operation) -> KWTAMatch | None:
     if relu_of is not None:
         if boost is not None and not bool(np.all(boost > 0)):
             raise NoMatch("the relu term (boosted <= 0) needs positive boost factors", top)
-        if relu_of is not x and relu_of.owner not in (None,) and not _derives_from(relu_of, x_src, x):
+        tested = (x, x_src, boosted if ties == "keep" else group, group)
+        if not any(relu_of is v or relu_of is _flatten_source(v) for v in tested):
             raise NoMatch("the relu term tests another tensor than x or its boosted values", top)
     return KWTAMatch(x_src, boost, k, over, ties, relu_of is not None, flat_shape, top)
-
-
-def _derives_from(value: Value, *sources: Value) -> bool:
-    """``value`` is one of ``sources``, or a constant-boosted or flattened view of one."""
-    while True:
-        if any(value is s for s in sources):
-            return True
-        owner = value.owner
-        if isinstance(owner, ops.Reshape):
-            value = owner.operand("input")  # type: ignore[assignment]
-            continue
-        if isinstance(owner, ops.Mul):
-            lhs, rhs = owner.operand("lhs"), owner.operand("rhs")
-            if constant_value(rhs) is not None:  # type: ignore[arg-type]
-                value = lhs  # type: ignore[assignment]
-                continue
-            if constant_value(lhs) is not None:  # type: ignore[arg-type]
-                value = rhs  # type: ignore[assignment]
-                continue
-        return False
 
 
 def _check_threshold_layout(thr: Value, boosted: Value, group: Value, axis: int, top: Operation) -> None:
@@ -403,11 +390,9 @@ def _check_threshold_layout(thr: Value, boosted: Value, group: Value, axis: int,
     shape = _threshold_shape(thr)
     per_group = tuple(1 if i == axis else d for i, d in enumerate(group.type.shape))
     if boosted is group:
-        if shape != per_group and shape[len(shape) - len(per_group):] != per_group:
+        if shape != per_group:
             raise NoMatch(f"the threshold of shape {_dims(shape)} is not one value per group of the TopK input "
                           f"{_dims(group.type.shape)}", top)
-        if len(shape) > len(per_group):
-            raise NoMatch("the threshold adds axes to the compared tensor", top)
         return
     per_sample = (group.type.shape[0],) + (1,) * (boosted.type.rank - 1)
     if shape != per_sample:
