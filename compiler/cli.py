@@ -12,7 +12,8 @@
 
 MODEL is an ONNX file or a textual IR file (``.sir``). ``--plugin FILE.py`` (before the command) imports a
 file that registers custom passes. Errors print one line and exit with status 2; ``check`` exits 1 when the
-outputs disagree.
+outputs disagree. Warnings (e.g. a k-WTA that is not recognised and runs dense) print one line each,
+``warning: node 'X' (TopK): ...``; ``--strict`` (before or after the command) makes them errors.
 """
 
 from __future__ import annotations

@@ -4,8 +4,11 @@
 :class:`FrontendError`), runs the ONNX checker and shape inference, converts node by node with the
 converter registered for the model's opset, cross-checks every static shape it infers against ONNX's
 shape inference, and then cleans up: constants folded, no-ops removed, k-WTA subgraphs recognised as one
-``sparse.kwta`` op, and the measured sparsity of every conv/linear weight recorded in its type
-(``#sparse<density, fan_in>``).
+``sparse.kwta`` op (by meaning, in the forms users' code and both torch exporters write: see
+``compiler/passes/recognize_kwta.py``; the importer does not rely on ``sparsecc.frontends.torch``), and the
+measured sparsity of every conv/linear weight recorded in its type (``#sparse<density, fan_in>``). A TopK
+(or ArgMax) that feeds a mask but is not recognised stays as it is (it runs dense) and is reported by one
+:class:`~sparsecc.compiler.errors.KWTANotRecognisedWarning` naming its ONNX node and what did not match.
 """
 
 from __future__ import annotations
