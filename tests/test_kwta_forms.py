@@ -211,11 +211,11 @@ def quiet() -> object:
         logging.disable(logging.NOTSET)
 
 
-def torchscript_export(model: nn.Module, x: torch.Tensor, opset: int = 17) -> onnx.ModelProto:
+def torchscript_export(model: nn.Module, x: torch.Tensor, opset: int = 17, dynamic: bool = True) -> onnx.ModelProto:
     buffer = io.BytesIO()
     with quiet():
         torch.onnx.export(model, (x,), buffer, dynamo=False, opset_version=opset, input_names=["x"],
-                          output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+                          output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}} if dynamic else None)
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -233,34 +233,55 @@ class AllForms(nn.Module):
         return tuple(layer(inputs[kind].clone()) for kind, layer in zip(kinds, self.layers, strict=True))
 
 
+#: Forms also exported with a fixed batch (FIXED_BATCH); the others have a dynamic batch.
+FIXED = ["1d_nupic", "1d_break_ties", "2d_global_nupic", "2d_global_flat", "2d_global_break_ties", "2d_local"]
+FIXED_BATCH = 2
+KIND_INPUTS = {"1d": "x1", "global": "xg", "local": "xl"}
+
+
+class DynamicAndFixed(nn.Module):
+    """All forms on dynamic-batch inputs x1, xg, xl and the FIXED forms again on fixed-batch inputs f1, fg, fl."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__()
+        self.dynamic, self.fixed = AllForms(names), AllForms(FIXED)
+
+    def forward(self, x1: torch.Tensor, xg: torch.Tensor, xl: torch.Tensor, f1: torch.Tensor, fg: torch.Tensor,
+                fl: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (*self.dynamic(x1, xg, xl), *self.fixed(f1, fg, fl))
+
+
 @pytest.fixture(scope="module")
 def dynamo_all() -> tuple[onnx.ModelProto, list[str]]:
-    """All dynamo-exportable forms exported once (dynamic batch), with the forms in output order."""
+    """All dynamo-exportable forms exported at once, with the forms in output order (fixed-batch ones last,
+    named ``NAME@fixed``)."""
     names = [n for n in (*FORMS, *NOT_KWTA) if n not in DYNAMO_CANNOT]
-    xs = tuple(torch.from_numpy(sample(n, 2)) for n in ("1d_nupic", "2d_global_nupic", "2d_local"))
+    xs = tuple(torch.from_numpy(sample(n, FIXED_BATCH)) for n in ("1d_nupic", "2d_global_nupic", "2d_local"))
     batch = torch.export.Dim("batch", min=1)
     with quiet():
-        program = torch.onnx.export(AllForms(names).eval(), xs, dynamo=True, opset_version=DYNAMO_OPSET,
-                                    input_names=["x1", "xg", "xl"],
-                                    dynamic_shapes=({0: batch}, {0: batch}, {0: batch}))
-    return program.model_proto, names
+        program = torch.onnx.export(DynamicAndFixed(names).eval(), (*xs, *(x.clone() for x in xs)), dynamo=True,
+                                    opset_version=DYNAMO_OPSET, input_names=["x1", "xg", "xl", "f1", "fg", "fl"],
+                                    dynamic_shapes=({0: batch}, {0: batch}, {0: batch}, None, None, None))
+    return program.model_proto, [*names, *(f"{n}@fixed" for n in FIXED)]
 
 
-_MODELS: dict[tuple[str, str], onnx.ModelProto] = {}
+_MODELS: dict[tuple[str, str, bool], onnx.ModelProto] = {}
 
 
-def exported(name: str, exporter: str, dynamo_all: tuple[onnx.ModelProto, list[str]]) -> onnx.ModelProto:
-    """The form's ONNX model with one input ``x`` and one output: its own export (TorchScript) or its
-    subgraph extracted from the all-forms dynamo export."""
-    key = (name, exporter)
+def exported(name: str, exporter: str, dynamo_all: tuple[onnx.ModelProto, list[str]],
+             fixed: bool = False) -> onnx.ModelProto:
+    """The form's ONNX model with one input and one output: its own export (TorchScript) or its subgraph
+    extracted from the all-forms dynamo export; ``fixed``: with a fixed batch of FIXED_BATCH."""
+    key = (name, exporter, fixed)
     if key not in _MODELS:
         if exporter == "torchscript":
-            _MODELS[key] = torchscript_export(build(name), torch.from_numpy(sample(name, 2)))
+            x = torch.from_numpy(sample(name, FIXED_BATCH))
+            _MODELS[key] = torchscript_export(build(name), x, dynamic=not fixed)
         else:
             model, names = dynamo_all
-            kind = {**FORMS, **NOT_KWTA}[name][0]
-            source = {"1d": "x1", "global": "xg", "local": "xl"}[kind]
-            output = model.graph.output[names.index(name)].name
+            source = KIND_INPUTS[{**FORMS, **NOT_KWTA}[name][0]]
+            source = source.replace("x", "f") if fixed else source
+            output = model.graph.output[names.index(f"{name}@fixed" if fixed else name)].name
             _MODELS[key] = onnx.utils.Extractor(model).extract_model([source], [output])
     return _MODELS[key]
 
@@ -318,6 +339,23 @@ def test_form_interpreter_matches_onnxruntime(name: str, exporter: str, dynamo_a
         near = find_near_ties(module, feeds)
         result = compare_outputs(near.outputs, ort_run(model, feeds), near)
         assert result.ok and not result.excused, f"batch {batch}: {result.summary()}"
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("name", FIXED)
+def test_fixed_batch_form_becomes_one_kwta_op_and_matches_onnxruntime(name: str, exporter: str, dynamo_all) -> None:
+    model = exported(name, exporter, dynamo_all, fixed=True)
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == FIXED_BATCH
+    module = import_quietly(model)
+    kind, form = FORMS[name]
+    (kwta,) = module.walk(ops.KWinners)
+    assert (kwta.attr("k"), kwta.attr("over"), kwta.attr("ties")) == (
+        build(name).k_inference, OVER[kind], "break" if form.break_ties else "keep")
+    assert module.count(LEFTOVERS) == 0
+    feeds = {model.graph.input[0].name: sample(name, FIXED_BATCH, seed=3)}
+    near = find_near_ties(module, feeds)
+    result = compare_outputs(near.outputs, ort_run(model, feeds), near)
+    assert result.ok and not result.excused, result.summary()
 
 
 @pytest.mark.parametrize("opset", [13, 15, 17, 19, 21])
