@@ -368,13 +368,14 @@ def match_kwta(op: Operation) -> KWTAMatch | None:
         flat_mask = scatter.result.type.shape != x.type.shape
         if flat_mask and mask.type.shape != x.type.shape:
             raise NoMatch("the scattered mask does not have the shape of x", top)
+        boosted = group
         x_src, boost, over, flat_shape = _group(x, group, group, axis, flat_mask, top)
     else:
         raise NoMatch("the mask is neither a comparison with a TopK value nor a scatter of TopK indices")
     if relu_of is not None:
         if boost is not None and not bool(np.all(boost > 0)):
             raise NoMatch("the relu term (boosted <= 0) needs positive boost factors", top)
-        tested = (x, x_src, boosted if ties == "keep" else group, group)
+        tested = (x, x_src, boosted, group)
         if not any(relu_of is v or relu_of is _flatten_source(v) for v in tested):
             raise NoMatch("the relu term tests another tensor than x or its boosted values", top)
     return KWTAMatch(x_src, boost, k, over, ties, relu_of is not None, flat_shape, top)
