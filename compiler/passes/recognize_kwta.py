@@ -135,9 +135,9 @@ class _Threshold:
 
 def _kth_position(top: Operation, j: int) -> int:
     """k for the threshold ``values[j]`` of ``top`` (largest first; a full ascending sort from the end)."""
+    if not top.attr("sorted"):
+        raise NoMatch("the threshold is read from unsorted TopK values", top)
     if top.attr("largest"):
-        if not top.attr("sorted"):
-            raise NoMatch("the threshold is read from unsorted TopK values", top)
         return j + 1
     size = top.operand("input").type.shape[top.attr("axis") % top.operand("input").type.rank]  # type: ignore[union-attr]
     if size is None or top.attr("k") != size:
@@ -151,10 +151,15 @@ def _position(start: int, end: int, step: int, k: int) -> int | None:
 
 
 def _threshold(value: Value) -> _Threshold | None:
-    """Follow ``value`` back through Expand/Reshape to one position of TopK values (None: no TopK there)."""
-    while isinstance(value.owner, ops.Expand | ops.Reshape):
+    """Follow ``value`` back through Expand (broadcast) then Reshape (same elements, same order) to one
+    position of TopK values (None: no TopK there)."""
+    while isinstance(value.owner, ops.Expand):
+        value = value.owner.operand("input")  # type: ignore[assignment]
+    while isinstance(value.owner, ops.Reshape):
         value = value.owner.operand("input")  # type: ignore[assignment]
     owner = value.owner
+    if isinstance(owner, ops.Expand):
+        return None  # broadcast, then reshaped: not one value per group
     if isinstance(owner, ops.Slice):
         values = owner.operand("input")
         top = values.owner  # type: ignore[union-attr]
