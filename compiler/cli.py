@@ -12,7 +12,8 @@
 
 MODEL is an ONNX file or a textual IR file (``.sir``). ``--plugin FILE.py`` (before the command) imports a
 file that registers custom passes. Errors print one line and exit with status 2; ``check`` exits 1 when the
-outputs disagree.
+outputs disagree. Warnings (e.g. a k-WTA that is not recognised and runs dense) print one line each,
+``warning: node 'X' (TopK): ...``; ``--strict`` (before or after the command) makes them errors.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import argparse
 import importlib.util
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
 
-from .errors import SparseccError
+from .errors import SparseccError, SparseccWarning
 
 
 class CliParser(argparse.ArgumentParser):
@@ -278,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                         help="import a Python file that registers custom passes")
     parser.add_argument("--traceback", action="store_true", help="show Python tracebacks of errors (debugging)")
+    parser.add_argument("--strict", action="store_true", help="treat warnings (e.g. an unrecognised k-WTA) as errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=CliParser)
 
     p = sub.add_parser("import", help="print the IR of an ONNX model")
@@ -356,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description=bench.__doc__.splitlines()[0])
     bench.add_arguments(p)
     p.set_defaults(fn=cmd_bench)
+    for command in ("import", "stats", "opt", "compile", "check"):  # also accepted after the command
+        sub.choices[command].add_argument("--strict", action="store_true", default=argparse.SUPPRESS,
+                                          help="treat warnings (e.g. an unrecognised k-WTA) as errors")
     return parser
 
 
@@ -363,13 +369,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        for plugin in args.plugin:
-            _load_plugin(plugin)
-        for attr in ("batch",):
-            value = getattr(args, attr, None)
-            if value is not None and value < 1:
-                raise SparseccError(f"--{attr} must be >= 1, got {value}")
-        return int(args.fn(args))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("error" if args.strict else "always", SparseccWarning)
+            try:
+                for plugin in args.plugin:
+                    _load_plugin(plugin)
+                for attr in ("batch",):
+                    value = getattr(args, attr, None)
+                    if value is not None and value < 1:
+                        raise SparseccError(f"--{attr} must be >= 1, got {value}")
+                return int(args.fn(args))
+            finally:
+                for warning in caught:
+                    if issubclass(warning.category, SparseccWarning):
+                        print(f"warning: {warning.message}", file=sys.stderr)
+                    else:
+                        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    except SparseccWarning as exc:  # --strict
+        print(f"sparsecc: error: {exc} (--strict)", file=sys.stderr)
+        return 2
     except SparseccError as exc:
         if args.traceback:
             raise

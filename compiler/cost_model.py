@@ -109,12 +109,25 @@ def mac_reduction(costs: list[LayerCost]) -> float:
 
 
 def format_stats(module: Module) -> str:
-    """The per-layer table printed by ``sparsecc stats``."""
-    costs = layer_costs(module)
+    """The per-layer table printed by ``sparsecc stats``; a TopK selection that was not recognised as k-WTA
+    is listed where it sits, marked ``!`` (its layer runs dense)."""
+    from .passes.recognize_kwta import unrecognised_kwta
+
+    costs = iter(layer_costs(module))
+    unrecognised = {id(op): reason for op, reason in unrecognised_kwta(module)}
     header = (f"{'layer':<28} {'op':<20} {'output':<18} {'w.density':>9} {'in.density':>10} {'k':>6} "
               f"{'out.density':>11} {'dense MACs':>12} {'sparse MACs':>12}")
     lines = [f"model {module.name}", header, "-" * len(header)]
-    for c in costs:
+    listed = []
+    for op in module.walk((*REPORTED_OPS, ops.TopK)):
+        if isinstance(op, ops.TopK):
+            if id(op) in unrecognised:
+                shape = "x".join("?" if d is None else str(d) for d in op.operand_values[0].type.shape[1:])
+                lines.append(f"{'! ' + (op.results[0].name or '')[:26]:<28} {op.name:<20} {shape:<18} {'':>9} "
+                             f"{'':>10} {op.attr('k'):>6}  k-WTA not recognised: runs dense")
+            continue
+        c = next(costs)
+        listed.append(c)
         shape = "x".join("?" if d is None else str(d) for d in c.shape[1:])
         lines.append(
             f"{c.name[:28]:<28} {c.op:<20} {shape:<18} "
@@ -122,11 +135,14 @@ def format_stats(module: Module) -> str:
             f"{'' if c.k is None else c.k:>6} {'' if c.output_density is None else f'{c.output_density:.3f}':>11} "
             f"{c.dense_macs:>12,} {round(c.sparse_macs):>12,}"
         )
-    dense = sum(c.dense_macs for c in costs)
-    sparse = sum(c.sparse_macs for c in costs)
+    dense = sum(c.dense_macs for c in listed)
+    sparse = sum(c.sparse_macs for c in listed)
     lines.append("-" * len(header))
     lines.append(f"total: {dense:,} dense MACs ({dense / 1e6:.1f}M), {round(sparse):,} sparse-sparse MACs "
-                 f"({sparse / 1e6:.2f}M); MAC reduction {mac_reduction(costs):.1f}x")
+                 f"({sparse / 1e6:.2f}M); MAC reduction {mac_reduction(listed):.1f}x")
+    if unrecognised:
+        lines.append(f"! {len(unrecognised)} TopK selection(s) not recognised as k-WTA: the layers after them run "
+                     "dense (see the warnings)")
     return "\n".join(lines)
 
 
