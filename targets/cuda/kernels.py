@@ -278,11 +278,12 @@ def scatter_active(src, base, n, nt, log_nt, lanes, chunks, F, entry_range, scat
 
     Chunk by chunk of ``nt`` inputs: compact the chunk's non-zeros in index order into (``cidx``, ``cval``) with
     a block scan; then in rounds, group ``g = tx // lanes`` of ``lanes`` threads takes active input
-    ``round * groups + g`` (``groups = nt // lanes`` inputs in flight) and its lanes walk that input's entries:
+    ``round * groups + g`` (``groups = nt // lanes`` inputs in flight) and its lanes walk that input's entries
+    in ``chunks`` strides of ``lanes`` (a static bound, so that TVM never needs a barrier under a condition):
     ``entry_range(loc)`` sets ``loc[1]:loc[2]`` from the input index ``loc[0]`` and ``scatter_entry(loc, val, e,
     g)`` adds entry ``loc[1] + e`` times ``val[0]`` into group ``g``'s own accumulator copy (an input's entries
-    hit distinct outputs, so the lanes never collide). A barrier ends every round: each accumulator float gets
-    its adds in active-input order, whatever the thread timing."""
+    hit distinct outputs, so the lanes never collide). A barrier ends every round: each float of copy ``g``
+    gets its adds in the order of the inputs group ``g`` took, whatever the thread timing."""
     groups = T.meta_var(nt // lanes)
     cidx = T.alloc_buffer((nt,), "int32", scope=F.shared)
     cval = T.alloc_buffer((nt,), "float32", scope=F.shared)
