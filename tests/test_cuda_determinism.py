@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -177,6 +179,15 @@ def _gpu_present() -> bool:
         return bool(tvm.cuda(0).exist)
     except Exception:  # a broken CUDA runtime counts as no GPU
         return False
+
+
+@pytest.mark.skipif(_gpu_present(), reason="this machine has a GPU")
+def test_gpu_check_without_a_gpu_exits_2_with_one_line(tmp_path) -> None:
+    result = subprocess.run([sys.executable, "-m", "sparsecc.benchmarks.gpu_check", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("gpu-check: no GPU: ")
+    assert not any(tmp_path.iterdir())  # nothing written
 
 
 @pytest.mark.gpu
