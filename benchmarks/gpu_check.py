@@ -15,6 +15,7 @@ Steps, in order of value (each is skipped, and says so, once the time ``--budget
    copies) for sparsecc, TVM's own dense CUDA build of the same ONNX file (Relax ONNX frontend, DLight default
    schedules) and onnxruntime's CUDA provider when it is installed (I/O bound to the GPU); and sparsecc's
    per-kernel times from TVM's Relax VM profiler.
+7. Batch 1 compiled with ``cuda_graph=True``: bitwise equal to the plain build, and its latency.
 
 Everything is written to ``cuda.md`` in ``--out`` after every step, so a run cut short still leaves its
 results. Exit status: 0 when every step that ran passed, 1 when one failed, 2 when there is no GPU.
@@ -256,6 +257,28 @@ def step_timings(report: Report, artifact: Path, onnx_path: Path, batches: list[
                         f"onnxruntime CUDA {ms(ort_time)} ms", time.perf_counter() - start))
 
 
+def step_cuda_graph(report: Report, onnx_path: Path, batch: int = 1) -> None:
+    """Batch ``batch`` compiled with ``cuda_graph=True``: the same bits as without, and its time."""
+    import tvm
+
+    import sparsecc
+
+    from ..targets.cuda.runtime import cuda_device
+
+    dev = cuda_device()
+    start = time.perf_counter()
+    graph = sparsecc.compile(onnx_path, target="cuda", batch=batch, cuda_graph=True)
+    plain = sparsecc.compile(onnx_path, target="cuda", batch=batch)
+    x = _input(batch, seed=3)
+    same = all(np.array_equal(graph.run(None, {"input": x})[0], plain.run(None, {"input": x})[0]) for _ in range(5))
+    args = [tvm.runtime.tensor(x, dev)]
+    with_graph = _device_timer(graph._machine(), dev, args)
+    without = _device_timer(plain._machine(), dev, args)
+    report.add(Step(f"CUDA graph, batch {batch}", "PASS" if same else "FAIL",
+                    f"{'bitwise equal to' if same else 'DIFFERS from'} the plain build; {with_graph * 1e6:.1f} us "
+                    f"with the graph, {without * 1e6:.1f} us without", time.perf_counter() - start))
+
+
 def run_once(artifact: Path, batch: int) -> int:
     """The sanitizer's child: load the artifact, run it once."""
     import sparsecc
@@ -292,6 +315,7 @@ def check(args: argparse.Namespace) -> int:
                   for b in (1, 8) for t in SANITIZER_TOOLS]
         steps.append(("pytest", lambda: step_pytest(report, max(60.0, deadline - time.monotonic() - 120))))
         steps.append(("timings", lambda: step_timings(report, artifact, onnx_path, args.batches, deadline)))
+        steps.append(("CUDA graph", lambda: step_cuda_graph(report, onnx_path)))
         for name, step in steps:
             if time.monotonic() > deadline:
                 report.add(Step(name, "SKIP", "time budget spent", 0))

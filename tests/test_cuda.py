@@ -8,6 +8,7 @@ that there is no GPU. With a GPU (``-m gpu``): ``sparsecc check`` passes for eve
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -104,6 +105,19 @@ def test_generated_source_and_ptx_contain_the_sparse_kernels(cuda_artifact, name
     for kernel in kernels:
         assert f" {kernel}(" in source
         assert f".entry {kernel}(" in ptx
+
+
+@needs_nvcc
+def test_reshape_is_a_view_not_a_copy_kernel(cuda_artifact) -> None:
+    model, _ = cuda_artifact("gsc_sparse_cnn")
+    assert "vm.builtin.reshape" in model._executable.as_text()
+    launched = re.findall(r"__global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(", model.source)
+    assert launched and not any("reshape" in name.lower() for name in launched), launched
+
+
+def test_cuda_graph_needs_a_fixed_batch(zoo_onnx) -> None:
+    with pytest.raises(CompileError, match="cuda_graph=True needs a fixed batch"):
+        sparsecc.compile(zoo_onnx("gsc_dense_small1"), target="cuda", cuda_graph=True)
 
 
 @needs_nvcc
