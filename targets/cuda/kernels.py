@@ -24,10 +24,12 @@ Kernels (``T`` threads per block, ``B`` the batch):
 
 * :func:`kwta_global` — k-WTA over a whole sample (a ``(B, n)`` row or a flattened ``C*H*W``): one block per
   sample. Exact threshold by 4-pass MSD radix select on order-preserving uint32 keys of the boosted values
-  (8-bit digits; per pass a 256-bin shared histogram built with shared atomics over the keys that match the
-  prefix so far, then the digit that holds rank k). ``ties="keep"`` masks ``key < threshold``; ``"break"``
-  keeps, among keys equal to the threshold, the first ones in flat order (per-thread contiguous segments, one
-  block-wide prefix sum of their tie counts). A following ReLU and/or max-pool are fused (ties kept).
+  (8-bit digits; per pass each warp builds its own 256-bin shared histogram with integer shared atomics over
+  the keys that match the prefix so far, the warps' bins are summed, a block suffix scan over the 256 bins
+  follows, and the one thread whose digit holds rank k publishes it). ``ties="keep"`` masks
+  ``key < threshold``; ``"break"`` keeps, among keys equal to the threshold, the first ones in flat order
+  (per-thread contiguous segments, one block-wide prefix sum of their tie counts). A following ReLU and/or
+  max-pool are fused (ties kept).
 * :func:`kwta_local` — k-WTA over the channels at each pixel: one thread per (sample, pixel), keys in
   registers, threshold by 32-step bisection on the key bits (largest t with #(key >= t) >= k).
 * :func:`conv2d_gather` — weight-sparse conv: one thread per output element, looping over its filter's
@@ -319,6 +321,14 @@ def scatter_active(src, base, n, nt, log_nt, lanes, chunks, F, entry_range, scat
         sync(nt, F)
 
 
+def warp_total(hist: Any, digit: Any, warps: int) -> Any:
+    """``hist[digit] + hist[256 + digit] + ...``: one bin of the per-warp histograms, summed (integers)."""
+    total = hist[digit]
+    for w in range(1, warps):
+        total = total + hist[w * 256 + digit]
+    return total
+
+
 def summed_copies(acc: Any, index: Any, copies: int, size: int) -> Any:
     """``acc[index] + acc[size + index] + ... + acc[(copies - 1) * size + index]``: the groups' accumulator
     copies of one float, summed in group order."""
@@ -344,6 +354,7 @@ def kwta_global(shape: Sequence[int], k: int, ties: str = "keep", boost: np.ndar
         raise CompileError("kwta_global: a fused max-pool needs ties='keep' and a (C, H, W) group")
     F = flavour
     nt = block_threads(threads or (512 if n > 4096 else THREADS), "kwta_global")
+    warps = nt // 32
     log_nt = nt.bit_length() - 1
     steps = -(-n // nt)
     seg = -(-n // nt)
@@ -383,44 +394,68 @@ def kwta_global(shape: Sequence[int], k: int, ties: str = "keep", boost: np.ndar
         Yf = T.decl_buffer((batch * n_out,), "float32", data=Y.data)
         for b_ in F.blocks(batch):
             b = T.meta_var(F.bid(b_, batch))
-            hist = T.alloc_buffer((256,), "int32", scope=F.shared)
+            hist = T.alloc_buffer((warps * 256,), "int32", scope=F.shared)  # one 256-bin histogram per warp
+            suf = T.alloc_buffer((257,), "int32", scope=F.shared)  # suf[d]: keys with digit >= d; suf[256] = 0
+            suf_tmp = T.alloc_buffer((256,), "int32", scope=F.shared)
+            pick = T.alloc_buffer((2,), "int32", scope=F.shared)  # the digit holding rank krem, keys above it
             pre = T.alloc_buffer((5,), "uint32", scope="local")
             krem = T.alloc_buffer((5,), "int32", scope="local")
-            sel = T.alloc_buffer((4,), "int32", scope="local")
             for _tx in F.threads(nt):
                 pre[0] = T.uint32(0)
                 krem[0] = k
             for p in range(4):
                 for tx_ in F.threads(nt):
                     tx = T.meta_var(F.tid(tx_, nt))
-                    for j in range((256 + nt - 1) // nt):  # all 256 bins, whatever the block size
-                        if j * nt + tx < 256:
+                    for j in range((warps * 256 + nt - 1) // nt):  # every bin of every warp, whatever nt
+                        if j * nt + tx < warps * 256:
                             hist[j * nt + tx] = 0
+                    if tx == 0:
+                        suf[256] = 0
                 sync(nt, F)
                 for tx_ in F.threads(nt):
                     tx = T.meta_var(F.tid(tx_, nt))
                     for j in range(steps):
                         if j * nt + tx < n:  # noqa: SIM102 (guards the load below)
                             if T.bitwise_and(key_at(Xf, b * n, j * nt + tx, boost_buf), himask(p)) == pre[p]:
-                                F.atomic_add(hist, T.Cast("int32", T.bitwise_and(
+                                F.atomic_add(hist, tx // 32 * 256 + T.Cast("int32", T.bitwise_and(
                                     T.shift_right(key_at(Xf, b * n, j * nt + tx, boost_buf), shift(p)),
                                     T.uint32(255))), T.int32(1))
                 sync(nt, F)
+                for tx_ in F.threads(nt):
+                    tx = T.meta_var(F.tid(tx_, nt))
+                    for j in range((256 + nt - 1) // nt):
+                        if j * nt + tx < 256:
+                            suf[j * nt + tx] = warp_total(hist, j * nt + tx, warps)
+                sync(nt, F)
+                for step in range(8):  # suffix sums over the 256 bins (Hillis-Steele)
+                    for tx_ in F.threads(nt):
+                        tx = T.meta_var(F.tid(tx_, nt))
+                        for j in range((256 + nt - 1) // nt):
+                            if j * nt + tx < 256:
+                                suf_tmp[j * nt + tx] = suf[j * nt + tx] + suf[
+                                    T.min(j * nt + tx + T.shift_left(1, step), 256)]
+                    sync(nt, F)
+                    for tx_ in F.threads(nt):
+                        tx = T.meta_var(F.tid(tx_, nt))
+                        for j in range((256 + nt - 1) // nt):
+                            if j * nt + tx < 256:
+                                suf[j * nt + tx] = suf_tmp[j * nt + tx]
+                    sync(nt, F)
+                for tx_ in F.threads(nt):
+                    tx = T.meta_var(F.tid(tx_, nt))
+                    here = T.alloc_buffer((2,), "int32", scope="local")
+                    for j in range((256 + nt - 1) // nt):
+                        # exactly one digit d has suf[d] >= krem > suf[d + 1] (suf falls from >= k to 0)
+                        if j * nt + tx < 256:
+                            here[0] = suf[j * nt + tx]
+                            here[1] = suf[j * nt + tx + 1]
+                            if here[0] >= krem[p] and here[1] < krem[p]:
+                                pick[0] = j * nt + tx
+                                pick[1] = here[1]
+                sync(nt, F)
                 for _tx in F.threads(nt):
-                    # every thread finds the digit holding rank krem[p] (same result everywhere)
-                    sel[0] = 0
-                    sel[1] = 0
-                    sel[2] = 0
-                    for d in range(256):
-                        sel[3] = hist[255 - d]
-                        if sel[1] == 0:
-                            if sel[0] + sel[3] >= krem[p]:
-                                sel[1] = 1
-                                sel[2] = 255 - d
-                            else:
-                                sel[0] = sel[0] + sel[3]
-                    krem[p + 1] = krem[p] - sel[0]
-                    pre[p + 1] = T.bitwise_or(pre[p], T.shift_left(T.Cast("uint32", sel[2]), shift(p)))
+                    krem[p + 1] = krem[p] - pick[1]
+                    pre[p + 1] = T.bitwise_or(pre[p], T.shift_left(T.Cast("uint32", pick[0]), shift(p)))
                 sync(nt, F)
             if keep:
                 for tx_ in F.threads(nt):
