@@ -10,12 +10,13 @@ Steps, in order of value (each is skipped, and says so, once the time ``--budget
 3. 50 runs at batch 8 and 50 at batch 1 on one input each: every output must be bitwise identical to the first.
 4. ``compute-sanitizer --tool racecheck | synccheck | memcheck`` on one run at batch 1 and at batch 8 (a child
    process loads the artifact and runs it once).
-5. ``pytest -m gpu`` on the cuda test files.
-6. Timings at batch 1, 64, 256: end to end (TVM ``time_evaluator``: CUDA events, device buffers, no host
+5. Timings at batch 1, 64, 256: end to end (TVM ``time_evaluator``: CUDA events, device buffers, no host
    copies) for sparsecc, TVM's own dense CUDA build of the same ONNX file (Relax ONNX frontend, DLight default
    schedules) and onnxruntime's CUDA provider when it is installed (I/O bound to the GPU); and sparsecc's
    per-kernel times from TVM's Relax VM profiler.
-7. Batch 1 compiled with ``cuda_graph=True``: bitwise equal to the plain build, and its latency.
+6. Batch 1 compiled with ``cuda_graph=True``: bitwise equal to the plain build, and its latency.
+7. ``pytest -m gpu`` on the cuda test files, with what is left of the budget; ``sparsecc check`` on GSCSparseCNN
+   only unless ``--pytest-k ''`` (then on every zoo model, several minutes of compiling).
 
 Everything is written to ``cuda.md`` in ``--out`` after every step, so a run cut short still leaves its
 results. Exit status: 0 when every step that ran passed, 1 when one failed, 2 when there is no GPU.
@@ -150,17 +151,19 @@ def step_sanitizer(report: Report, artifact: Path, tool: str, batch: int) -> Non
     report.add(Step(name, "PASS" if ok else "FAIL", detail if not ok else detail.splitlines()[0], seconds))
 
 
-def step_pytest(report: Report, timeout: float) -> None:
+def step_pytest(report: Report, timeout: float, select: str) -> None:
     files = [str(REPO / f) for f in TEST_FILES if (REPO / f).is_file()]
     if not files:
         report.add(Step("pytest -m gpu", "SKIP", "the test files are not in this installation", 0))
         return
-    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-rs", *files]
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-rs", *files,
+           *(["-k", select] if select else [])]
     try:
         proc, seconds = _timed(lambda: subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False,
                                                       timeout=timeout))
     except subprocess.TimeoutExpired:
-        report.add(Step("pytest -m gpu", "FAIL", f"did not finish within {timeout:.0f} s", timeout))
+        report.add(Step("pytest -m gpu", "FAIL", f"did not finish within {timeout:.0f} s (the rest of --budget)",
+                        timeout))
         return
     tail = (proc.stdout + proc.stderr).strip().splitlines()
     last = tail[-1] if tail else f"exit {proc.returncode}"
@@ -313,9 +316,9 @@ def check(args: argparse.Namespace) -> int:
         steps: list[tuple[str, Any]] = [("repeat", lambda: step_repeat(report, artifact, args.runs))]
         steps += [(f"sanitizer {t} {b}", lambda t=t, b=b: step_sanitizer(report, artifact, t, b))
                   for b in (1, 8) for t in SANITIZER_TOOLS]
-        steps.append(("pytest", lambda: step_pytest(report, max(60.0, deadline - time.monotonic() - 120))))
         steps.append(("timings", lambda: step_timings(report, artifact, onnx_path, args.batches, deadline)))
         steps.append(("CUDA graph", lambda: step_cuda_graph(report, onnx_path)))
+        steps.append(("pytest", lambda: step_pytest(report, max(60.0, deadline - time.monotonic()), args.pytest_k)))
         for name, step in steps:
             if time.monotonic() > deadline:
                 report.add(Step(name, "SKIP", "time budget spent", 0))
@@ -335,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=lambda s: [int(b) for b in s.split(",")], default=[1, 64, 256])
     parser.add_argument("--budget", type=float, default=570.0, help="seconds before remaining steps are skipped")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--pytest-k", default="not check_passes_on_gpu or gsc_sparse_cnn",
+                        help="pytest -k selection of the GPU tests ('' for all: check compiles every zoo model)")
     parser.add_argument("--run-once", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -200,3 +200,16 @@ def test_fifty_gpu_runs_are_bitwise_identical(zoo_onnx) -> None:
     first = model.run(None, {"input": x})[0]
     for run in range(49):
         assert np.array_equal(model.run(None, {"input": x})[0], first), f"run {run + 2} differs"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _gpu_present() or shutil.which("nvcc") is None, reason="no CUDA GPU (or nvcc) here")
+def test_cuda_graph_build_gives_the_same_bits_on_gpu(zoo_onnx) -> None:
+    import sparsecc
+
+    x = np.random.default_rng(17).standard_normal((1, 1, 32, 32)).astype(np.float32)
+    graph = sparsecc.compile(zoo_onnx("gsc_sparse_cnn"), target="cuda", batch=1, cuda_graph=True)
+    plain = sparsecc.compile(zoo_onnx("gsc_sparse_cnn"), target="cuda", batch=1)
+    expected = plain.run(None, {"input": x})[0]
+    for _ in range(3):  # the first run captures the graph, the next ones replay it
+        assert np.array_equal(graph.run(None, {"input": x})[0], expected)
