@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sparsecc-installed
 
-.PHONY: demo test lint zoo bench clean
+.PHONY: demo test lint zoo bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ zoo: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/sparsecc bench
+
+# On a machine with an NVIDIA GPU (~10 min): driver, 50 runs bitwise, compute-sanitizer, pytest -m gpu, timings
+# against TVM's dense CUDA build and onnxruntime-CUDA -> benchmarks/results/cuda.md. Without a GPU: exit 2.
+gpu-check: $(STAMP)
+	$(PY) -m sparsecc.benchmarks.gpu_check
 
 clean:
 	rm -rf build *.egg-info .pytest_cache artifacts
