@@ -502,6 +502,8 @@ def run(args: Any) -> int:
     engines = engines_from_options(args.target or [REFERENCE], args.precision, args.mcpu)
     result = evaluate(model, data, engines, levels=levels, seed=args.seed, transform=args.transform,
                       batch=args.batch, samples=args.samples, progress=not args.quiet)
+    # report the names given (a trained zoo name stays a name, not a path in the user's cache)
+    result = dataclasses.replace(result, model=args.model, data=args.data or f"{args.model} held-out split")
     print(result.table())
     if args.json:
         write_json(result, args.json)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .evaluate import Evaluation
 
-__all__ = ["table", "to_json", "write_json", "write_plot"]
+__all__ = ["from_json", "markdown", "merge", "table", "to_json", "write_json", "write_plot"]
 
 
 def to_json(result: Evaluation) -> dict[str, Any]:
@@ -38,6 +39,53 @@ def to_json(result: Evaluation) -> dict[str, Any]:
             for e in result.engines
         ],
     }
+
+
+def from_json(data: dict[str, Any]) -> Evaluation:
+    """The :class:`Evaluation` that :func:`to_json` wrote (predictions are not stored)."""
+    from .evaluate import EngineResult, Evaluation
+
+    engines = [EngineResult(e["label"], e["target"], dict(e["options"]), list(e["correct"]),
+                            list(e["agreement_with_onnxruntime"]), e["compile_seconds"], e["run_seconds"])
+               for e in data["engines"]]
+    return Evaluation(data["model"], data["data"], data["samples"], data["classes"], data["seed"],
+                      list(data["levels"]), data["transform"], engines)
+
+
+def merge(results: list[Evaluation]) -> Evaluation:
+    """One evaluation with the engines of several runs on the same samples, levels and seed (hence the same
+    noisy inputs); engine labels get the model's file stem when the runs are of different models."""
+    from .evaluate import EvaluationError
+
+    first = results[0]
+    for other in results[1:]:
+        if (other.samples, other.levels, other.seed, other.transform) != (first.samples, first.levels, first.seed,
+                                                                          first.transform):
+            raise EvaluationError(f"cannot merge {other.model} ({other.samples} samples, seed {other.seed}) with "
+                                  f"{first.model} ({first.samples} samples, seed {first.seed}): different runs")
+    several = len({Path(r.model).stem for r in results}) > 1
+    engines, seen = [], set()
+    for result in results:
+        for engine in result.engines:
+            label = f"{Path(result.model).stem}: {engine.label}" if several else engine.label
+            if label not in seen:
+                seen.add(label)
+                engines.append(dataclasses.replace(engine, label=label))
+    model = ", ".join(dict.fromkeys(r.model for r in results))
+    return dataclasses.replace(first, model=model, engines=engines)
+
+
+def markdown(result: Evaluation) -> str:
+    """A markdown table: accuracy % per level (agreement with onnxruntime % in brackets), noise score row."""
+    lines = ["| α | " + " | ".join(e.label for e in result.engines) + " |",
+             "|---|" + "---:|" * len(result.engines)]
+    for i, alpha in enumerate(result.levels):
+        cells = [f"{100 * e.correct[i] / result.samples:.1f}" + ("" if e.target == "onnxruntime" else
+                                                                 f" ({100 * e.agreement[i]:.1f})")
+                 for e in result.engines]
+        lines.append(f"| {alpha:.2f} | " + " | ".join(cells) + " |")
+    lines.append("| **noise score** | " + " | ".join(f"**{e.noise_score}**" for e in result.engines) + " |")
+    return "\n".join(lines)
 
 
 def table(result: Evaluation) -> str:

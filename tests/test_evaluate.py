@@ -159,6 +159,27 @@ def test_bad_data_file_in_a_fresh_process(identity_model: Path, tmp_path: Path) 
                                                   "y, got a single array"]
 
 
+def test_a_trained_zoo_name_that_is_not_built_names_the_make_target(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "digits_sparse_cnn", "--zoo-dir", str(tmp_path), "-q"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "trained model digits_sparse_cnn is not built" in line and "make zoo-trained" in line
+
+
+def test_runs_of_two_models_merge_into_one_table(identity_model: Path, hand_data: Path, tmp_path: Path) -> None:
+    from sparsecc.driver.evaluation_report import from_json, markdown, merge
+
+    twin = tmp_path / "twin.onnx"
+    twin.write_bytes(identity_model.read_bytes())
+    runs = [from_json(evaluate(m, hand_data, levels=HAND_LEVELS[:2]).to_json()) for m in (identity_model, twin)]
+    merged = merge(runs)
+    assert [e.label for e in merged.engines] == ["identity: onnxruntime", "twin: onnxruntime"]
+    assert markdown(merged).splitlines()[2] == "| 0.00 | 66.7 | 66.7 |"
+    other = from_json(evaluate(identity_model, hand_data, levels=HAND_LEVELS[:2], samples=2).to_json())
+    with pytest.raises(EvaluationError, match="cannot merge"):
+        merge([runs[0], other])
+
+
 def test_engines_split_precisions_into_hls_engines() -> None:
     from sparsecc.driver.evaluate import engines_from_options
 
@@ -174,11 +195,11 @@ def test_engines_split_precisions_into_hls_engines() -> None:
 
 @pytest.fixture(scope="session")
 def trained_sparse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, float]:
-    """digits_sparse_cnn trained briefly (1 epoch on 256 samples) and exported: (onnx, test split, accuracy)."""
+    """digits_sparse_cnn trained briefly (1 epoch, 16 steps of 8 samples) and exported: (onnx, test split, accuracy)."""
     pytest.importorskip("sklearn")
     from sparsecc.examples.train_zoo import save, train
 
-    model, result = train("digits_sparse_cnn", epochs=1, seed=0, batch_size=16, max_train_samples=256)
+    model, result = train("digits_sparse_cnn", epochs=1, seed=0, batch_size=8, max_train_samples=128)
     out = tmp_path_factory.mktemp("trained")
     path = save(model, result, out, seed=0)
     return path, out / "digits_test.npz", result.test_accuracy
@@ -192,3 +213,24 @@ def test_training_learns_far_above_chance(trained_sparse: tuple[Path, Path, floa
     assert result.accuracy("onnxruntime")[0] == pytest.approx(accuracy, abs=2 / result.samples)
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta["architecture"] == "GSCSparseCNN" and meta["epochs"] == 1
+
+
+def test_llvm_predicts_like_onnxruntime_on_the_trained_model(trained_sparse: tuple[Path, Path, float]) -> None:
+    """Same top-1 as onnxruntime on clean and noisy inputs; a differing sample must sit at a k-WTA near-tie."""
+    from sparsecc.compiler.api import load_module
+    from sparsecc.compiler.compare import find_near_ties
+    from sparsecc.driver.evaluate import load_data
+
+    path, split, _ = trained_sparse
+    result = evaluate(path, split, ["llvm"], levels=[0.0, 0.3], samples=48, batch=16)
+    ort, llvm = result.engine("onnxruntime"), result.engine("llvm")
+    x = load_data(split)[0][:48]
+    module = load_module(path)
+    for i, alpha in enumerate(result.levels):
+        differ = np.flatnonzero(ort.predictions[i] != llvm.predictions[i])
+        assert len(differ) <= 2, f"alpha {alpha}: {len(differ)} of 48 predictions differ"
+        if len(differ):
+            noisy = add_noise(x, alpha, noise(x.shape, alpha, result.seed))[differ]
+            near = find_near_ties(module, {"input": noisy})
+            assert all(near.by_sample.get(j) for j in range(len(differ))), f"alpha {alpha}: unexplained {differ}"
+        assert abs(llvm.correct[i] - ort.correct[i]) <= len(differ)
