@@ -81,6 +81,9 @@ def compile(model: ModelLike, target: str = "llvm", passes: str | Sequence[Pass]
     from ..targets import get_target
 
     backend = get_target(target)
+    validate = getattr(backend, "validate_options", None)
+    if validate is not None:  # before any work: a bad CPU name is an error now, not after the passes
+        validate(**target_options)
     module, manager = optimize(model, passes, batch=batch, progress=progress, target=target)
     pipeline = ",".join(str(p) for p in manager.passes)
     return backend.compile(module, pipeline=pipeline, batch=batch, progress=progress, **target_options)

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..compiler.errors import ArtifactError, DeviceUnavailableError
 from .artifact import MANIFEST, CompiledModel, Manifest, read_manifest, write_artifact
+from .host import cannot_execute
 from .native_stderr import filtered_native_stderr
 
 LIBRARY = "model.so"
@@ -36,10 +37,11 @@ class TVMModel(CompiledModel):
     """A Relax VM executable plus its manifest and, on request, the generated source (``--emit-source``)."""
 
     def __init__(self, manifest: Manifest, executable: Any, library_file: Path | None = None,
-                 sources: dict[str, str] | None = None) -> None:
+                 sources: dict[str, str] | None = None, not_here: str | None = None) -> None:
         super().__init__(manifest)
-        self._executable = executable  # relax.VMExecutable (fresh build) or runtime.Module (loaded)
+        self._executable = executable  # relax.VMExecutable (fresh build), runtime.Module (loaded), or None
         self._library_file = library_file
+        self._not_here = not_here  # why this host cannot run it (code for another CPU), when executable is None
         self._vm: Any = None
         self.sources = dict(sources or {})  # file name -> generated source text
         self._emit_source: Path | None = None
@@ -52,6 +54,8 @@ class TVMModel(CompiledModel):
         return device_for(self.manifest.target)
 
     def _machine(self) -> Any:
+        if self._executable is None:
+            raise ArtifactError(f"this model cannot run on this host: {self._not_here or 'it was not loaded'}")
         if self._vm is None:
             from tvm import relax
 
@@ -122,10 +126,12 @@ class TVMModel(CompiledModel):
 
     @staticmethod
     def load(path: str | os.PathLike[str]) -> TVMModel:
-        import tvm
-
         manifest = read_manifest(path)
         library = Path(path) / manifest.files["library"]
+        if manifest.target == "llvm":
+            problem = cannot_execute(manifest.target_options)
+            if problem:
+                raise ArtifactError(f"cannot load {path}: {problem}")
         dev = device_for(manifest.target)  # say at load time when the device is missing
         if manifest.target == "cuda":
             from ..targets.cuda.runtime import check_architecture
@@ -133,9 +139,15 @@ class TVMModel(CompiledModel):
             problem = check_architecture(dev, list(manifest.target_options.get("archs", [])))
             if problem:
                 raise DeviceUnavailableError(problem)
-        try:
-            with filtered_native_stderr():
-                lib = tvm.runtime.load_module(str(library))
-        except Exception as exc:  # TVM raises its own error types
-            raise ArtifactError(f"cannot load {library}: {str(exc).splitlines()[0]}") from None
-        return TVMModel(manifest, lib, library)
+        return TVMModel(manifest, load_library(library), library)
+
+
+def load_library(library: Path) -> Any:
+    """Load a compiled shared library with the TVM runtime."""
+    import tvm
+
+    try:
+        with filtered_native_stderr():
+            return tvm.runtime.load_module(str(library))
+    except Exception as exc:  # TVM raises its own error types
+        raise ArtifactError(f"cannot load {library}: {str(exc).splitlines()[0]}") from None
