@@ -26,12 +26,14 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
 
 from ..compiler.errors import SparseccError
+
+if TYPE_CHECKING:  # onnx loads when a model does (the CLI imports this module to build its parser)
+    import onnx
 
 __all__ = [
     "DEFAULT_LEVELS",
@@ -256,6 +258,8 @@ def _check_levels(levels: Sequence[float]) -> list[float]:
 
 
 def _session(model: str | os.PathLike[str] | onnx.ModelProto) -> Any:
+    import onnx
+
     from ..compiler.check import onnxruntime_session
 
     if isinstance(model, onnx.ModelProto):
@@ -416,7 +420,7 @@ def evaluate(
         )
         for engine in chosen
     ]
-    model_name = model.graph.name if isinstance(model, onnx.ModelProto) else str(model)
+    model_name = str(model) if isinstance(model, str | os.PathLike) else model.graph.name
     data_name = "(x, y)" if isinstance(data, tuple) else str(data)
     transform_name = transform if isinstance(transform, str) else getattr(transform, "__name__", None)
     return Evaluation(model_name, data_name, len(x), classes, seed, alphas, transform_name, results)
