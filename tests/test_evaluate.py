@@ -95,6 +95,27 @@ def test_cli_writes_table_json_and_plot_and_applies_the_transform(identity_model
     assert "score" in table and "33.33 (100.0)" in table
 
 
+def test_a_fixed_batch_model_gets_its_last_batch_padded(identity_model: Path, hand_data: Path,
+                                                         tmp_path: Path) -> None:
+    model = onnx.load(identity_model)
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_value = 2  # 3 samples: one full batch, one padded
+    fixed = tmp_path / "fixed.onnx"
+    onnx.save(model, fixed)
+    result = evaluate(fixed, hand_data, levels=HAND_LEVELS, batch=64)
+    assert result.engine("onnxruntime").correct == [2] * 10
+
+
+def test_a_transform_must_return_float32_samples(identity_model: Path, hand_data: Path, tmp_path: Path) -> None:
+    def widen(x: np.ndarray) -> np.ndarray:
+        return x.astype(np.float64)
+
+    with pytest.raises(EvaluationError, match="the transform's result must be float32"):
+        evaluate(identity_model, hand_data, levels=[0.0], transform=widen)
+    with pytest.raises(EvaluationError, match="must return an array of 3 samples"):
+        evaluate(identity_model, hand_data, levels=[0.0], transform=lambda x: x[:2])
+
+
 def test_default_levels_are_the_seeds_eleven(identity_model: Path, hand_data: Path) -> None:
     result = evaluate(identity_model, hand_data)
     assert result.levels == [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]
