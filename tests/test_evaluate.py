@@ -214,7 +214,6 @@ def test_engines_split_precisions_into_hls_engines() -> None:
 @pytest.fixture(scope="session")
 def trained_sparse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, float]:
     """digits_sparse_cnn trained briefly (1 epoch, 16 steps of 8 samples) and exported: (onnx, test split, accuracy)."""
-    pytest.importorskip("sklearn")
     from sparsecc.examples.train_zoo import save, train
 
     model, result = train("digits_sparse_cnn", epochs=1, seed=0, batch_size=8, max_train_samples=128)
