@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sparsecc-installed
 
-.PHONY: demo test lint zoo bench gpu-check clean
+.PHONY: demo test lint zoo zoo-trained bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ lint: $(STAMP)
 
 zoo: $(STAMP)
 	$(PY) -m sparsecc.examples.export_zoo --out examples/models/onnx
+
+# Train the GSC architectures on scikit-learn's digits into the user cache (sparsecc evaluate NAME finds them).
+zoo-trained: $(STAMP)
+	$(PY) -m sparsecc.examples.train_zoo
 
 bench: $(STAMP)
 	$(VENV)/bin/sparsecc bench

@@ -9,6 +9,7 @@
     sparsecc passes
     sparsecc profile MODEL [--batch N]
     sparsecc bench [...]
+    sparsecc evaluate MODEL --data D.npz [--target onnxruntime,llvm,hls] [--precision T ...] [--noise A,B,...]
 
 MODEL is an ONNX file or a textual IR file (``.sir``). ``--plugin FILE.py`` (before the command) imports a
 file that registers custom passes. Errors print one line and exit with status 2; ``check`` exits 1 when the
@@ -359,6 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description=bench.__doc__.splitlines()[0])
     bench.add_arguments(p)
     p.set_defaults(fn=cmd_bench)
+
+    from ..driver import evaluate
+
+    p = sub.add_parser("evaluate", help="accuracy and noise robustness on labelled data, engines side by side",
+                       description=evaluate.__doc__.splitlines()[0])
+    evaluate.add_arguments(p)
+    p.set_defaults(fn=evaluate.run)
     for command in ("import", "stats", "opt", "compile", "check"):  # also accepted after the command
         sub.choices[command].add_argument("--strict", action="store_true", default=argparse.SUPPRESS,
                                           help="treat warnings (e.g. an unrecognised k-WTA) as errors")
