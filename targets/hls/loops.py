@@ -87,13 +87,16 @@ class LoopModel:
         rows, cols = self.support.shape
         return self.support.reshape(lanes, rows // lanes, cols).sum(axis=1).max(axis=0)
 
-    def _expected_slot_iterations(self, lanes: int) -> float:
-        per_column = self.slots(lanes) if self.kind == SCATTER else np.full(self.support.shape[1]  # type: ignore
-                                                                            , self.rows // lanes)
+    def _expected_extra_slots(self, lanes: int) -> float:
+        """Expected iterations beyond one per (active input, tap): sum over the taps that reach an output of
+        max(0, the column's slots - 1), times the input density."""
+        assert self.support is not None
+        per_column = self.slots(lanes) if self.kind == SCATTER else np.full(self.support.shape[1], self.rows // lanes)
+        extra = np.maximum(per_column.astype(np.float64) - 1, 0)
         if self.taps:
-            hits = np.tile(np.asarray(self.tap_hits, dtype=np.float64), per_column.size // self.taps)
-            return self.density * float(np.dot(per_column, hits))
-        return self.density * float(per_column.sum())
+            hits = np.tile(np.asarray(self.tap_hits, dtype=np.float64), extra.size // self.taps)
+            return self.density * float(np.dot(extra, hits))
+        return self.density * float(extra.sum())
 
     # -- counts -----------------------------------------------------------------------------------------------
     def iterations(self, lanes: int) -> dict[str, tuple[float, float]]:
@@ -105,8 +108,9 @@ class LoopModel:
             if lanes > 2:
                 out["scan"] = (self.inputs, 1)  # filling the input replicas
         elif self.kind in (SCATTER, COLUMN):
-            tap_iterations = active * self.taps
-            out["mac"] = (self.outputs + active + tap_iterations + self._expected_slot_iterations(lanes) + 1, 2)
+            # bias pass; then max(1, slots) per (active input, tap) and the final read of the end marker
+            per_input = self.taps or 1
+            out["mac"] = (self.outputs + 1 + active * per_input + self._expected_extra_slots(lanes), 2)
         elif self.kind == PACKED:
             pixels = self.outputs // self.rows
             out["mac"] = (self.groups * pixels * (self.reduce + self.pack_size), 2 * self.groups * pixels)

@@ -529,6 +529,14 @@ class ProjectWriter:
             "`tb_output_predictions.dat`, a C-simulation of this design; `tb_output_reference.dat` holds the "
             "reference interpreter's float outputs.",
             "",
+            "## Numerics",
+            "",
+            "Sparse kernels form only the products of stored (non-zero) weights: ELL padding and the empty "
+            "entries of banked CSC and complementary packings are skipped, so a +-inf input yields +-inf wherever "
+            "the dense product does. The dense product's 0 x inf = NaN for a unit whose weight on an infinite "
+            "input is zero is not formed here (such units stay finite where onnxruntime gives NaN); fixed-point "
+            "designs have no inf or NaN.",
+            "",
             "## Estimates",
             "",
             "`report/estimate.md` / `.json`: per layer the lanes written into its config, cycles per stage, interval, "

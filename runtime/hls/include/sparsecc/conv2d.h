@@ -23,8 +23,8 @@
 // reach an output pixel; the input scan / replication and the epilogue are stages of their own):
 //     dense                 ceil(COLS / L) * OUT                 (+ C*H*W to fill the input replicas, L > 2)
 //     ell                   ceil(fan_in / L) * OUT               (+ the same)
-//     act_sparse            OUT + A * (KK + 1) + T * O / L + 1   (bias pass, inputs, taps, row steps)
-//     sparse_sparse         OUT + A * (KK + 1) + sum over T of the column's slots + 1
+//     act_sparse            OUT + 1 + A * KK + T * (O / L - 1)   (bias pass, then max(1, steps) per tap)
+//     sparse_sparse         OUT + 1 + sum over A x KK of max(1, the tap's column slots; 0 outside the output)
 //     complementary         G * OP * (COLS + P)                  (one lane)
 //     complementary_sparse  OUT + T * G                          (one lane)
 #ifndef SPARSECC_CONV2D_H
@@ -161,7 +161,8 @@ conv_ell_mac:
 #pragma HLS UNROLL
             const unsigned f = step * L + l;
             unsigned i;
-            if (f < CONFIG::fan_in && geo::input_of(idx[o][f], oy, ox, i))
+            // padding entries of short rows hold 0: skipped, so that no 0 * inf turns a sum into NaN
+            if (f < CONFIG::fan_in && is_nonzero(value_of(val[o][f])) && geo::input_of(idx[o][f], oy, ox, i))
                 a += value_of(val[o][f]) * source::read(x, copies, l, i);
         }
         acc[0][q] = a;
@@ -171,8 +172,9 @@ conv_ell_mac:
 /// Sparse-sparse convolution: a flattened work list over the active inputs, their kernel taps and the
 /// non-zeros of the tap's weight column. Banked CSC (formats.h): a column is a run of slots of L lanes, lane l
 /// holding a row of bank l (rows l * O / L .. (l + 1) * O / L - 1) or the empty marker O, so lane l always
-/// updates accumulator bank l: L MACs per cycle without bank conflicts. One iteration per slot, one per tap
-/// (the column's pointers) and one per active input. Within a column the rows are distinct.
+/// updates accumulator bank l: L MACs per cycle without bank conflicts. The iteration that handles a column's
+/// last slot also fetches the next tap's column (and reads the next active input when the taps are done), so
+/// a tap costs max(1, its slots) iterations. Within a column the rows are distinct.
 template <class CONFIG, class data_t, class ptr_t, class index_t, class weight_t, class bias_t, class acc_t>
 void conv_scatter_acc(hls::stream<active_entry<data_t> >& active,
                       const ptr_t col_ptr[conv_geometry<CONFIG>::COLS + 1], const index_t row_idx[CONFIG::nnz],
@@ -191,7 +193,7 @@ void conv_scatter_acc(hls::stream<active_entry<data_t> >& active,
     SPARSECC_ENTER(CONFIG::layer, instrument::MAC);
 conv_scatter_work:
     for (;;) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = geo::IN_SIZE * (geo::KK + 1) + CONFIG::nnz / CONFIG::lanes * OP + 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = geo::IN_SIZE * geo::KK + CONFIG::nnz / CONFIG::lanes * OP + 1
 #pragma HLS PIPELINE II = 1
 #pragma HLS DEPENDENCE variable = acc type = inter false
         SPARSECC_COUNT(CONFIG::layer, instrument::MAC, 1);
@@ -203,7 +205,18 @@ conv_scatter_work:
                 if (row < geo::O) acc[l][(row - l * ROWS) * OP + pixel] += value_of(val[p * L + l]) * value;
             }
             p++;
-        } else if (tap < geo::KK) {   // the next kernel tap of the current input: its column's slots
+        }
+        if (p >= end) {   // the column is done (in the same iteration as its last slot): what comes next
+            if (tap == geo::KK) {   // the next active input
+                const active_entry<data_t> e = active.read();
+                if (e.last) break;
+                c = e.index / (geo::H * geo::W);
+                iy = (e.index / geo::W) % geo::H;
+                ix = e.index % geo::W;
+                value = e.value;
+                tap = 0;
+            }
+            // the next kernel tap of the current input: its column's slots (none outside the output)
             unsigned hit = 0;
             const bool inside = geo::output_of(iy, ix, tap, hit);
             const unsigned col = c * geo::KK + tap;
@@ -211,14 +224,6 @@ conv_scatter_work:
             end = inside ? unsigned(col_ptr[col + 1]) : 0;
             pixel = hit;
             tap++;
-        } else {   // the next active input
-            const active_entry<data_t> e = active.read();
-            if (e.last) break;
-            c = e.index / (geo::H * geo::W);
-            iy = (e.index / geo::W) % geo::H;
-            ix = e.index % geo::W;
-            value = e.value;
-            tap = 0;
         }
     }
 }
@@ -241,7 +246,7 @@ void conv_column_scatter_acc(hls::stream<active_entry<data_t> >& active,
     SPARSECC_ENTER(CONFIG::layer, instrument::MAC);
 conv_column_scatter_work:
     for (;;) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = geo::IN_SIZE * (geo::KK + 1) + geo::IN_SIZE * geo::KK * geo::O / CONFIG::lanes + 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = geo::IN_SIZE * geo::KK * (geo::O / CONFIG::lanes) + 1
 #pragma HLS PIPELINE II = 1
 #pragma HLS DEPENDENCE variable = acc type = inter false
         SPARSECC_COUNT(CONFIG::layer, instrument::MAC, 1);
@@ -252,21 +257,23 @@ conv_column_scatter_work:
                 acc[l][s * OP + pixel] += value_of(w[l * ROWS + s][col]) * value;
             }
             s++;
-        } else if (tap < geo::KK) {
+        }
+        if (s >= ROWS) {
+            if (tap == geo::KK) {
+                const active_entry<data_t> e = active.read();
+                if (e.last) break;
+                c = e.index / (geo::H * geo::W);
+                iy = (e.index / geo::W) % geo::H;
+                ix = e.index % geo::W;
+                value = e.value;
+                tap = 0;
+            }
             unsigned hit = 0;
             const bool inside = geo::output_of(iy, ix, tap, hit);
             col = c * geo::KK + tap;
             s = inside ? 0 : ROWS;
             pixel = hit;
             tap++;
-        } else {
-            const active_entry<data_t> e = active.read();
-            if (e.last) break;
-            c = e.index / (geo::H * geo::W);
-            iy = (e.index / geo::W) % geo::H;
-            ix = e.index % geo::W;
-            value = e.value;
-            tap = 0;
         }
     }
 }
@@ -302,7 +309,9 @@ conv_packed_groups:
 #pragma HLS PIPELINE II = 1
                 SPARSECC_COUNT(CONFIG::layer, instrument::MAC, 1);
                 unsigned i;
-                if (geo::input_of(col, oy, ox, i)) slot_acc[packed_slot[g][col]] += value_of(packed_val[g][col]) * x[i];
+                // columns no unit of the group owns hold 0: skipped (no 0 * inf)
+                if (is_nonzero(value_of(packed_val[g][col])) && geo::input_of(col, oy, ox, i))
+                    slot_acc[packed_slot[g][col]] += value_of(packed_val[g][col]) * x[i];
             }
             SPARSECC_ENTER(CONFIG::layer, instrument::MAC);
         conv_packed_store:

@@ -3,7 +3,7 @@
 #define SPARSECC_ELEMENTWISE_H
 
 #include "common.h"
-#include "math.h"
+#include "maths.h"
 
 namespace sparsecc {
 

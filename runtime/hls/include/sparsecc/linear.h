@@ -16,8 +16,8 @@
 // replication and the epilogue are stages of their own):
 //     dense                 ceil(I / L) * O
 //     ell                   ceil(fan_in / L) * O          (+ I to fill the input replicas when L > 2)
-//     act_sparse            O + A * (O / L + 1) + 1       (bias pass, then per active input)
-//     sparse_sparse         O + A + sum over A of the column's slots + 1
+//     act_sparse            O + 1 + A * O / L             (bias pass, then per active input)
+//     sparse_sparse         O + 1 + sum over A of max(1, the column's slots)
 //     complementary         G * (I + P)                   (one lane)
 //     complementary_sparse  O + A * G                     (one lane)
 #ifndef SPARSECC_LINEAR_H
@@ -96,15 +96,17 @@ linear_ell_mac:
         for (unsigned l = 0; l < L; l++) {
 #pragma HLS UNROLL
             const unsigned f = step * L + l;
-            if (f < CONFIG::fan_in) a += value_of(val[o][f]) * source::read(x, copies, l, unsigned(idx[o][f]));
+            // padding entries of short rows hold 0: skipped, so that no 0 * inf turns a sum into NaN
+            if (f < CONFIG::fan_in && is_nonzero(value_of(val[o][f])))
+                a += value_of(val[o][f]) * source::read(x, copies, l, unsigned(idx[o][f]));
         }
         acc[0][o] = a;
     }
 }
 
 /// Sparse-sparse linear layer: a flattened work list over the active inputs and the slots of their banked
-/// CSC columns (formats.h): lane l updates accumulator bank l (rows l * O / L ..), L MACs per cycle; one
-/// iteration per slot and one per active input.
+/// CSC columns (formats.h): lane l updates accumulator bank l (rows l * O / L ..), L MACs per cycle; an
+/// active input costs max(1, its column's slots) iterations (the last slot's iteration reads the next input).
 template <class CONFIG, class data_t, class ptr_t, class index_t, class weight_t, class bias_t, class acc_t>
 void linear_scatter_acc(hls::stream<active_entry<data_t> >& active, const ptr_t col_ptr[CONFIG::in_features + 1],
                         const index_t row_idx[CONFIG::nnz], const weight_t val[CONFIG::nnz],
@@ -134,7 +136,8 @@ linear_scatter_work:
                 if (row < O) acc[l][row - l * ROWS] += value_of(val[p * L + l]) * value;
             }
             p++;
-        } else {
+        }
+        if (p >= end) {   // in the iteration of the column's last slot: the next active input
             const active_entry<data_t> e = active.read();
             if (e.last) break;
             p = col_ptr[e.index];
@@ -162,7 +165,7 @@ void linear_column_scatter_acc(hls::stream<active_entry<data_t> >& active,
     SPARSECC_ENTER(CONFIG::layer, instrument::MAC);
 linear_column_scatter_work:
     for (;;) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = CONFIG::in_features * (CONFIG::out_features / CONFIG::lanes + 1) + 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = CONFIG::in_features * (CONFIG::out_features / CONFIG::lanes) + 1
 #pragma HLS PIPELINE II = 1
 #pragma HLS DEPENDENCE variable = acc type = inter false
         SPARSECC_COUNT(CONFIG::layer, instrument::MAC, 1);
@@ -173,7 +176,8 @@ linear_column_scatter_work:
                 acc[l][s] += value_of(w[l * ROWS + s][column]) * value;
             }
             s++;
-        } else {
+        }
+        if (s >= ROWS) {
             const active_entry<data_t> e = active.read();
             if (e.last) break;
             column = e.index;
@@ -209,7 +213,8 @@ linear_packed_groups:
         for (unsigned i = 0; i < CONFIG::in_features; i++) {
 #pragma HLS PIPELINE II = 1
             SPARSECC_COUNT(CONFIG::layer, instrument::MAC, 1);
-            slot_acc[packed_slot[g][i]] += value_of(packed_val[g][i]) * x[i];
+            if (is_nonzero(value_of(packed_val[g][i])))   // columns no unit owns hold 0 (no 0 * inf)
+                slot_acc[packed_slot[g][i]] += value_of(packed_val[g][i]) * x[i];
         }
         SPARSECC_ENTER(CONFIG::layer, instrument::MAC);
     linear_packed_store:

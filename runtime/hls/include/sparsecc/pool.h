@@ -116,7 +116,11 @@ avgpool_out:
 }
 
 /// Global average pooling: y[c] = mean over H x W of x[c] (sum in CONFIG::accum_t, then / (H*W)).
-/// CONFIG members: channels, height, width, accum_t.
+/// CONFIG members: channels, height, width, accum_t. The sum of a channel is kept in GAP_PARTIALS interleaved
+/// partial sums (consecutive elements add into different ones), so a float add's latency does not limit the
+/// loop's II; the partials are added at the end of the channel.
+static const unsigned GAP_PARTIALS = 4;
+
 template <class CONFIG, class data_t, class res_t>
 void global_avgpool(const data_t x[CONFIG::channels * CONFIG::height * CONFIG::width],
                     res_t y[CONFIG::channels]) {
@@ -124,14 +128,19 @@ void global_avgpool(const data_t x[CONFIG::channels * CONFIG::height * CONFIG::w
     constexpr unsigned HW = CONFIG::height * CONFIG::width;
 gap_channels:
     for (unsigned c = 0; c < CONFIG::channels; c++) {
-        acc_t sum = 0;
+        acc_t partial[GAP_PARTIALS];
+#pragma HLS ARRAY_PARTITION variable = partial complete
+        for (unsigned p = 0; p < GAP_PARTIALS; p++) partial[p] = acc_t(0);
         SPARSECC_ENTER(CONFIG::layer, instrument::POOL);
     gap_sum:
         for (unsigned i = 0; i < HW; i++) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS DEPENDENCE variable = partial type = inter false
             SPARSECC_COUNT(CONFIG::layer, instrument::POOL, 1);
-            sum += x[c * HW + i];
+            partial[i % GAP_PARTIALS] += x[c * HW + i];
         }
+        acc_t sum = 0;
+        for (unsigned p = 0; p < GAP_PARTIALS; p++) sum += partial[p];
         y[c] = res_t(sum / int(HW));
     }
 }

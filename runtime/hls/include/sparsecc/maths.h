@@ -2,8 +2,8 @@
 //
 // Synthesis uses the hls:: maths library (hls_math.h, fixed-latency pipelined cores); C-simulation with g++
 // uses the C++ standard library, so that g++ builds without Vitis. Kernels call sparsecc::math::exp / log.
-#ifndef SPARSECC_MATH_H
-#define SPARSECC_MATH_H
+#ifndef SPARSECC_MATHS_H
+#define SPARSECC_MATHS_H
 
 #ifdef __SYNTHESIS__
 #include <hls_math.h>
@@ -35,4 +35,4 @@ inline float log(float v) {
 }  // namespace math
 }  // namespace sparsecc
 
-#endif  // SPARSECC_MATH_H
+#endif  // SPARSECC_MATHS_H
