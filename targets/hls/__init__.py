@@ -29,7 +29,7 @@ from .estimate import measured_stage_cycles, stage_cycles
 from .loops import STAGES
 from .lowering import Design, Lowering
 from .options import HLSOptions
-from .parallelism import choose_lanes
+from .parallelism import allowed, choose_lanes, fits
 from .project import ProjectWriter, testbench_lines, write_files
 from .simulation import CSimulation
 
@@ -166,12 +166,22 @@ def compile(module: Module, *, pipeline: str, batch: int | None, progress: Calla
 
 
 def _lower(module: Module, options: HLSOptions, dense: bool) -> Design:
-    """Lower at one lane, choose the lanes (parallelism.py), lower again with them when they differ."""
+    """Lower at one lane, choose the lanes (parallelism.py), lower again with them when they differ. With a
+    resource budget the lowered design is checked against the part; while it does not fit, the layer with the
+    most lanes steps down (the choice estimates other lanes from the one-lane lowering)."""
     base = Lowering(module, options, dense=dense).run()
     lanes = choose_lanes(base, options)
     if all(value == 1 for value in lanes.values()):
         return base
-    return Lowering(module, options, lanes, dense=dense).run()
+    design = Lowering(module, options, lanes, dense=dense).run()
+    while options.budget is not None and not fits(design, options.budget):
+        widest = max(design.layers, key=lambda layer: layer.lanes)
+        if widest.lanes == 1:
+            break
+        smaller = [c for c in allowed(widest) if c < widest.lanes]
+        lanes[widest.name] = smaller[-1]
+        design = Lowering(module, options, lanes, dense=dense).run()
+    return design
 
 
 #: Options a manifest may not carry: where the project is built is the caller's choice, not the artifact's.

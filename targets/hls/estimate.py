@@ -152,6 +152,8 @@ def layer_resources(layer: Layer, part: Part | None, lanes: int | None = None) -
                                                               + KWTA_LANE_LUT))
     for array in layer.arrays:
         bits = array.count * _bits(array, layer)
+        if loops.kind == "scatter" and lanes != layer.lanes and array.name.endswith(("_row_idx", "_val")):
+            bits = bits * loops.stored_entries(lanes) // max(loops.stored_entries(layer.lanes), 1)
         used = used + _memory(bits, lanes if array.name in layer.banked_arrays else 1, part, rom=True)
     for what, elements, bits, banks, copies in layer.rams:
         banks = _scaled_banks(what, banks, layer.lanes, lanes)

@@ -87,6 +87,10 @@ class LoopModel:
         rows, cols = self.support.shape
         return self.support.reshape(lanes, rows // lanes, cols).sum(axis=1).max(axis=0)
 
+    def stored_entries(self, lanes: int) -> int:
+        """Entries of a banked CSC weight (slots x lanes) for ``lanes`` (scatter kind)."""
+        return int(self.slots(lanes).sum()) * lanes
+
     def _expected_extra_slots(self, lanes: int) -> float:
         """Expected iterations beyond one per (active input, tap): sum over the taps that reach an output of
         max(0, the column's slots - 1), times the input density."""

@@ -97,6 +97,15 @@ def _greedy(layers: list[Layer], options: HLSOptions) -> dict[str, int]:
     return lanes
 
 
+def fits(design: Design, budget: str) -> bool:
+    """Whether a lowered design's estimated resources fit the part ``budget``."""
+    part = PARTS_BY_KEY[budget]
+    total = Resources()
+    for layer in design.layers:
+        total = total + layer_resources(layer, part)
+    return total.fits(part)
+
+
 def _ranges(values: list[int]) -> str:
     if len(values) > 8 and values == list(range(values[0], values[-1] + 1)):
         return f"{values[0]}..{values[-1]}"

@@ -165,11 +165,12 @@ class ProjectWriter:
                  "in the model precision",
                  f"typedef {self.options.constants.ctype()} weight_t;  // weights, biases, scale/shift, boost",
                  "typedef data_t input_t;   // input ports"]
+        if design.layer_types:
+            lines += ["", "// per-layer precision (layer_precision option; model outputs saturate: AP_SAT)"]
+            lines += [f"typedef {p.ctype()} {name};" for name, p in design.layer_types.items()]
+        lines.append("")
         for i, port in enumerate(design.outputs):
             lines.append(f"typedef {port.buffer.ctype} {self._port_type(i)};   // output port '{port.name}'")
-        if design.layer_types:
-            lines += ["", "// per-layer precision (layer_precision option)"]
-            lines += [f"typedef {p.ctype()} {name};" for name, p in design.layer_types.items()]
         lines += ["", "// port sizes (one sample, NCHW order)"]
         for port in (*design.inputs, *design.outputs):
             lines.append(f"constexpr unsigned N_{port.ident.upper()} = {port.buffer.size};   // "
