@@ -162,7 +162,8 @@ def layer_resources(layer: Layer, part: Part | None, lanes: int | None = None) -
             continue
         for _ in range(copies):
             used = used + _memory(elements * bits, banks, part, rom=False)
-    if lanes > 2 and loops.kind == "gather" and not any(r[0] == "input replicas" for r in layer.rams):
+    if lanes > 2 and loops.kind == "gather" and loops.replicate and not any(
+            r[0] == "input replicas" for r in layer.rams):
         for _ in range((lanes + 1) // 2):
             used = used + _memory(loops.inputs * layer.precision.bits, 1, part, rom=False)
     # the layer's output buffer: a PIPO channel between layers

@@ -62,6 +62,7 @@ class LoopModel:
     pack_size: int = 0
     in_channels: int = 1  # C of a conv's input
     scan: bool = False  # the kernel compacts its input (sparse-input kernels)
+    replicate: bool = True  # a gather fills ceil(L / 2) input replicas when L > 2 (not linear_dense: x is banked)
     pointwise: int = 0  # elements through pointwise loops
     pointwise_entries: int = 0
     kwta: KwtaLoops | None = None
@@ -109,7 +110,7 @@ class LoopModel:
         active = self.density * self.inputs
         if self.kind == GATHER:
             out["mac"] = (math.ceil(self.reduce / lanes) * self.outputs, 1)
-            if lanes > 2:
+            if lanes > 2 and self.replicate:
                 out["scan"] = (self.inputs, 1)  # filling the input replicas
         elif self.kind in (SCATTER, COLUMN):
             # bias pass; then max(1, slots) per (active input, tap) and the final read of the end marker

@@ -633,7 +633,8 @@ class Lowering:
                                 density=in_density if kind != GATHER else 1.0,
                                 support=matrix != 0 if kind == SCATTER else None,
                                 groups=members.get("n_groups", 0), pack_size=members.get("pack_size", 0),
-                                scan=kind in (SCATTER, COLUMN, PACKED_SCATTER))
+                                scan=kind in (SCATTER, COLUMN, PACKED_SCATTER),
+                                replicate=function != "linear_dense")
         if kind == COLUMN:
             layer.loops.support = np.ones((o, i), dtype=bool)
         self._epilogue_loops(layer, (o, 1, 1), kwta, None, False, relu)
@@ -696,7 +697,7 @@ class Lowering:
             ("_w", "_idx", "_val", "_row_idx")))
         acc_banks = lanes if kind in (SCATTER, COLUMN) else 1
         layer.rams.append(("accumulator", acc_size, accum.bits, acc_banks, 2))
-        if kind == GATHER and lanes > 2:
+        if kind == GATHER and lanes > 2 and layer.loops.replicate:
             layer.rams.append(("input replicas", source.size, source.precision.bits, 1, (lanes + 1) // 2))
 
     def _bias_boost(self, op: Operation, ident: str, units: int, constants: Precision,
