@@ -88,6 +88,16 @@ def test_layer_lanes_override_is_checked_against_what_the_layer_accepts(zoo_onnx
         compile_model(path, "hls", layer_lanes="cnn2_maxpool.MaxPool:7", csim_cache=cache)
 
 
+def test_constants_never_go_to_uram_buffers_may() -> None:
+    from sparsecc.targets.hls.estimate import PARTS_BY_KEY, _memory
+
+    u250 = PARTS_BY_KEY["u250"]
+    rom = _memory(8_000_000, 1, u250, rom=True)  # URAM cannot be initialised (UG901): a ROM is BRAM / LUTRAM
+    assert rom.uram == 0 and rom.bram18 == -(-8_000_000 // (18 * 1024))
+    assert _memory(8_000_000, 1, u250, rom=False).uram > 0
+    assert _memory(1000, 1, u250, rom=True).lut == 16 and _memory(1000, 1, u250, rom=True).bram18 == 0
+
+
 def _gxx(project: dict[str, bytes], root: Path, top: str) -> subprocess.CompletedProcess[str]:
     for relative, content in project.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -188,7 +198,7 @@ def test_cli_compile_and_check_with_hls_flags(zoo_onnx, tmp_path: Path, capsys) 
     assert any(cache.iterdir())  # the export's C-simulation (the testbench golden) was built here
     assert cli_main(["check", path, "--target", "hls", "--batches", "2", "-q", "--lanes", "2",
                      "--csim-cache", str(cache)]) == 0
-    assert "PASS" in capsys.readouterr().out
+    assert "batch 2: ok" in capsys.readouterr().out
     assert cli_main(["compile", path, "--target", "hls", "-o", str(tmp_path / "bad"), "-q", "--budget", "vu9p"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "budget must be one of zcu104, u250" in error
