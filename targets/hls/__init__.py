@@ -1,12 +1,15 @@
 """The hls target: a Vitis HLS C++ project per model, C-simulated with g++.
 
 ``compile(module, ...)`` lowers the optimised IR to one call of the hand-written kernel library
-(``sparsecc/runtime/hls/include/sparsecc``) per layer (:mod:`.lowering`), writes the project in memory
-(:mod:`.project`: top function, per-layer configs, compressed weight headers, testbench, ``build.tcl``, README,
-estimates from :mod:`.estimate`) and returns an :class:`HLSModel`. ``HLSModel.run`` C-simulates the project
-(:mod:`.simulation`: the sources compiled by g++ against hls4ml's ap_types headers, one sample per call of the
-top function, looped over the batch); ``HLSModel.export(path)`` writes the project directory atomically;
-``load_project(path)`` runs an exported project again. Options: :mod:`.options`.
+(``sparsecc/runtime/hls/include/sparsecc``) per layer (:mod:`.lowering`), chooses the lanes of every layer
+(:mod:`.parallelism`; written into the layer configs, read back by :mod:`.estimate`), writes the project in
+memory (:mod:`.project`: top function, per-layer configs, compressed weight headers, testbench, ``build.tcl``,
+README, estimates of the design and of its dense twin) and returns an :class:`HLSModel`. ``HLSModel.run``
+C-simulates the project (:mod:`.simulation`: the sources compiled by g++ against hls4ml's ap_types headers);
+``HLSModel.profile(feeds)`` runs the instrumented C-simulation (loop counters) next to the estimate;
+``HLSModel.export(path)`` writes the project directory atomically, with the testbench's bit-exact expectation
+from a C-simulation run; ``load_project(path, csim_cache=...)`` runs an exported project again (a manifest never
+chooses the build directory). Options: :mod:`.options`.
 """
 
 from __future__ import annotations
