@@ -15,6 +15,7 @@ chooses the build directory). Options: :mod:`.options`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from sparsecc.compiler.ir.core import Module
 from sparsecc.runtime.artifact import MANIFEST, CompiledModel, Manifest, make_manifest, read_manifest, write_artifact
 
 from .estimate import estimate as estimate_design
-from .estimate import measured_stage_cycles, stage_cycles
+from .estimate import measured_stage_cycles, profile_markdown, stage_cycles
 from .loops import STAGES
 from .lowering import Design, Lowering
 from .options import HLSOptions
@@ -78,6 +79,7 @@ class HLSModel(CompiledModel):
         stack = options.csim_stack_mib or 256
         self._simulation = CSimulation(files, self.top, options.cache_dir, stack)
         self._instrumented = CSimulation(files, self.top, options.cache_dir, stack, instrument=True)
+        self._profile: dict[str, Any] | None = None
 
     def source(self, relative: str) -> str:
         """The text of one project file, e.g. ``source('firmware/gsc_sparse_cnn.cpp')``."""
@@ -107,8 +109,13 @@ class HLSModel(CompiledModel):
         return testbench_lines(self._execute(feeds), rows.shape[0])
 
     def project_files(self) -> dict[str, bytes]:
-        """The project's files with the testbench expectation from a C-simulation run (built on demand)."""
-        return {**self.files, "tb_data/tb_output_predictions.dat": self.golden_outputs().encode()}
+        """The project's files with the testbench expectation from a C-simulation run (built on demand), and
+        ``report/profile.{json,md}`` when :meth:`profile` was run on this model."""
+        files = {**self.files, "tb_data/tb_output_predictions.dat": self.golden_outputs().encode()}
+        if self._profile is not None:
+            files["report/profile.json"] = (json.dumps(self._profile, indent=1) + "\n").encode()
+            files["report/profile.md"] = profile_markdown(self._profile).encode()
+        return files
 
     def export(self, path: str | os.PathLike[str]) -> Path:
         files = self.project_files()
@@ -136,11 +143,12 @@ class HLSModel(CompiledModel):
                            "estimate_interval": max(estimated.values(), default=1),
                            "measured_interval": max(actual.values(), default=1),
                            "estimate_latency": sum(estimated.values()), "measured_latency": sum(actual.values())})
-        return {"model": self.design.model, "samples": batch, "layers": layers,
-                "estimate_interval": max(x["estimate_interval"] for x in layers),
-                "measured_interval": max(x["measured_interval"] for x in layers),
-                "estimate_latency": sum(x["estimate_latency"] for x in layers),
-                "measured_latency": sum(x["measured_latency"] for x in layers)}
+        self._profile = {"model": self.design.model, "samples": batch, "layers": layers,
+                         "estimate_interval": max(x["estimate_interval"] for x in layers),
+                         "measured_interval": max(x["measured_interval"] for x in layers),
+                         "estimate_latency": sum(x["estimate_latency"] for x in layers),
+                         "measured_latency": sum(x["measured_latency"] for x in layers)}
+        return self._profile
 
 
 def compile(module: Module, *, pipeline: str, batch: int | None, progress: Callable[[str], None] | None = None,

@@ -314,5 +314,23 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def profile_markdown(profile: dict[str, Any]) -> str:
+    """The instrumented C-simulation next to the estimate, per layer (HLSModel.profile)."""
+    lines = [f"# Instrumented C-simulation: {profile['model']}", "",
+             f"{profile['samples']} sample(s). Per layer and stage: cycles = loop iterations x II + entries x pipeline "
+             "depth, counted on the inputs (measured) and from the loop model (estimate).", "",
+             "| # | layer | lanes | estimate | measured | interval est. | interval meas. |",
+             "|---:|---|---:|---|---|---:|---:|"]
+    for layer in profile["layers"]:
+        def stages(d: dict[str, int]) -> str:
+            return ", ".join(f"{k} {v:,}" for k, v in d.items())
+        lines.append(f"| {layer['index']} | {layer['name']} | {layer['lanes']} | {stages(layer['estimate'])} | "
+                     f"{stages(layer['measured'])} | {layer['estimate_interval']:,} | {layer['measured_interval']:,} |")
+    lines += ["", f"Design interval: estimate {profile['estimate_interval']:,}, measured "
+                  f"{profile['measured_interval']:,} cycles; latency: estimate {profile['estimate_latency']:,}, "
+                  f"measured {profile['measured_latency']:,} cycles."]
+    return "\n".join(lines) + "\n"
+
+
 def to_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2) + "\n"
