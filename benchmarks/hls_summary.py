@@ -21,7 +21,7 @@ def _res(r: dict[str, int]) -> str:
 
 def section(run: dict[str, Any]) -> list[str]:
     total, profile, opts = run["estimate_total"], run["profile"], run["opts"]
-    policy = opts.get("budget", "one lane") if "budget" in opts else "one lane"
+    policy = f"budget {opts['budget'].upper()}" if "budget" in opts else "one lane"
     precision = opts.get("precision", "float")
     sparse, dense = total["sparse"], total["dense"]
     measured = profile["measured_interval"]
@@ -35,6 +35,17 @@ def section(run: dict[str, Any]) -> list[str]:
         lines.append(f"| {layer['index']} | `{layer['name']}` | {layer['lanes']} | {stages(layer['estimate'])} | "
                      f"{stages(layer['measured'])} | {layer['estimate_interval']:,} | {layer['measured_interval']:,} |")
     ratio = dense["ii_cycles"] / measured
+    budget = opts.get("budget")
+    if budget and not sparse["parts"][budget]["fits"]:
+        verdict = (f"the sparse design does not fit the {budget.upper()} even at one lane: no design for this "
+                   f"budget (numbers above: the one-lane design); {ratio:.1f}x over the one-lane dense twin")
+    elif budget and not dense["parts"][budget]["fits"]:
+        verdict = (f"the dense twin does not fit the {budget.upper()} at all: no dense design to compare on that "
+                   f"part; against the one-lane dense twin (which needs a larger part) **{ratio:.1f}x**")
+    elif not budget and not dense["parts"]["u250"]["fits"]:
+        verdict = f"**{ratio:.1f}x**, against a dense twin that fits neither part (compute only)"
+    else:
+        verdict = f"**{ratio:.1f}x** (dense interval / measured sparse interval)"
     lines += ["",
               f"- design interval: estimate {sparse['ii_cycles']:,}, measured {measured:,} cycles "
               f"({CLOCK_MHZ * 1e6 / measured:,.0f} samples/s at {CLOCK_MHZ:g} MHz); latency measured "
@@ -46,7 +57,7 @@ def section(run: dict[str, Any]) -> list[str]:
               f"{dense['ii_cycles']:,} cycles, {_res(dense['parts']['u250']['resources'])} (fits ZCU104: "
               f"{'yes' if dense['parts']['zcu104']['fits'] else 'no'}, U250: "
               f"{'yes' if dense['parts']['u250']['fits'] else 'no'})",
-              f"- **sparse/dense throughput: {ratio:.1f}x** (dense interval / measured sparse interval)", ""]
+              f"- sparse/dense throughput: {verdict}", ""]
     return lines
 
 
