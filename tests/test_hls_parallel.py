@@ -191,12 +191,12 @@ def test_cli_compile_and_check_with_hls_flags(zoo_onnx, tmp_path: Path, capsys) 
     path = str(zoo_onnx(SMALL))
     out = tmp_path / "project"
     cache = tmp_path / "csim"
-    assert cli_main(["compile", path, "--target", "hls", "-o", str(out), "-q", "--lanes", "2",
+    assert cli_main(["compile", path, "--target", "hls", "-o", str(out), "-q", "--lanes", "4",
                      "--csim-cache", str(cache)]) == 0
     assert config_lanes((out / "firmware" / "parameters.h").read_text())
-    assert json.loads((out / "manifest.json").read_text())["target_options"]["lanes"] == 2
+    assert json.loads((out / "manifest.json").read_text())["target_options"]["lanes"] == 4
     assert any(cache.iterdir())  # the export's C-simulation (the testbench golden) was built here
-    assert cli_main(["check", path, "--target", "hls", "--batches", "2", "-q", "--lanes", "2",
+    assert cli_main(["check", path, "--target", "hls", "--batches", "2", "-q", "--lanes", "4",
                      "--csim-cache", str(cache)]) == 0
     assert "batch 2: ok" in capsys.readouterr().out
     assert cli_main(["compile", path, "--target", "hls", "-o", str(tmp_path / "bad"), "-q", "--budget", "vu9p"]) == 2

@@ -177,21 +177,44 @@ def compile(module: Module, *, pipeline: str, batch: int | None, progress: Calla
 
 
 def _lower(module: Module, options: HLSOptions, dense: bool) -> Design:
+    """The design with the lanes of the options' policy. With a budget or a target rate, the sparse-sparse
+    layers are also tried as ELL gathers (which parallelise without a per-tap iteration): the design with the
+    shorter estimated interval that fits is generated."""
+    design = _lower_with(module, options, dense, frozenset())
+    if dense or (options.budget is None and options.target_fps is None):
+        return design
+    scatter = frozenset(layer.name for layer in design.layers if layer.loops.kind == "scatter")
+    if not scatter:
+        return design
+    try:
+        gathered = _lower_with(module, options, dense, scatter)
+    except CompileError:  # e.g. the target rate is out of reach this way
+        return design
+    if options.budget is not None and not fits(gathered, options.budget):
+        return design
+    return gathered if _interval(gathered) < _interval(design) else design
+
+
+def _interval(design: Design) -> int:
+    return max((max(stage_cycles(layer).values(), default=1) for layer in design.layers), default=1)
+
+
+def _lower_with(module: Module, options: HLSOptions, dense: bool, gather: frozenset[str]) -> Design:
     """Lower at one lane, choose the lanes (parallelism.py), lower again with them when they differ. With a
     resource budget the lowered design is checked against the part; while it does not fit, the layer with the
     most lanes steps down (the choice estimates other lanes from the one-lane lowering)."""
-    base = Lowering(module, options, dense=dense).run()
+    base = Lowering(module, options, dense=dense, gather=gather).run()
     lanes = choose_lanes(base, options)
     if all(value == 1 for value in lanes.values()):
         return base
-    design = Lowering(module, options, lanes, dense=dense).run()
+    design = Lowering(module, options, lanes, dense=dense, gather=gather).run()
     while options.budget is not None and not fits(design, options.budget):
         widest = max(design.layers, key=lambda layer: layer.lanes)
         if widest.lanes == 1:
             break
         smaller = [c for c in allowed(widest) if c < widest.lanes]
         lanes[widest.name] = smaller[-1]
-        design = Lowering(module, options, lanes, dense=dense).run()
+        design = Lowering(module, options, lanes, dense=dense, gather=gather).run()
     return design
 
 

@@ -206,13 +206,16 @@ class Lowering:
     """Lower one optimised module (see module docstring)."""
 
     def __init__(self, module: Module, options: HLSOptions, lanes: dict[str, int] | None = None,
-                 dense: bool = False) -> None:
+                 dense: bool = False, gather: frozenset[str] = frozenset()) -> None:
         """``lanes``: per layer (IR result name) the lanes to generate (1 where absent); ``dense``: lower every
-        conv / linear layer with dense weights and a dense kernel (the dense twin of the network)."""
+        conv / linear layer with dense weights and a dense kernel (the dense twin of the network); ``gather``:
+        layers whose sparse-sparse kernel is replaced by the weight-sparse ELL gather (no activation skipping,
+        but its loop parallelises without a per-tap iteration; chosen by the lanes chooser for large budgets)."""
         self.module = module
         self.options = options
         self.lanes = lanes or {}
         self.dense = dense
+        self.gather = gather
         self.taken: set[str] = set()
         self.buffers: dict[int, Buffer] = {}
         self.steps: list[Layer | View] = []
@@ -340,6 +343,8 @@ class Lowering:
         if self.dense:
             return "dense", "dense"
         compressed = isinstance(encoding, CSR | CSC | ELL | BSR)
+        if compressed and kernel == "sparse_sparse" and (op.results[0].name or "") in self.gather:
+            return "weight_sparse", "ell"
         if kernel == "auto":
             kernel = "weight_sparse" if compressed else "dense"
         if kernel in ("dense", "act_sparse"):
