@@ -112,7 +112,6 @@ def _gxx(project: dict[str, bytes], root: Path, top: str) -> subprocess.Complete
 @pytest.mark.parametrize("options", [
     {},
     {"precision": "ap_fixed<16,6>", "interface": "axis", "budget": "u250"},
-    {"packing": "complementary", "lanes": 8},
 ])
 def test_generated_projects_are_pedantic_cxx14(zoo_onnx, cache: Path, tmp_path: Path, options) -> None:
     model = compile_model(zoo_onnx("gsc_sparse_cnn"), "hls", csim_cache=cache, **options)
