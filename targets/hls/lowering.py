@@ -78,18 +78,10 @@ class Buffer:
 
 @dataclasses.dataclass
 class Work:
-    """What one layer does per sample, for the estimates (see estimate.py)."""
+    """What one layer computes per sample, for the reports (the cycles come from the layer's LoopModel)."""
 
     macs: float = 0.0  # multiply-accumulates the kernel performs (expected, for data-dependent kernels)
-    scan: int = 0  # input elements scanned to find the active ones (sparse-input kernels)
-    elements: int = 0  # elements through the pointwise loops (epilogue, element-wise ops, copies)
-    kwta_groups: int = 0
-    kwta_group_size: int = 0
-    kwta_key_bits: int = 0
-    pool_reads: int = 0  # input elements read by pooling windows
     weight_bits: int = 0  # on-chip bits of the constants (values and indices)
-    buffer_bits: int = 0  # bits of the output and accumulator buffers
-    multiplier_bits: int = 0  # operand width of the MAC multiplier (0: no multiplier)
 
 
 @dataclasses.dataclass
