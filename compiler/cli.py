@@ -18,6 +18,7 @@ outputs disagree.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import sys
 import time
@@ -216,8 +217,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.batch is not None and not args.random:
         raise SparseccError("--batch applies to --random only (the batch of --input comes from the file)")
     manifest = read_manifest(args.artifact)
-    with remote_session(manifest, _remote_options(args)) as device_session:
-        model = load(args.artifact) if device_session is None else RemoteModel.load(args.artifact, device_session)
+    with remote_session(manifest, _remote_options(args)) as device_session, contextlib.ExitStack() as stack:
+        model = (load(args.artifact) if device_session is None
+                 else stack.enter_context(RemoteModel.load(args.artifact, device_session)))
         if args.random:
             from .ir.core import Function, Module, Value
             from .ir.types import TensorType

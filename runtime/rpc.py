@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import os
 import shutil
 import tempfile
@@ -134,9 +135,25 @@ class RemoteModel(CompiledModel):
             self._main = relax.VirtualMachine(library, self._session.cpu())["main"]
         return self._main
 
+    def __enter__(self) -> RemoteModel:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the remote module and VM. A TVM RPC server serves one session at a time and ends it only
+        when the client has freed every remote object (the VM's Python wrapper sits in a reference cycle,
+        hence the collection), so a later session would otherwise wait for this one."""
+        self._main = None
+        self._session = None
+        gc.collect()
+
     def _execute(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         import tvm
 
+        if self._session is None:
+            raise ArtifactError("this remote model was closed")
         main = self._machine()
         device = self._session.cpu()
         # tvm.runtime.tensor allocates with TVM's alignment on the device and copies the data over
@@ -149,8 +166,11 @@ class RemoteModel(CompiledModel):
 def exported_remote_model(compiled: CompiledModel, session: Any) -> Iterator[RemoteModel]:
     """``compiled`` (fresh from the compiler) exported to a temporary artifact and run through ``session``."""
     folder = Path(tempfile.mkdtemp(prefix="sparsecc-remote-"))
+    model = None
     try:
-        path = compiled.export(folder / "artifact")
-        yield RemoteModel.load(path, session)
+        model = RemoteModel.load(compiled.export(folder / "artifact"), session)
+        yield model
     finally:
+        if model is not None:
+            model.close()
         shutil.rmtree(folder, ignore_errors=True)
