@@ -7,6 +7,7 @@ tests are few. They skip only where the emulated environment is absent; CI sets 
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,11 +35,12 @@ def emulator() -> Iterator[Aarch64Emulator]:
 
 @pytest.fixture(scope="module")
 def doubly_sparse_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small net with every sparse kernel family: weight-sparse conv + global k-WTA + pool, sparse-sparse
-    linear + k-WTA, dense linear; duty cycles filled by a few training batches."""
+    """A small doubly sparse net; for aarch64 it compiles to a weight-sparse conv with fused global k-WTA and
+    max-pool, an activation-sparse (scatter) linear with fused k-WTA and a dense linear. Duty cycles are
+    filled by a few training batches."""
     torch.manual_seed(0)
     model = nn.Sequential(
-        SparseWeights2d(nn.Conv2d(2, 16, 3), sparsity=0.5), KWinners2d(16, percent_on=0.2, k_inference_factor=1.0),
+        SparseWeights2d(nn.Conv2d(2, 16, 3), sparsity=0.5), KWinners2d(16, percent_on=0.05, k_inference_factor=1.0),
         nn.MaxPool2d(2), nn.Flatten(),
         SparseWeights(nn.Linear(400, 64), sparsity=0.8), KWinners(64, percent_on=0.15, k_inference_factor=1.0),
         nn.Linear(64, 5),
@@ -52,15 +54,26 @@ def doubly_sparse_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @needs_emulator
-@pytest.mark.parametrize("mcpu", [[], ["--mcpu", "neoverse-n1"]], ids=["generic", "neoverse-n1"])
-def test_check_over_rpc_matches_onnxruntime(emulator: Aarch64Emulator, doubly_sparse_onnx: Path, mcpu: list[str],
-                                            capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["check", str(doubly_sparse_onnx), *AARCH64, *mcpu, "--rpc", emulator.address,
+def test_check_starts_the_emulator_and_matches_onnxruntime(doubly_sparse_onnx: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the emulator keeps its files
+    code = main(["check", str(doubly_sparse_onnx), *AARCH64, "--batches", "1,3", "-q"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "under qemu-aarch64 over TVM RPC (--mtriple aarch64-linux-gnu --mcpu generic)" in out
+    assert "batch 1: ok" in out and "batch 3: ok" in out
+    assert not list(tmp_path.iterdir())  # the server stopped and its files are gone
+
+
+@needs_emulator
+def test_check_neoverse_n1_over_rpc_matches_onnxruntime(emulator: Aarch64Emulator, doubly_sparse_onnx: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["check", str(doubly_sparse_onnx), *AARCH64, "--mcpu", "neoverse-n1", "--rpc", emulator.address,
                  "--batches", "1,3", "-q"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert f"over TVM RPC at {emulator.address}" in out
-    assert f"--mcpu {mcpu[1] if mcpu else 'generic'}" in out
+    assert f"over TVM RPC at {emulator.address} (--mtriple aarch64-linux-gnu --mcpu neoverse-n1)" in out
     assert "batch 1: ok" in out and "batch 3: ok" in out
 
 
