@@ -38,7 +38,12 @@ DEBS="python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libc6 libstd
       libexpat1 libssl3 libbz2-1.0 liblzma5 libsqlite3-0 libuuid1 libncursesw6 libtinfo6 libreadline8
       libnsl2 libtirpc3 libgssapi-krb5-2 libkrb5-3 libk5crypto3 libkrb5support0 libcom-err2 libkeyutils1
       libcrypt1 libdb5.3 media-types"
-rm -rf "$ROOT" && mkdir -p "$ROOT" "$SITE"
+# start from scratch, but never delete a folder this script did not make
+if [ -d "$ROOT" ] && [ -n "$(ls -A "$ROOT")" ] && [ ! -f "$ROOT/.sparsecc-root" ]; then
+  echo "setup_aarch64: $ROOT exists and was not made by this script; give another folder" >&2
+  exit 2
+fi
+rm -rf "$ROOT" && mkdir -p "$ROOT" "$SITE" && touch "$ROOT/.sparsecc-root"
 DL="$(mktemp -d)" && chmod a+rwx "$DL"  # apt-get download runs as _apt
 trap 'rm -rf "$DL"' EXIT
 pkgs=()

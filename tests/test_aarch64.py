@@ -28,8 +28,8 @@ needs_emulator = pytest.mark.skipif(emulator_problem() is not None or host_arch(
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[Aarch64Emulator]:
+    """One server for the module; it boots in the background (``address`` waits for it)."""
     with Aarch64Emulator() as emu:
-        emu.wait_ready()
         yield emu
 
 
@@ -54,9 +54,10 @@ def doubly_sparse_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @needs_emulator
-def test_check_starts_the_emulator_and_matches_onnxruntime(doubly_sparse_onnx: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch,
+def test_check_starts_the_emulator_and_matches_onnxruntime(emulator: Aarch64Emulator, doubly_sparse_onnx: Path,
+                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # ``emulator`` (the module's server, not used here) only boots meanwhile, for the next tests
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the emulator keeps its files
     code = main(["check", str(doubly_sparse_onnx), *AARCH64, "--batches", "1,3", "-q"])
     out = capsys.readouterr().out
