@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -102,7 +103,8 @@ class Aarch64Emulator:
         qemu = shutil.which(QEMU) or QEMU
         python = self.root / PYTHON
         launcher = work / "python3.11"  # what the server sees as sys.executable
-        launcher.write_text(f'#!/bin/sh\nexec "{qemu}" -L "{self.root}" "{python}" "$@"\n')
+        launcher.write_text(f'#!/bin/sh\nexec {shlex.quote(qemu)} -L {shlex.quote(str(self.root))} '
+                            f'{shlex.quote(str(python))} "$@"\n')
         launcher.chmod(0o755)
         argv = ["rpc_server", "--host", self.host, "--port", str(port), "--port-end", str(port + 100)]
         code = ("import runpy, sys\n"
@@ -129,11 +131,15 @@ class Aarch64Emulator:
         env.pop("PYTHONPATH", None)  # host packages must not shadow the aarch64 ones
         env.pop("PYTHONHOME", None)
         self._begin = time.monotonic()
-        with open(log, "wb") as out:
-            # its own process group, so stop() ends the server, its worker and their forks together
-            self._proc = subprocess.Popen(self._command(self._dir, _free_port()), stdout=out,
-                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self._dir,
-                                          env=env, start_new_session=True)
+        try:
+            with open(log, "wb") as out:
+                # its own process group, so stop() ends the server, its worker and their forks together
+                self._proc = subprocess.Popen(self._command(self._dir, _free_port()), stdout=out,
+                                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self._dir,
+                                              env=env, start_new_session=True)
+        except OSError as exc:
+            self.stop()
+            raise DeviceUnavailableError(f"cannot start {QEMU}: {exc}") from None
 
     def wait_ready(self) -> None:
         """Block until the launched server listens (DeviceUnavailableError, server stopped, if it fails)."""
