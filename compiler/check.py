@@ -8,6 +8,7 @@ without a near-tie.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -77,8 +78,13 @@ def onnxruntime_session(model_path: str | os.PathLike[str]) -> Any:
 def check_model(model_path: str | os.PathLike[str], target: str = "llvm", batches: Sequence[int] = (1, 8), *,
                 seed: int = 0, passes: str | None = None, rtol: float = RTOL, atol: float = ATOL,
                 tie_rtol: float = TIE_RTOL, progress: Callable[[str], None] | None = None,
-                **target_options: Any) -> CheckReport:
-    """Compile ``model_path`` for ``target`` (dynamic batch) and compare with onnxruntime per batch size."""
+                remote: Any = None, **target_options: Any) -> CheckReport:
+    """Compile ``model_path`` for ``target`` (dynamic batch) and compare with onnxruntime per batch size.
+
+    ``remote`` (a :class:`sparsecc.runtime.rpc.RemoteOptions`) runs the llvm build on a TVM RPC server or
+    tracker; without it, a build for aarch64 on another host runs under the local aarch64 emulator.
+    """
+    from ..runtime.rpc import RemoteOptions, emulated
     from .api import compile as compile_model
     from .api import load_module
 
@@ -86,21 +92,58 @@ def check_model(model_path: str | os.PathLike[str], target: str = "llvm", batche
         raise SparseccError(f"batch sizes must be positive, got {list(batches)}")
     from ..targets import get_target
 
+    remote = remote or RemoteOptions()
+    if remote.given and target != "llvm":
+        raise SparseccError(f"--rpc/--rpc-tracker apply to --target llvm only, not '{target}'")
+    emulate = target == "llvm" and not remote.given and emulated(target_options.get("mtriple"))
     require_device = getattr(get_target(target), "require_device", None)
     if require_device is not None:
         require_device()  # say at once, not after compiling, when the device is missing
     reference = load_module(model_path)
     session = onnxruntime_session(model_path)
-    start = time.perf_counter()
-    compiled = compile_model(model_path, target, passes, progress=progress, **target_options)
-    compile_seconds = time.perf_counter() - start
-    results = []
-    for i, batch in enumerate(batches):
-        feeds = random_inputs(reference, batch, seed + i)
-        expected = session.run(None, feeds)
+    with contextlib.ExitStack() as stack:
+        where, device_session = target, None
+        if remote.given:
+            from ..runtime.rpc import connect
+
+            device_session = connect(remote)  # unreachable: say so before compiling
+            where = f"{target} over TVM RPC at {remote.rpc or f'{remote.rpc_tracker} (key {remote.rpc_key})'}"
+        elif emulate:
+            from ..runtime.aarch64_emulator import Aarch64Emulator, emulator_problem
+
+            problem = emulator_problem()
+            if problem:
+                raise SparseccError(f"cannot run code for {target_options['mtriple']} on this host: {problem}")
+            if progress:
+                progress("starting the aarch64 emulator (TVM RPC server under qemu-aarch64) while compiling")
+            emulator = stack.enter_context(Aarch64Emulator())  # starts in the background
         start = time.perf_counter()
-        actual = compiled.run(None, feeds)
-        run_seconds = time.perf_counter() - start
-        near = find_near_ties(reference, feeds, tie_rtol)
-        results.append(BatchCheck(batch, compare_outputs(actual, expected, near, rtol=rtol, atol=atol), run_seconds))
-    return CheckReport(reference.name, target, compile_seconds, results)
+        compiled = compile_model(model_path, target, passes, progress=progress, **target_options)
+        compile_seconds = time.perf_counter() - start
+        if emulate:
+            from ..runtime.rpc import connect
+
+            address = emulator.address  # waits until the server listens
+            if progress:
+                progress(f"aarch64 emulator listening at {address} after {emulator.start_seconds:.0f} s")
+            device_session = connect(RemoteOptions(rpc=address))
+            where = f"{target} under qemu-aarch64 over TVM RPC"
+        if device_session is not None:
+            chosen = compiled.manifest.target_options
+            where += f" (--mtriple {chosen.get('mtriple')} --mcpu {chosen.get('mcpu')})"
+        runner = compiled
+        if device_session is not None:
+            from ..runtime.rpc import exported_remote_model
+
+            runner = stack.enter_context(exported_remote_model(compiled, device_session))
+        results = []
+        for i, batch in enumerate(batches):
+            feeds = random_inputs(reference, batch, seed + i)
+            expected = session.run(None, feeds)
+            start = time.perf_counter()
+            actual = runner.run(None, feeds)
+            run_seconds = time.perf_counter() - start
+            near = find_near_ties(reference, feeds, tie_rtol)
+            results.append(BatchCheck(batch, compare_outputs(actual, expected, near, rtol=rtol, atol=atol),
+                                      run_seconds))
+    return CheckReport(reference.name, where, compile_seconds, results)

@@ -20,17 +20,21 @@ outputs disagree. Warnings (e.g. a k-WTA that is not recognised and runs dense) 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 
 from .errors import SparseccError, SparseccWarning
+
+if TYPE_CHECKING:
+    from ..runtime.rpc import RemoteOptions
 
 
 class CliParser(argparse.ArgumentParser):
@@ -147,6 +151,22 @@ def add_llvm_options(parser: argparse.ArgumentParser) -> None:
         group.add_argument(f"--{name}", dest=name, help=text)
 
 
+def add_rpc_options(parser: argparse.ArgumentParser) -> None:
+    """Where an llvm build runs when not here: a TVM RPC server or a tracker's pool (``sparsecc.runtime.rpc``)."""
+    group = parser.add_argument_group("remote device (TVM RPC)")
+    group.add_argument("--rpc", metavar="HOST:PORT",
+                       help="run on the TVM RPC server there (python -m tvm.exec.rpc_server on the device); "
+                            "without it, aarch64 builds on another host run under the local qemu emulator")
+    group.add_argument("--rpc-tracker", metavar="HOST:PORT", help="request a device from this TVM RPC tracker")
+    group.add_argument("--rpc-key", metavar="KEY", help="the device kind to request from --rpc-tracker")
+
+
+def _remote_options(args: argparse.Namespace) -> RemoteOptions:
+    from ..runtime.rpc import RemoteOptions
+
+    return RemoteOptions(args.rpc, args.rpc_tracker, args.rpc_key)
+
+
 def _target_options(args: argparse.Namespace) -> dict[str, object]:
     given = {name: getattr(args, name) for name in HLS_OPTIONS if getattr(args, name, None) is not None}
     if given and args.target != "hls":
@@ -198,38 +218,43 @@ def _read_inputs(specs: Sequence[str], names: list[str]) -> dict[str, np.ndarray
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ..runtime.artifact import read_manifest
+    from ..runtime.rpc import RemoteModel, remote_session
     from .api import load
     from .check import random_inputs
 
-    model = load(args.artifact)
     if args.random == bool(args.input):
         raise SparseccError("give either --input FILE (one or more) or --random")
     if args.batch is not None and not args.random:
         raise SparseccError("--batch applies to --random only (the batch of --input comes from the file)")
-    if args.random:
-        from .ir.core import Function, Module, Value
-        from .ir.types import TensorType
+    manifest = read_manifest(args.artifact)
+    with remote_session(manifest, _remote_options(args)) as device_session, contextlib.ExitStack() as stack:
+        model = (load(args.artifact) if device_session is None
+                 else stack.enter_context(RemoteModel.load(args.artifact, device_session)))
+        if args.random:
+            from .ir.core import Function, Module, Value
+            from .ir.types import TensorType
 
-        fixed = model.manifest.batch
-        if args.batch is not None and fixed is not None and args.batch != fixed:
-            raise SparseccError(f"{args.artifact} was compiled for batch {fixed}, not --batch {args.batch} "
-                                "(compile without --batch for a dynamic batch)")
-        batch = args.batch or fixed or 1
-        args_ = [Value(TensorType(t.shape, t.dtype), t.name) for t in model.manifest.inputs]
-        feeds = random_inputs(Module("m", Function("main", args_)), batch, args.seed)
-    else:
-        feeds = _read_inputs(args.input, model.input_names)
-    start = time.perf_counter()
-    outputs = model.run(None, feeds)
-    elapsed = time.perf_counter() - start
-    for name, out in zip(model.output_names, outputs, strict=True):
-        preview = np.array2string(out.reshape(-1)[:6], precision=4, separator=", ")
-        print(f"{name}: {out.dtype}{list(out.shape)} {preview}{' ...' if out.size > 6 else ''}")
-    print(f"ran in {elapsed * 1e3:.2f} ms", file=sys.stderr)
-    if args.output:
-        tmp = Path(args.output).with_name(f".{Path(args.output).name}.tmp.npz")
-        np.savez(tmp, **dict(zip(model.output_names, outputs, strict=True)))
-        tmp.replace(args.output)
+            fixed = model.manifest.batch
+            if args.batch is not None and fixed is not None and args.batch != fixed:
+                raise SparseccError(f"{args.artifact} was compiled for batch {fixed}, not --batch {args.batch} "
+                                    "(compile without --batch for a dynamic batch)")
+            batch = args.batch or fixed or 1
+            args_ = [Value(TensorType(t.shape, t.dtype), t.name) for t in model.manifest.inputs]
+            feeds = random_inputs(Module("m", Function("main", args_)), batch, args.seed)
+        else:
+            feeds = _read_inputs(args.input, model.input_names)
+        start = time.perf_counter()
+        outputs = model.run(None, feeds)
+        elapsed = time.perf_counter() - start
+        for name, out in zip(model.output_names, outputs, strict=True):
+            preview = np.array2string(out.reshape(-1)[:6], precision=4, separator=", ")
+            print(f"{name}: {out.dtype}{list(out.shape)} {preview}{' ...' if out.size > 6 else ''}")
+        print(f"ran in {elapsed * 1e3:.2f} ms", file=sys.stderr)
+        if args.output:
+            tmp = Path(args.output).with_name(f".{Path(args.output).name}.tmp.npz")
+            np.savez(tmp, **dict(zip(model.output_names, outputs, strict=True)))
+            tmp.replace(args.output)
     return 0
 
 
@@ -251,7 +276,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             print("\n".join(fixed.lines()))
         return 0
     report = check_model(args.model, args.target, batches, seed=args.seed, passes=args.passes,
-                         progress=_progress(args.quiet), **options)
+                         progress=_progress(args.quiet), remote=_remote_options(args), **options)
     print("\n".join(report.lines()))
     return 0 if report.ok else 1
 
@@ -332,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, help="batch size for --random (default: 1, or the artifact's fixed batch)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", help="save the outputs to this .npz")
+    add_rpc_options(p)
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("check", help="compile and compare with onnxruntime (tie-aware)")
@@ -342,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-q", "--quiet", action="store_true")
     add_llvm_options(p)
+    add_rpc_options(p)
     _add_hls_options(p)
     p.set_defaults(fn=cmd_check)
 
