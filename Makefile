@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sparsecc-installed
 
-.PHONY: demo test lint zoo zoo-trained bench gpu-check clean
+.PHONY: demo test lint zoo zoo-trained bench gpu-check aarch64-env clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m sparsecc.examples.demo
 
-test: $(STAMP)
+# The test suite. As root on Debian/Ubuntu it first installs what the cross-CPU tests need (qemu-user and the
+# aarch64 cross compiler, plus an emulated aarch64 Python with TVM under ~/.cache/sparsecc/aarch64); without root
+# those tests say why they skip.
+test: $(STAMP) aarch64-env
 	$(PY) -m pytest -q
+
+# qemu-user, g++-aarch64-linux-gnu and an emulated aarch64 Python 3.11 with TVM's aarch64 wheels (for
+# `sparsecc check --mtriple aarch64-linux-gnu`); skipped with a notice where apt or root is missing.
+aarch64-env: $(STAMP)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then PYTHON=$(PY) scripts/setup_aarch64.sh \
+	  || echo "aarch64-env: set-up failed (see above); the aarch64 tests will skip"; \
+	else echo "aarch64-env: needs root and apt-get; the aarch64 tests will skip"; fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

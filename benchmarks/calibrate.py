@@ -133,8 +133,8 @@ def calibrate(mcpu: str | None = None, mattr: str | None = None, quick: bool = F
 
     base = BUILTIN[profile_for("llvm", cpu.isa)]
     densities = (0.1, 0.2, 0.33, 0.5, 0.7) if not quick else (0.2, 0.5)
-    activities = (0.01, 0.03, 0.1, 0.2) if not quick else (0.03, 0.2)
-    lin_activities = (0.05, 0.1, 0.2, 0.25, 0.3, 0.4) if not quick else (0.1, 0.3)
+    activities = (0.01, 0.03, 0.05, 0.1, 0.2) if not quick else (0.03, 0.2)
+    lin_activities = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6) if not quick else (0.1, 0.3)
     return KernelProfile(
         name=f"calibrated-{cpu.mcpu}",
         dense_above=base.dense_above,
