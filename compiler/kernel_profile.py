@@ -17,11 +17,12 @@ Built-in profiles:
     always); the activation-sparse conv pays only below ~3 % active inputs; a linear layer scatters its active
     inputs (CSC) below 20 % activity, else uses the packed weight-sparse kernel.
 ``llvm-avx2``
-    Measured on AMD Zen 1/3 (AVX2+FMA, 16 ymm registers), one core, with ``sparsecc calibrate``: the dense conv's
-    register tiles are half as wide and the tap-list kernel loses less against it, so weight sparsity pays up
-    to density 0.5; the scatter linear pays up to 25 % activity.
+    Measured on AMD Zen 3 (AVX2+FMA, 16 ymm registers), one core, with ``sparsecc calibrate`` (log in
+    ``benchmarks/results/profiles/``): with half the register file the dense conv's tiles are small, so the
+    tap-list kernel wins up to density 0.7 (539 vs 629 us on a 64->64 5x5 layer); the activation-sparse conv
+    wins up to 10 % active inputs, the scatter linear up to 40 % (a tie at 50 %).
 ``llvm-sse2`` / ``llvm-neon``
-    128-bit vectors: the same rules as AVX2 (not measured on such hardware; ``sparsecc calibrate`` there).
+    128-bit vectors: the AVX2 rules (not measured on such hardware; run ``sparsecc calibrate`` there).
 """
 
 from __future__ import annotations
@@ -92,10 +93,11 @@ BUILTIN: dict[str, KernelProfile] = {
         KernelProfile("hls"),
         KernelProfile("llvm-avx512", conv_weight_sparse_max=1 / 3, conv_act_sparse_max=0.03, linear_scatter_max=0.2,
                       measured_on="AMD EPYC Zen 5 (znver5), 1 thread"),
-        KernelProfile("llvm-avx2", conv_weight_sparse_max=0.5, conv_act_sparse_max=0.03, linear_scatter_max=0.25,
-                      measured_on="AMD EPYC Zen 3 (znver3, AVX2), 1 thread"),
-        KernelProfile("llvm-sse2", conv_weight_sparse_max=0.5, conv_act_sparse_max=0.03, linear_scatter_max=0.25),
-        KernelProfile("llvm-neon", conv_weight_sparse_max=0.5, conv_act_sparse_max=0.03, linear_scatter_max=0.25),
+        KernelProfile("llvm-avx2", conv_weight_sparse_max=0.7, conv_act_sparse_max=0.1, linear_scatter_max=0.4,
+                      measured_on="AMD EPYC (znver3, AVX2), 1 thread, sparsecc calibrate 2026-12-01 "
+                                  "(benchmarks/results/profiles/znver3-avx2.*)"),
+        KernelProfile("llvm-sse2", conv_weight_sparse_max=0.7, conv_act_sparse_max=0.1, linear_scatter_max=0.4),
+        KernelProfile("llvm-neon", conv_weight_sparse_max=0.7, conv_act_sparse_max=0.1, linear_scatter_max=0.4),
     )
 }
 
