@@ -34,8 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..compiler.cli import CliParser
-from ..compiler.errors import SparseccError
+from ..compiler.errors import CliParser, SparseccError
 
 ENGINES = ("onnxruntime", "tvm_dense", "sparsecc")
 
@@ -130,8 +129,8 @@ def _measure(path: Path, name: str, batch: int, threads: int, budget: float, ref
              sparse_macs: float, cpu: dict[str, Any]) -> dict[str, Any]:
     """One row of the table: every engine on one model and batch size."""
     import sparsecc
-    from sparsecc.compiler.check import onnxruntime_session, random_inputs
-    from sparsecc.compiler.compare import compare_outputs, find_near_ties
+    from sparsecc.compiler.compare import compare_outputs, find_near_ties, onnxruntime_session
+    from sparsecc.compiler.feeds import random_inputs
 
     feeds = random_inputs(reference, batch, seed=batch)
     row: dict[str, Any] = {"model": name, "batch": batch, "threads": threads, "dense_macs": dense_macs,

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..compiler.cli import CliParser
-from ..compiler.errors import SparseccError
+from ..compiler.errors import CliParser, SparseccError
 
 
 def profile(model_path: str | Path, batch: int = 1, runs: int = 200, passes: str | None = None,
@@ -29,7 +28,7 @@ def profile(model_path: str | Path, batch: int = 1, runs: int = 200, passes: str
     from tvm import relax
 
     import sparsecc
-    from sparsecc.compiler.check import random_inputs
+    from sparsecc.compiler.feeds import random_inputs
 
     compiled = sparsecc.compile(model_path, target="llvm", batch=batch, passes=passes, mcpu=mcpu, mattr=mattr)
     reference = sparsecc.load_module(model_path)

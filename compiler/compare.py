@@ -24,10 +24,13 @@ measured noise can flip; a larger one cannot.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from .errors import FrontendError
 from .interpreter import interpret
 from .ir.core import Module, Operation
 
@@ -140,3 +143,14 @@ def compare_outputs(actual: Sequence[np.ndarray], expected: Sequence[np.ndarray]
         rtol=rtol,
         atol=atol,
     )
+
+
+def onnxruntime_session(model_path: str | os.PathLike[str]) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise FrontendError(f"onnxruntime cannot load {model_path}: {str(exc).splitlines()[0]}") from None

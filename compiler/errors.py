@@ -7,6 +7,9 @@ The CLI prints ``str(error)`` on one line and exits with status 2.
 
 from __future__ import annotations
 
+import argparse
+from typing import NoReturn
+
 
 class SparseccError(Exception):
     """Base class of every deliberate sparsecc error."""
@@ -90,3 +93,11 @@ class KWTANotRecognisedWarning(SparseccWarning):
     def __init__(self, reason: str, *, node: str | None = None, op_type: str | None = "TopK") -> None:
         super().__init__(f"k-WTA not recognised: {reason}; the layer runs dense", node=node, op_type=op_type)
         self.reason = reason
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit status 2): the parser of ``sparsecc`` and of every module that also
+    runs as ``python -m``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")

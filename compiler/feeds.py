@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .ir.core import Module
 
 #: One input of a signature: name, shape (``None`` = the dynamic batch) and numpy dtype.
 InputSpec = tuple[str, tuple[int | None, ...], np.dtype]
@@ -44,3 +47,19 @@ def check_feeds(signature: Sequence[InputSpec], feeds: Mapping[str, Any]) -> lis
             batch = array.shape[0]
         arrays.append(np.ascontiguousarray(array))
     return arrays
+
+
+def random_inputs(module: Module, batch: int, seed: int) -> dict[str, np.ndarray]:
+    """Seeded standard-normal inputs (ints in [0, 10)) for every argument, batch on dynamic axis 0."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for arg in module.func.args:
+        shape = tuple(batch if d is None else d for d in arg.type.shape)
+        dtype = arg.type.numpy_dtype
+        if dtype.kind == "f":
+            feeds[arg.name or ""] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind == "b":
+            feeds[arg.name or ""] = rng.random(shape) < 0.5
+        else:
+            feeds[arg.name or ""] = rng.integers(0, 10, shape).astype(dtype)
+    return feeds

@@ -260,7 +260,7 @@ def _check_levels(levels: Sequence[float]) -> list[float]:
 def _session(model: str | os.PathLike[str] | onnx.ModelProto) -> Any:
     import onnx
 
-    from ..compiler.check import onnxruntime_session
+    from ..compiler.compare import onnxruntime_session
 
     if isinstance(model, onnx.ModelProto):
         import onnxruntime as ort

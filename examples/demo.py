@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 import sparsecc
-from sparsecc.compiler.check import onnxruntime_session, random_inputs
-from sparsecc.compiler.compare import compare_outputs, find_near_ties
+from sparsecc.compiler.compare import compare_outputs, find_near_ties, onnxruntime_session
 from sparsecc.compiler.cost_model import format_stats
+from sparsecc.compiler.feeds import random_inputs
 from sparsecc.examples.models import zoo
 
 

@@ -27,7 +27,7 @@ def device_for(target: str) -> Any:
     if target == "llvm":
         return tvm.cpu(0)
     if target == "cuda":
-        from ..targets.cuda.runtime import cuda_device
+        from .cuda import cuda_device
 
         return cuda_device()  # raises DeviceUnavailableError naming what is missing (driver, GPU, CUDA runtime)
     raise ArtifactError(f"target '{target}' is not run through the TVM runtime")
@@ -134,7 +134,7 @@ class TVMModel(CompiledModel):
                 raise ArtifactError(f"cannot load {path}: {problem}")
         dev = device_for(manifest.target)  # say at load time when the device is missing
         if manifest.target == "cuda":
-            from ..targets.cuda.runtime import check_architecture
+            from .cuda import check_architecture
 
             problem = check_architecture(dev, list(manifest.target_options.get("archs", [])))
             if problem:

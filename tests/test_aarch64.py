@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparsecc.compiler.cli import main
+from sparsecc.driver.cli import main
 from sparsecc.examples.models.layers import KWinners, KWinners2d, SparseWeights, SparseWeights2d
 from sparsecc.frontends.torch import export as torch_export
 from sparsecc.runtime.aarch64_emulator import Aarch64Emulator, emulator_problem

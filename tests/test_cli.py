@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparsecc.compiler.cli import main
 from sparsecc.compiler.ir import parse_module
+from sparsecc.driver.cli import main
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sparsecc.compiler.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sparsecc.driver.cli", *args], capture_output=True, text=True,
                           timeout=600)
 
 

@@ -202,7 +202,7 @@ def _cli(*args, env=None):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "sparsecc.compiler.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sparsecc.driver.cli", *args], capture_output=True, text=True,
                           timeout=600, env={**os.environ, **(env or {})})
 
 
@@ -255,8 +255,7 @@ def test_sparsecc_mcpu_compiles_the_whole_run_for_that_cpu_and_it_matches_onnxru
     assert options["profile"] == f"llvm-{options['isa']}"
 
     import sparsecc
-    from sparsecc.compiler.check import onnxruntime_session
-    from sparsecc.compiler.compare import compare_outputs, find_near_ties
+    from sparsecc.compiler.compare import compare_outputs, find_near_ties, onnxruntime_session
 
     x = np.random.default_rng(3).standard_normal((4, 1, 32, 32)).astype(np.float32)
     feeds = {"input": x}

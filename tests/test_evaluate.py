@@ -12,7 +12,7 @@ import onnx
 import pytest
 from support import make_model
 
-from sparsecc.compiler.cli import main
+from sparsecc.driver.cli import main
 from sparsecc.driver.evaluate import Engine, EvaluationError, add_noise, evaluate, noise
 
 #: Levels at which the hand-checked case below is decided whatever the noise (alpha < 0.5).
@@ -170,7 +170,7 @@ def test_bad_options_are_one_line_exit_2(identity_model: Path, hand_data: Path, 
 def test_bad_data_file_in_a_fresh_process(identity_model: Path, tmp_path: Path) -> None:
     not_npz = tmp_path / "x.npy"
     np.save(not_npz, X_OK)
-    result = subprocess.run([sys.executable, "-m", "sparsecc.compiler.cli", "evaluate", str(identity_model),
+    result = subprocess.run([sys.executable, "-m", "sparsecc.driver.cli", "evaluate", str(identity_model),
                              "--data", str(not_npz)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [f"sparsecc: error: {not_npz}: expected an .npz with arrays x and "
@@ -234,8 +234,8 @@ def test_training_learns_far_above_chance(trained_sparse: tuple[Path, Path, floa
 
 def test_llvm_predicts_like_onnxruntime_on_the_trained_model(trained_sparse: tuple[Path, Path, float]) -> None:
     """Same top-1 as onnxruntime on clean and noisy inputs; a differing sample must sit at a k-WTA near-tie."""
-    from sparsecc.compiler.api import load_module
     from sparsecc.compiler.compare import find_near_ties
+    from sparsecc.driver.api import load_module
     from sparsecc.driver.evaluate import load_data
 
     path, split, _ = trained_sparse

@@ -16,11 +16,11 @@ import onnx
 import pytest
 from support import make_model
 
-from sparsecc.compiler.api import compile as compile_model
-from sparsecc.compiler.api import load_module
-from sparsecc.compiler.check import random_inputs
-from sparsecc.compiler.cli import main as cli_main
 from sparsecc.compiler.errors import ArtifactError, CompileError
+from sparsecc.compiler.feeds import random_inputs
+from sparsecc.driver.api import compile as compile_model
+from sparsecc.driver.api import load_module
+from sparsecc.driver.cli import main as cli_main
 from sparsecc.runtime.hls.csim import CSimulationError, ap_types_include_dir, compile_cpp, run_executable
 from sparsecc.targets import hls
 

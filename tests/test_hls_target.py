@@ -17,10 +17,6 @@ import onnx
 import pytest
 from support import GSC_MODELS, make_model
 
-from sparsecc.compiler.api import compile as compile_model
-from sparsecc.compiler.api import optimize
-from sparsecc.compiler.check import check_model
-from sparsecc.compiler.cli import main as cli_main
 from sparsecc.compiler.compare import compare_outputs, find_near_ties
 from sparsecc.compiler.errors import CompileError
 from sparsecc.compiler.ir import ops
@@ -28,9 +24,13 @@ from sparsecc.compiler.ir.core import Function, Module, Value
 from sparsecc.compiler.ir.ops.sparse import KWTAStage, MaxPoolStage, ReluStage
 from sparsecc.compiler.ir.types import CSC, ELL, TensorType
 from sparsecc.compiler.ir.verifier import verify_module
+from sparsecc.driver.api import compile as compile_model
+from sparsecc.driver.api import optimize
+from sparsecc.driver.check import check_model
+from sparsecc.driver.cli import main as cli_main
+from sparsecc.driver.hls_accuracy import fixed_point_error
 from sparsecc.runtime.hls.csim import compile_cpp, run_executable
 from sparsecc.targets import hls
-from sparsecc.targets.hls.accuracy import fixed_point_error
 from sparsecc.targets.hls.options import HLSOptions
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the HLS C-simulation needs g++")

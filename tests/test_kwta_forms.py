@@ -28,12 +28,12 @@ from support import ort_run
 from torch import nn
 
 import sparsecc
-from sparsecc.compiler.cli import main
 from sparsecc.compiler.compare import compare_outputs, find_near_ties
 from sparsecc.compiler.cost_model import layer_costs, mac_reduction
 from sparsecc.compiler.errors import KWTANotRecognisedWarning, SparseccWarning
 from sparsecc.compiler.ir import ops
 from sparsecc.compiler.ir.core import Module
+from sparsecc.driver.cli import main
 from sparsecc.frontends.onnx import import_onnx
 
 LEFTOVERS = (ops.TopK, ops.ScatterElements, ops.Slice, ops.Gather, ops.CompareOp, ops.Where, ops.Not, ops.Or,

@@ -11,8 +11,8 @@ import pytest
 from support import ALL_MODELS, batch_input
 
 import sparsecc
-from sparsecc.compiler.check import check_model
 from sparsecc.compiler.errors import ArtifactError, CompileError, InputError, PassError, SparseccError
+from sparsecc.driver.check import check_model
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)

@@ -145,7 +145,7 @@ class CUDAModel(TVMModel):
 
 def require_device() -> None:
     """Raise DeviceUnavailableError (one line, naming what is missing) unless a usable GPU is present."""
-    from .runtime import cuda_device
+    from ...runtime.cuda import cuda_device
 
     cuda_device()
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsecc.compiler.check import random_inputs
+from sparsecc.compiler.feeds import random_inputs
 from sparsecc.compiler.interpreter import interpret
 from sparsecc.compiler.ir.core import Module
 from sparsecc.runtime.hls.csim import kernel_include_dir

@@ -56,9 +56,10 @@ def fixed_point_error(model_path: str | os.PathLike[str], *, batch: int = 32, se
                       passes: str | None = None, **options: Any) -> FixedPointReport:
     """Compile ``model_path`` for hls with ``options`` (e.g. ``precision="ap_fixed<16,6>"``) and compare its
     C-simulation with onnxruntime on ``batch`` seeded random samples."""
-    from sparsecc.compiler.api import compile as compile_model
-    from sparsecc.compiler.api import load_module
-    from sparsecc.compiler.check import onnxruntime_session, random_inputs
+    from sparsecc.compiler.compare import onnxruntime_session
+    from sparsecc.compiler.feeds import random_inputs
+    from sparsecc.driver.api import compile as compile_model
+    from sparsecc.driver.api import load_module
 
     if batch < 1:
         raise SparseccError(f"batch must be positive, got {batch}")

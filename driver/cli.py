@@ -27,21 +27,14 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import SparseccError, SparseccWarning
+from ..compiler.errors import CliParser, SparseccError, SparseccWarning
 
 if TYPE_CHECKING:
     from ..runtime.rpc import RemoteOptions
-
-
-class CliParser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit status 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _progress(quiet: bool) -> Callable[[str], None] | None:
@@ -80,8 +73,8 @@ def _write_text(path: str | None, text: str) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from ..compiler.ir.printer import print_module
     from ..frontends.onnx import import_onnx
-    from .ir.printer import print_module
 
     module = import_onnx(args.model, cleanup=not args.raw)
     _write_text(args.output, print_module(module, elide_blobs=args.output is None and not args.emit_constants))
@@ -89,16 +82,16 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from ..compiler.cost_model import format_stats
     from .api import load_module
-    from .cost_model import format_stats
 
     print(format_stats(load_module(args.model)))
     return 0
 
 
 def cmd_opt(args: argparse.Namespace) -> int:
+    from ..compiler.ir.printer import print_module
     from .api import optimize
-    from .ir.printer import print_module
 
     dump = sys.stdout if args.print_ir_after_all else None
     module, manager = optimize(args.model, args.passes, batch=args.batch, print_ir_after_all=dump)
@@ -218,10 +211,10 @@ def _read_inputs(specs: Sequence[str], names: list[str]) -> dict[str, np.ndarray
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ..compiler.feeds import random_inputs
     from ..runtime.artifact import read_manifest
     from ..runtime.rpc import RemoteModel, remote_session
     from .api import load
-    from .check import random_inputs
 
     if args.random == bool(args.input):
         raise SparseccError("give either --input FILE (one or more) or --random")
@@ -232,8 +225,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         model = (load(args.artifact) if device_session is None
                  else stack.enter_context(RemoteModel.load(args.artifact, device_session)))
         if args.random:
-            from .ir.core import Function, Module, Value
-            from .ir.types import TensorType
+            from ..compiler.ir.core import Function, Module, Value
+            from ..compiler.ir.types import TensorType
 
             fixed = model.manifest.batch
             if args.batch is not None and fixed is not None and args.batch != fixed:
@@ -269,7 +262,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     precision = str(options.get("precision", "float"))
     if args.target == "hls" and (precision != "float" or "layer_precision" in options):
         # A fixed-point design owes a small error and the same decisions, not float agreement: report them.
-        from ..targets.hls.accuracy import fixed_point_error
+        from .hls_accuracy import fixed_point_error
 
         for batch in batches:
             fixed = fixed_point_error(args.model, batch=batch, seed=args.seed, passes=args.passes, **options)
@@ -282,7 +275,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_passes(args: argparse.Namespace) -> int:
-    from .passes import registered_passes
+    from ..compiler.passes import registered_passes
 
     for name, cls in registered_passes().items():
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
@@ -375,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("passes", help="list the registered passes")
     p.set_defaults(fn=cmd_passes)
 
-    from ..benchmarks import cpu as bench  # imported here: both import this module's CliParser
+    from ..benchmarks import cpu as bench  # imported here: the benchmarks load TVM and onnxruntime lazily
     from ..benchmarks import profile
 
     p = sub.add_parser("profile", help="per-kernel times of a model compiled for llvm",

@@ -15,11 +15,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
-from .compare import ATOL, RTOL, TIE_RTOL, Comparison, compare_outputs, find_near_ties
-from .errors import FrontendError, SparseccError
-from .ir.core import Module
+from ..compiler.compare import (
+    ATOL,
+    RTOL,
+    TIE_RTOL,
+    Comparison,
+    compare_outputs,
+    find_near_ties,
+    onnxruntime_session,
+)
+from ..compiler.errors import SparseccError
+from ..compiler.feeds import random_inputs
 
 
 @dataclasses.dataclass
@@ -46,33 +52,6 @@ class CheckReport:
             verdict = "ok" if b.comparison.ok else "FAIL"
             out.append(f"  batch {b.batch}: {verdict}: {b.comparison.summary()}")
         return out
-
-
-def random_inputs(module: Module, batch: int, seed: int) -> dict[str, np.ndarray]:
-    """Seeded standard-normal inputs (ints in [0, 10)) for every argument, batch on dynamic axis 0."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for arg in module.func.args:
-        shape = tuple(batch if d is None else d for d in arg.type.shape)
-        dtype = arg.type.numpy_dtype
-        if dtype.kind == "f":
-            feeds[arg.name or ""] = rng.standard_normal(shape).astype(dtype)
-        elif dtype.kind == "b":
-            feeds[arg.name or ""] = rng.random(shape) < 0.5
-        else:
-            feeds[arg.name or ""] = rng.integers(0, 10, shape).astype(dtype)
-    return feeds
-
-
-def onnxruntime_session(model_path: str | os.PathLike[str]) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise FrontendError(f"onnxruntime cannot load {model_path}: {str(exc).splitlines()[0]}") from None
 
 
 def check_model(model_path: str | os.PathLike[str], target: str = "llvm", batches: Sequence[int] = (1, 8), *,

@@ -18,12 +18,12 @@ from typing import Any, TextIO
 import numpy as np
 import onnx
 
-from .errors import SparseccError
-from .ir.core import Module
-from .ir.parser import parse_module
-from .passes.base import Pass, PassManager
-from .passes.builtin import default_pipeline
-from .passes.specialize_batch import SpecializeBatch
+from ..compiler.errors import SparseccError
+from ..compiler.ir.core import Module
+from ..compiler.ir.parser import parse_module
+from ..compiler.passes.base import Pass, PassManager
+from ..compiler.passes.builtin import default_pipeline
+from ..compiler.passes.specialize_batch import SpecializeBatch
 
 ModelLike = str | os.PathLike[str] | onnx.ModelProto | Module
 
@@ -91,6 +91,16 @@ def compile(model: ModelLike, target: str = "llvm", passes: str | Sequence[Pass]
 
 def load(path: str | os.PathLike[str]) -> Any:
     """Load an exported artifact (any target) by its manifest."""
-    from ..runtime import load_artifact
+    from ..compiler.errors import ArtifactError
+    from ..runtime.artifact import read_manifest
 
-    return load_artifact(path)
+    manifest = read_manifest(path)
+    if manifest.target in ("llvm", "cuda"):
+        from ..runtime.tvm_model import TVMModel
+
+        return TVMModel.load(path)
+    if manifest.target == "hls":
+        from ..targets.hls import load_project
+
+        return load_project(path)
+    raise ArtifactError(f"{path} was compiled for unknown target '{manifest.target}'")

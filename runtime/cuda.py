@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ...compiler.errors import DeviceUnavailableError
+from ..compiler.errors import DeviceUnavailableError
 
 #: The CUDA runtime major version that apache-tvm 0.27's libtvm_runtime_cuda.so links against.
 CUDART_MAJOR = 13
