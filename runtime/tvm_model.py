@@ -4,15 +4,16 @@ executable, its constants and the kernels, loaded with the TVM runtime."""
 from __future__ import annotations
 
 import os
-import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..compiler.errors import ArtifactError, DeviceUnavailableError
-from .artifact import MANIFEST, CompiledModel, Manifest, read_manifest, write_artifact
+from ..compiler.errors import ArtifactError, DeviceUnavailableError, SparseccError
+from .artifact import MANIFEST, CompiledModel, Manifest, check_output_path, read_manifest, write_artifact
+from .artifact_files import verify_file
 from .native_stderr import filtered_native_stderr
 
 LIBRARY = "model.so"
@@ -35,11 +36,11 @@ def device_for(target: str) -> Any:
 class TVMModel(CompiledModel):
     """A Relax VM executable plus its manifest and, on request, the generated source (``--emit-source``)."""
 
-    def __init__(self, manifest: Manifest, executable: Any, library_file: Path | None = None,
+    def __init__(self, manifest: Manifest, executable: Any, library: bytes | None = None,
                  sources: dict[str, str] | None = None) -> None:
         super().__init__(manifest)
         self._executable = executable  # relax.VMExecutable (fresh build) or runtime.Module (loaded)
-        self._library_file = library_file
+        self._library = library  # a loaded model owns the (verified) bytes of the library it runs
         self._vm: Any = None
         self.sources = dict(sources or {})  # file name -> generated source text
         self._emit_source: Path | None = None
@@ -75,13 +76,26 @@ class TVMModel(CompiledModel):
                     buffer = self._inputs[i] = tvm.runtime.empty(x.shape, str(x.dtype), dev)
                 buffer.copyfrom(x)
                 args.append(buffer)
-            result = self._main(*args)
+            try:
+                result = self._main(*args)
+            except Exception as exc:  # TVM checks arguments against the compiled signature
+                raise ArtifactError("the compiled module rejected its inputs (does the manifest match the library?): "
+                                    f"{_first_line(exc)}") from None
             outs = [result] if hasattr(result, "numpy") else list(result)
+            if len(outs) != len(self.manifest.outputs):
+                raise ArtifactError(f"the compiled module returned {len(outs)} output(s), the manifest lists "
+                                    f"{len(self.manifest.outputs)}")
             return [o.numpy() for o in outs]
 
     # -- generated source -----------------------------------------------------------------------------------
     def write_sources(self, directory: Path) -> list[Path]:
-        """Write the generated source files into ``directory`` (created)."""
+        """Write the generated source files into ``directory`` (created). An existing file with other
+        content is not overwritten: ArtifactError before anything is written."""
+        clashes = [name for name, text in self.sources.items()
+                   if (directory / name).is_symlink() or ((directory / name).exists()
+                                                          and (directory / name).read_bytes() != text.encode())]
+        if clashes:
+            raise ArtifactError(f"{directory} already holds {', '.join(clashes)}; refusing to overwrite it")
         directory.mkdir(parents=True, exist_ok=True)
         written = []
         for name, text in self.sources.items():
@@ -90,27 +104,33 @@ class TVMModel(CompiledModel):
         return written
 
     def request_sources(self, where: str | os.PathLike[str]) -> None:
-        """``--emit-source``: write the sources to ``where/source/``. When ``where`` is (or will be) the
+        """``emit_source``: write the sources to ``where/source/``. When ``where`` is (or will be) the
         artifact directory, they are written inside the artifact when it is exported; a plain non-empty
-        folder gets them now."""
+        folder gets them now (never overwriting a different file); an existing artifact elsewhere is refused."""
         directory = Path(where)
-        if directory.is_dir() and any(directory.iterdir()) and not (directory / MANIFEST).exists():
+        if (directory / MANIFEST).exists():
+            check_output_path(directory)  # an artifact: only ever replaced whole, at export
+            self._emit_source = directory
+        elif directory.is_dir() and any(directory.iterdir()):
             self.write_sources(directory / SOURCE_DIR)
         else:
             self._emit_source = directory
 
     # -- export ---------------------------------------------------------------------------------------------
     def _write_library(self, file: Path) -> None:
-        if self._library_file is not None:
-            shutil.copyfile(self._library_file, file)
+        if self._library is not None:
+            file.write_bytes(self._library)
         else:
             with filtered_native_stderr():
                 self._executable.export_library(str(file))
 
     def export(self, path: str | os.PathLike[str]) -> Path:
-        dest = Path(path)
+        dest = check_output_path(path)  # before anything is written
         inside = self._emit_source is not None and os.path.abspath(self._emit_source) == os.path.abspath(dest)
         if self._emit_source is not None and not inside:
+            if (self._emit_source / MANIFEST).exists():
+                raise ArtifactError(f"emit_source {self._emit_source} is another artifact; sources go into the "
+                                    "artifact being exported or into a plain folder")
             self.write_sources(self._emit_source / SOURCE_DIR)
 
         def write(root: Path) -> None:
@@ -122,10 +142,22 @@ class TVMModel(CompiledModel):
 
     @staticmethod
     def load(path: str | os.PathLike[str]) -> TVMModel:
+        """Load an llvm/cuda artifact. The library is read once, checked against the manifest's size and
+        SHA-256, and loaded from a private copy: the model owns those bytes (a later change of ``path`` does
+        not affect it, and ``export`` writes exactly what runs)."""
         import tvm
 
-        manifest = read_manifest(path)
-        library = Path(path) / manifest.files["library"]
+        root = Path(path)
+        manifest = read_manifest(root, verify=False)
+        if manifest.target not in ("llvm", "cuda"):
+            raise ArtifactError(f"{root} was compiled for '{manifest.target}', not llvm or cuda")
+        name = manifest.files.get("library")
+        if name is None:
+            raise ArtifactError(f"{root / MANIFEST} names no library file")
+        for other, entry in manifest.contents.items():
+            if other != name:
+                verify_file(root, other, entry)
+        library = verify_file(root, name, manifest.contents[name])
         dev = device_for(manifest.target)  # say at load time when the device is missing
         if manifest.target == "cuda":
             from ..targets.cuda.runtime import check_architecture
@@ -133,9 +165,19 @@ class TVMModel(CompiledModel):
             problem = check_architecture(dev, list(manifest.target_options.get("archs", [])))
             if problem:
                 raise DeviceUnavailableError(problem)
-        try:
-            with filtered_native_stderr():
-                lib = tvm.runtime.load_module(str(library))
-        except Exception as exc:  # TVM raises its own error types
-            raise ArtifactError(f"cannot load {library}: {str(exc).splitlines()[0]}") from None
+        with tempfile.TemporaryDirectory(prefix="sparsecc-load-") as scratch:
+            private = Path(scratch) / "model.so"
+            private.write_bytes(library)
+            try:
+                with filtered_native_stderr():
+                    lib = tvm.runtime.load_module(str(private))
+            except SparseccError:
+                raise
+            except Exception as exc:  # TVM raises its own error types
+                raise ArtifactError(f"cannot load {root / name}: {_first_line(exc)}") from None
         return TVMModel(manifest, lib, library)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

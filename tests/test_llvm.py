@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -94,7 +95,12 @@ def test_load_rejects_what_is_not_a_complete_artifact(gsc_artifact: Path, tmp_pa
     garbage = tmp_path / "garbage"
     shutil.copytree(gsc_artifact, garbage)
     (garbage / "model.so").write_bytes(b"not a library")
-    with pytest.raises(ArtifactError, match="cannot load"):
+    with pytest.raises(ArtifactError, match="truncated or replaced"):
+        sparsecc.load(garbage)
+    manifest = json.loads((garbage / "manifest.json").read_text())
+    manifest["contents"]["model.so"] = {"size": 13, "sha256": hashlib.sha256(b"not a library").hexdigest()}
+    (garbage / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="cannot load"):  # digests match: the library itself is refused
         sparsecc.load(garbage)
 
 
