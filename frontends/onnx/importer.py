@@ -41,6 +41,8 @@ def load_model(model: str | os.PathLike[str] | onnx.ModelProto) -> onnx.ModelPro
         raise FrontendError(f"model path is not a file: {path}")
     try:
         proto = onnx.load(str(path))
+    except onnx.checker.ValidationError as exc:  # external data missing, not a regular file, or outside the dir
+        raise FrontendError(f"{path}: bad external data: {str(exc).strip().splitlines()[0]}") from None
     except (DecodeError, ValueError, RuntimeError, OSError) as exc:
         raise FrontendError(f"{path} is not a readable ONNX model (truncated or corrupt?): {exc}") from None
     if not proto.HasField("graph"):
@@ -115,6 +117,7 @@ def import_onnx(model: str | os.PathLike[str] | onnx.ModelProto, *, cleanup: boo
         if vi.name in init_names:
             continue
         args.append(Value(type_of_value_info(vi), vi.name))
+    _check_one_batch([vi for vi in graph.input if vi.name not in init_names])
     func = Function("main", args)
     ctx = ImportContext(func, opset)
     for arg in args:
@@ -146,6 +149,20 @@ def import_onnx(model: str | os.PathLike[str] | onnx.ModelProto, *, cleanup: boo
         annotate_weight_sparsity(module)
         verify_module(module)
     return module
+
+
+def _check_one_batch(inputs: list[onnx.ValueInfoProto]) -> None:
+    """sparsecc has one dynamic batch shared by all inputs: inputs whose axis 0 carry different symbolic
+    names (independent sizes) are refused here rather than having valid feeds rejected at run time."""
+    names: dict[str, str] = {}
+    for vi in inputs:
+        dims = vi.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_param") and dims[0].dim_param:
+            names.setdefault(dims[0].dim_param, vi.name)
+    if len(names) > 1:
+        listed = ", ".join(f"'{inp}' ({dim})" for dim, inp in names.items())
+        raise FrontendError(f"inputs have independent dynamic batch dimensions: {listed}; sparsecc supports one "
+                            "batch dimension shared by all inputs (give them the same dim_param, or fix the sizes)")
 
 
 def _convert_node(ctx: ImportContext, node: onnx.NodeProto, shapes: dict[str, tuple[int | None, ...]]) -> None:
