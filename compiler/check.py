@@ -3,8 +3,8 @@
 The compiled model is exported to a temporary directory and loaded back, so what is checked is the
 artifact a user gets. For each batch size: seeded standard-normal inputs; onnxruntime runs the ONNX file;
 the reloaded model runs the same inputs; the reference interpreter runs the imported IR to find k-WTA
-near-ties; the outputs are compared tie-aware (:mod:`sparsecc.compiler.compare`). The check passes when no sample differs
-without a near-tie and near-ties excuse no more samples than the budget.
+near-ties; the outputs are compared tie-aware (:mod:`sparsecc.compiler.compare`). The check passes when
+no sample differs without a near-tie and near-ties excuse no more samples than the budget.
 """
 
 from __future__ import annotations
