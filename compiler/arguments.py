@@ -10,9 +10,9 @@ import numpy as np
 from .errors import SparseccError
 
 #: Largest batch accepted by ``check``, ``run --random`` and ``bench`` (inputs are also bounded in bytes).
-MAX_BATCH = 1 << 20
+MAX_BATCH = 1 << 16
 #: Largest total size of generated random inputs for one batch.
-MAX_INPUT_BYTES = 1 << 31
+MAX_INPUT_BYTES = 1 << 30
 
 
 def positive_int(value: object, what: str, maximum: int | None = None) -> int:

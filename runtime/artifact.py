@@ -241,10 +241,12 @@ def write_artifact(path: str | os.PathLike[str], manifest: Manifest, write_files
 
     An existing ``path`` is replaced only when :func:`check_output_path` accepts it (checked again under the
     lock); exports into one parent directory serialise on an ``fcntl`` lock."""
-    dest = check_output_path(path)
-    parent = dest.parent
-    with export_lock(parent):
-        check_output_path(dest)
+    dest = Path(path)
+    if not dest.parent.is_dir():
+        raise ArtifactError(f"output directory {dest.parent} does not exist")
+    with export_lock(dest.parent):
+        check_output_path(dest)  # under the lock: another export may be replacing ``dest`` right now
+        parent = dest.parent
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.new.", dir=parent))
         try:
             write_files(tmp)

@@ -125,7 +125,9 @@ class TVMModel(CompiledModel):
                 self._executable.export_library(str(file))
 
     def export(self, path: str | os.PathLike[str]) -> Path:
-        dest = check_output_path(path)  # before anything is written
+        dest = Path(path)
+        if self._emit_source is not None:
+            check_output_path(dest)  # before the sources are written
         inside = self._emit_source is not None and os.path.abspath(self._emit_source) == os.path.abspath(dest)
         if self._emit_source is not None and not inside:
             if (self._emit_source / MANIFEST).exists():
