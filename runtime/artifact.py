@@ -201,10 +201,9 @@ def read_manifest(path: str | os.PathLike[str], *, verify: bool = True) -> Manif
     return manifest
 
 
-def check_output_path(path: str | os.PathLike[str]) -> Path:
-    """Whether an artifact may be written to ``path``; raises ArtifactError (before anything is written)
-    unless ``path`` is new, an empty directory, or an intact sparsecc artifact whose every file its
-    manifest lists. Returns the path."""
+def _check_path_shape(path: str | os.PathLike[str]) -> Path:
+    """The checks of an output path that read nothing: a name to create, not a symbolic link, an existing
+    parent, not the current directory or one above it."""
     dest = Path(path)
     if not dest.name or dest.name in (".", ".."):
         raise ArtifactError(f"output path {str(path)!r} must name a directory to create, not '.' or '..'")
@@ -216,6 +215,14 @@ def check_output_path(path: str | os.PathLike[str]) -> Path:
     resolved, cwd = dest.resolve(), Path.cwd().resolve()
     if resolved == cwd or resolved in cwd.parents:
         raise ArtifactError(f"output path {dest} is the current directory or one above it; refusing to replace it")
+    return dest
+
+
+def check_output_path(path: str | os.PathLike[str]) -> Path:
+    """Whether an artifact may be written to ``path``; raises ArtifactError (before anything is written)
+    unless ``path`` is new, an empty directory, or an intact sparsecc artifact whose every file its
+    manifest lists. Returns the path."""
+    dest = _check_path_shape(path)
     if not dest.exists():
         return dest
     if not dest.is_dir():
@@ -241,12 +248,10 @@ def write_artifact(path: str | os.PathLike[str], manifest: Manifest, write_files
 
     An existing ``path`` is replaced only when :func:`check_output_path` accepts it (checked again under the
     lock); exports into one parent directory serialise on an ``fcntl`` lock."""
-    dest = Path(path)
-    if not dest.parent.is_dir():
-        raise ArtifactError(f"output directory {dest.parent} does not exist")
-    with export_lock(dest.parent):
+    dest = _check_path_shape(path)
+    parent = dest.parent
+    with export_lock(parent):
         check_output_path(dest)  # under the lock: another export may be replacing ``dest`` right now
-        parent = dest.parent
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.new.", dir=parent))
         try:
             write_files(tmp)
