@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sparsecc-installed
 
-.PHONY: demo test lint zoo bench clean
+.PHONY: demo test lint zoo bench clean fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Longer fuzzing than the bounded run in `make test` (FUZZ_EXAMPLES cases per fuzz target, fresh seeds).
+FUZZ_EXAMPLES ?= 5000
+fuzz: $(STAMP)
+	SPARSECC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

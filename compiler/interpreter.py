@@ -392,7 +392,10 @@ def topk(x: np.ndarray, k: int, axis: int, largest: bool) -> tuple[np.ndarray, n
 @implements(ops.TopK)
 def _topk(op: Operation, ctx: Context, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # sorted=False leaves the order unspecified; returning it sorted is one valid order.
-    return topk(x, op.attr("k"), normalize_axis(op.attr("axis"), x.ndim), op.attr("largest"))
+    axis = normalize_axis(op.attr("axis"), x.ndim)
+    if op.attr("k") > x.shape[axis]:
+        raise InputError(f"k={op.attr('k')} exceeds the size {x.shape[axis]} of axis {axis}", op_type=op.name)
+    return topk(x, op.attr("k"), axis, op.attr("largest"))
 
 
 @implements(ops.ScatterElements)
