@@ -183,6 +183,8 @@ def _load_json(root: Path) -> Any:
 def read_manifest(path: str | os.PathLike[str], *, verify: bool = True) -> Manifest:
     """The validated manifest of the artifact at ``path``; with ``verify``, every file listed in it is
     checked for size and SHA-256 (a mismatch, a missing file or a symbolic link is an ArtifactError)."""
+    if not isinstance(path, str | os.PathLike):
+        raise ArtifactError(f"an artifact path must be a str or os.PathLike, got {type(path).__name__}")
     root = Path(path)
     if not root.exists():
         raise ArtifactError(f"artifact not found: {root}")
@@ -204,6 +206,8 @@ def read_manifest(path: str | os.PathLike[str], *, verify: bool = True) -> Manif
 def _check_path_shape(path: str | os.PathLike[str]) -> Path:
     """The checks of an output path that read nothing: a name to create, not a symbolic link, an existing
     parent, not the current directory or one above it."""
+    if not isinstance(path, str | os.PathLike):
+        raise ArtifactError(f"the output path must be a str or os.PathLike, got {type(path).__name__}")
     dest = Path(path)
     if not dest.name or dest.name in (".", ".."):
         raise ArtifactError(f"output path {str(path)!r} must name a directory to create, not '.' or '..'")

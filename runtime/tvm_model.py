@@ -125,6 +125,8 @@ class TVMModel(CompiledModel):
                 self._executable.export_library(str(file))
 
     def export(self, path: str | os.PathLike[str]) -> Path:
+        if not isinstance(path, str | os.PathLike):
+            raise ArtifactError(f"the output path must be a str or os.PathLike, got {type(path).__name__}")
         dest = Path(path)
         if self._emit_source is not None:
             check_output_path(dest)  # before the sources are written

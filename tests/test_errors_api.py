@@ -142,3 +142,11 @@ def test_check_runs_the_exported_and_reloaded_artifact_and_cleans_up(tmp_path: P
 def test_check_validates_batches_before_any_work(batches: object, message: str, tmp_path: Path) -> None:
     with pytest.raises(SparseccError, match=message):
         check_model(tmp_path / "missing.onnx", "llvm", batches=batches)  # type: ignore[arg-type]
+
+
+def test_load_and_export_reject_what_is_not_a_path(dense_artifact: Path) -> None:  # noqa: F811
+    for bad in (123, None, b"out", ["out"]):
+        with pytest.raises(SparseccError, match="must be a str or os.PathLike"):
+            sparsecc.load(bad)  # type: ignore[arg-type]
+        with pytest.raises(SparseccError, match="must be a str or os.PathLike"):
+            sparsecc.load(dense_artifact).export(bad)  # type: ignore[arg-type]
