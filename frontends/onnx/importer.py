@@ -75,7 +75,7 @@ def _model_name(model: object, proto: onnx.ModelProto) -> str:
 def _infer(proto: onnx.ModelProto) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(proto, data_prop=True)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, UnicodeDecodeError) as exc:
         raise FrontendError(f"ONNX shape inference failed: {str(exc).splitlines()[0]}") from None
 
 
@@ -106,8 +106,8 @@ def import_onnx(model: str | os.PathLike[str] | onnx.ModelProto, *, cleanup: boo
     proto = _infer(original)
     try:
         onnx.checker.check_model(proto)
-    except onnx.checker.ValidationError as exc:
-        raise FrontendError(f"invalid ONNX model: {str(exc).splitlines()[0]}") from None
+    except (onnx.checker.ValidationError, UnicodeDecodeError) as exc:  # the latter: a string field is not UTF-8
+        raise FrontendError(f"invalid ONNX model: {(str(exc).splitlines() or [type(exc).__name__])[0]}") from None
     opset = default_opset(proto)
     graph = proto.graph
     shapes = _shapes(proto)
