@@ -23,7 +23,7 @@ from ..compiler.errors import SparseccError
 
 
 def profile(model_path: str | Path, batch: int = 1, runs: int = 200, passes: str | None = None,
-            ) -> tuple[list[tuple[str, float, int]], float]:
+            mcpu: str | None = None, mattr: str | None = None) -> tuple[list[tuple[str, float, int]], float]:
     """[(function, median microseconds per run, calls per run)] sorted by time, and the median total."""
     import tvm
     from tvm import relax
@@ -31,7 +31,7 @@ def profile(model_path: str | Path, batch: int = 1, runs: int = 200, passes: str
     import sparsecc
     from sparsecc.compiler.check import random_inputs
 
-    compiled = sparsecc.compile(model_path, target="llvm", batch=batch, passes=passes)
+    compiled = sparsecc.compile(model_path, target="llvm", batch=batch, passes=passes, mcpu=mcpu, mattr=mattr)
     reference = sparsecc.load_module(model_path)
     feeds = random_inputs(reference, batch, seed=0)
     args = [tvm.runtime.tensor(x) for x in compiled.check_feeds(feeds)]
@@ -73,6 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--passes")
+    parser.add_argument("--mcpu", help="CPU to compile for (default: this host; it must run here)")
+    parser.add_argument("--mattr", help="CPU feature overrides, e.g. '-avx512f'")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     for flag in ("batch", "runs"):
         if getattr(args, flag) < 1:
             raise SparseccError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
-    rows, total = profile(args.model, args.batch, args.runs, args.passes)
+    rows, total = profile(args.model, args.batch, args.runs, args.passes, args.mcpu, args.mattr)
     summed = sum(us for _, us, _ in rows)
     print(f"{'function':<64} {'us/run':>9} {'share':>7} {'calls':>6}")
     for symbol, us, n in rows:

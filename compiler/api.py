@@ -90,6 +90,9 @@ def compile(model: ModelLike, target: str = "llvm", passes: str | Sequence[Pass]
 
     backend = get_target(target)
     _check_target_options(target, backend.compile, target_options)
+    validate = getattr(backend, "validate_options", None)
+    if validate is not None:  # before any work: a bad CPU name is an error now, not after the passes
+        validate(**target_options)
     module, manager = optimize(model, passes, batch=batch, progress=progress, target=target)
     _check_float32(module, target)
     pipeline = ",".join(str(p) for p in manager.passes)

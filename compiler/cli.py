@@ -147,12 +147,30 @@ def _add_hls_options(parser: argparse.ArgumentParser) -> None:
                            type=int if name == "pack_size" else float if name == "clock_mhz" else str)
 
 
+LLVM_OPTIONS = {
+    "mcpu": "CPU to compile for, as LLVM names it (haswell, znver3, skylake-avx512, neoverse-n1; default: this host)",
+    "mtriple": "target triple (default: this host's; aarch64-linux-gnu cross-compiles for 64-bit Arm)",
+    "mattr": "CPU feature overrides, e.g. '-avx512f' or '+avx2,+fma'",
+}
+
+
+def add_llvm_options(parser: argparse.ArgumentParser) -> None:
+    """The llvm target's CPU flags (shared by compile, check, profile and bench)."""
+    group = parser.add_argument_group("llvm target options")
+    for name, text in LLVM_OPTIONS.items():
+        group.add_argument(f"--{name}", dest=name, help=text)
+
+
 def _target_options(args: argparse.Namespace) -> dict[str, object]:
     given = {name: getattr(args, name) for name in HLS_OPTIONS if getattr(args, name, None) is not None}
     if given and args.target != "hls":
         flags = ", ".join(f"--{n.replace('_', '-')}" for n in given)
         raise SparseccError(f"{flags} {'applies' if len(given) == 1 else 'apply'} to --target hls only")
-    return given
+    llvm = {name: getattr(args, name) for name in LLVM_OPTIONS if getattr(args, name, None) is not None}
+    if llvm and args.target != "llvm":
+        flags = ", ".join(f"--{n}" for n in llvm)
+        raise SparseccError(f"{flags} {'applies' if len(llvm) == 1 else 'apply'} to --target llvm only")
+    return {**given, **llvm}
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -311,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, help="fix the batch size (default: dynamic)")
     p.add_argument("--emit-source", action="store_true", help="also write the generated source")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    add_llvm_options(p)
     _add_hls_options(p)
     p.set_defaults(fn=cmd_compile)
 
@@ -331,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--passes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-q", "--quiet", action="store_true")
+    add_llvm_options(p)
     _add_hls_options(p)
     p.set_defaults(fn=cmd_check)
 

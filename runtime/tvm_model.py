@@ -4,6 +4,7 @@ executable, its constants and the kernels, loaded with the TVM runtime."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -11,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from ..compiler.errors import ArtifactError, DeviceUnavailableError, SparseccError
+from ..compiler.errors import ArtifactError, DeviceUnavailableError
 from .artifact import MANIFEST, CompiledModel, Manifest, check_output_path, read_manifest, write_artifact
 from .artifact_files import verify_file
+from .host import cannot_execute
 from .native_stderr import filtered_native_stderr
 
 LIBRARY = "model.so"
@@ -36,11 +38,14 @@ def device_for(target: str) -> Any:
 class TVMModel(CompiledModel):
     """A Relax VM executable plus its manifest and, on request, the generated source (``--emit-source``)."""
 
-    def __init__(self, manifest: Manifest, executable: Any, library: bytes | None = None,
-                 sources: dict[str, str] | None = None) -> None:
+    def __init__(self, manifest: Manifest, executable: Any, library_file: Path | bytes | None = None,
+                 sources: dict[str, str] | None = None, not_here: str | None = None) -> None:
         super().__init__(manifest)
-        self._executable = executable  # relax.VMExecutable (fresh build) or runtime.Module (loaded)
-        self._library = library  # a loaded model owns the (verified) bytes of the library it runs
+        self._executable = executable  # relax.VMExecutable (fresh build), runtime.Module (loaded), or None
+        # the library this model runs and exports: the bytes read (and verified) at load, or the file of a
+        # fresh build in the model's own build directory
+        self._library = library_file
+        self._not_here = not_here  # why this host cannot run it (code for another CPU), when executable is None
         self._vm: Any = None
         self.sources = dict(sources or {})  # file name -> generated source text
         self._emit_source: Path | None = None
@@ -53,6 +58,8 @@ class TVMModel(CompiledModel):
         return device_for(self.manifest.target)
 
     def _machine(self) -> Any:
+        if self._executable is None:
+            raise ArtifactError(f"this model cannot run on this host: {self._not_here or 'it was not loaded'}")
         if self._vm is None:
             from tvm import relax
 
@@ -118,8 +125,10 @@ class TVMModel(CompiledModel):
 
     # -- export ---------------------------------------------------------------------------------------------
     def _write_library(self, file: Path) -> None:
-        if self._library is not None:
+        if isinstance(self._library, bytes):
             file.write_bytes(self._library)
+        elif self._library is not None:
+            shutil.copyfile(self._library, file)
         else:
             with filtered_native_stderr():
                 self._executable.export_library(str(file))
@@ -149,8 +158,6 @@ class TVMModel(CompiledModel):
         """Load an llvm/cuda artifact. The library is read once, checked against the manifest's size and
         SHA-256, and loaded from a private copy: the model owns those bytes (a later change of ``path`` does
         not affect it, and ``export`` writes exactly what runs)."""
-        import tvm
-
         root = Path(path)
         manifest = read_manifest(root, verify=False)
         if manifest.target not in ("llvm", "cuda"):
@@ -162,6 +169,10 @@ class TVMModel(CompiledModel):
             if other != name:
                 verify_file(root, other, entry)
         library = verify_file(root, name, manifest.contents[name])
+        if manifest.target == "llvm":
+            problem = cannot_execute(manifest.target_options)
+            if problem:
+                raise ArtifactError(f"cannot load {path}: {problem}")
         dev = device_for(manifest.target)  # say at load time when the device is missing
         if manifest.target == "cuda":
             from ..targets.cuda.runtime import check_architecture
@@ -170,16 +181,24 @@ class TVMModel(CompiledModel):
             if problem:
                 raise DeviceUnavailableError(problem)
         with tempfile.TemporaryDirectory(prefix="sparsecc-load-") as scratch:
-            private = Path(scratch) / "model.so"
+            private = Path(scratch) / LIBRARY
             private.write_bytes(library)
             try:
-                with filtered_native_stderr():
-                    lib = tvm.runtime.load_module(str(private))
-            except SparseccError:
-                raise
-            except Exception as exc:  # TVM raises its own error types
-                raise ArtifactError(f"cannot load {root / name}: {_first_line(exc)}") from None
+                lib = load_library(private)
+            except ArtifactError as error:
+                raise ArtifactError(str(error).replace(str(private), str(root / name))) from None
         return TVMModel(manifest, lib, library)
+
+
+def load_library(library: Path) -> Any:
+    """Load a compiled shared library with the TVM runtime."""
+    import tvm
+
+    try:
+        with filtered_native_stderr():
+            return tvm.runtime.load_module(str(library))
+    except Exception as exc:  # TVM raises its own error types
+        raise ArtifactError(f"cannot load {library}: {_first_line(exc)}") from None
 
 
 def _first_line(exc: BaseException) -> str:

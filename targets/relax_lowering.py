@@ -60,8 +60,10 @@ def tvm_dtype(dtype: str) -> str:
 class RelaxLowering:
     """Builds the Relax ``main`` function for one module (see module docstring)."""
 
-    def __init__(self, module: Module, kernels: KernelSet, progress: Callable[[str], None] | None = None) -> None:
+    def __init__(self, module: Module, kernels: KernelSet, progress: Callable[[str], None] | None = None,
+                 isa: str | None = None) -> None:
         self.module = module
+        self.isa = isa  # the ISA class the target's kernels are generated for (llvm), None where it has none
         self.kernels = kernels
         self.progress = progress
         self.bb = relax.BlockBuilder()

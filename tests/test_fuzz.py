@@ -114,7 +114,10 @@ def mutated_onnx(draw: st.DrawFn) -> bytes:
             if draw(st.booleans()) and tensor.dims:
                 tensor.dims[draw(st.integers(0, len(tensor.dims) - 1))] = draw(st.integers(0, 20))
             else:
-                data = numpy_helper.to_array(tensor).copy()
+                try:
+                    data = numpy_helper.to_array(tensor).copy()
+                except ValueError:  # its dims were already changed by an earlier mutation
+                    continue
                 if data.size and data.dtype.kind == "f":
                     data.reshape(-1)[draw(st.integers(0, data.size - 1))] = draw(
                         st.sampled_from([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-45, 3e38]))

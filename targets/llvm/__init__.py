@@ -8,60 +8,84 @@ assembled as a Relax VM program and compiled for the host CPU with an explicit t
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
 
 import tvm
-from tvm import relax
 
 from ...compiler.errors import CompileError
 from ...compiler.ir.core import Module
 from ...runtime.artifact import make_manifest
-from ...runtime.tvm_model import LIBRARY, TVMModel
-from ..relax_lowering import RelaxLowering, relax_pipeline
+from ...runtime.host import cannot_execute
+from ...runtime.tvm_model import LIBRARY, TVMModel, load_library
+from ..relax_lowering import RelaxLowering
+from .build import build_library
+from .cpu import CpuTarget, resolve_cpu
 from .lowering import KERNELS
-
-TRIPLE = "x86_64-linux-gnu"
 
 
 def host_cpu() -> str:
-    """The host CPU as LLVM names it (e.g. ``znver5``)."""
-    return str(tvm.target.codegen.llvm_get_system_cpu())
+    """The host CPU as LLVM names it (e.g. ``znver3``), or the baseline when LLVM does not know it."""
+    return resolve_cpu().mcpu
 
 
-def host_target(mcpu: str | None = None, num_cores: int | None = None) -> tvm.target.Target:
-    spec: dict[str, Any] = {"kind": "llvm", "mtriple": TRIPLE, "mcpu": mcpu or host_cpu()}
-    if num_cores:
-        spec["num-cores"] = num_cores
-    try:
-        return tvm.target.Target(spec)
-    except Exception as exc:  # TVM raises its own error types for bad target specs
-        raise CompileError(f"invalid llvm target {spec}: {str(exc).splitlines()[0]}") from None
+def host_target(mcpu: str | None = None, num_cores: int | None = None, mtriple: str | None = None,
+                mattr: str | list[str] | None = None) -> tvm.target.Target:
+    """The TVM target for a CPU choice (default: this host)."""
+    return resolve_cpu(mcpu, mtriple, mattr).tvm_target(num_cores)
+
+
+#: the C++ cross compiler (driver and linker) used for each architecture that is not the host's
+CROSS_CXX = {"aarch64": "aarch64-linux-gnu-g++", "x86_64": "x86_64-linux-gnu-g++"}
+
+
+def _cross_compiler(cpu: CpuTarget) -> str | None:
+    if cpu.is_host_arch:
+        return None
+    cxx = CROSS_CXX[cpu.arch]
+    if shutil.which(cxx) is None:
+        raise CompileError(f"cross-compiling for {cpu.mtriple} needs the C++ cross compiler {cxx} on PATH "
+                           f"(Debian: apt-get install g++-{cpu.arch.replace('_', '-')}-linux-gnu)")
+    return cxx
+
+
+def validate_options(mcpu: str | None = None, mtriple: str | None = None, mattr: str | list[str] | None = None,
+                     emit_source: object = None, **_: object) -> None:
+    """Check the CPU choice before any work (raises CompileError)."""
+    _cross_compiler(resolve_cpu(mcpu, mtriple, mattr))
 
 
 def compile(module: Module, *, pipeline: str, batch: int | None, progress: Callable[[str], None] | None = None,
-            mcpu: str | None = None, emit_source: str | os.PathLike[str] | None = None) -> TVMModel:
-    """Compile an optimised module for the host CPU; returns a runnable, exportable model.
+            mcpu: str | None = None, mtriple: str | None = None, mattr: str | list[str] | None = None,
+            emit_source: str | os.PathLike[str] | None = None) -> TVMModel:
+    """Compile an optimised module for a CPU (default: this host); returns a runnable, exportable model.
 
-    ``emit_source``: a directory that receives ``source/module.py`` (the Relax program and the TIR kernels as
-    TVMScript) and ``source/model.ll`` (the LLVM IR), inside the artifact when it is exported there."""
-    target = host_target(mcpu)
-    irmod = RelaxLowering(module, KERNELS, progress).build()
+    ``mcpu``/``mtriple``/``mattr`` choose the CPU as LLVM names it (see :func:`targets.llvm.cpu.resolve_cpu`);
+    code for another architecture is cross-compiled and can be exported, not run here. ``emit_source``: a
+    directory that receives ``source/module.py`` (the Relax program and the TIR kernels as TVMScript) and
+    ``source/model.ll`` (the LLVM IR), inside the artifact when it is exported there."""
+    cpu = resolve_cpu(mcpu, mtriple, mattr)
+    cross = _cross_compiler(cpu)
+    target = cpu.tvm_target()
+    irmod = RelaxLowering(module, KERNELS, progress, isa=cpu.isa).build()
     if progress:
-        progress(f"compiling with TVM for {target.attrs['mcpu']} ({len(irmod.functions)} functions)")
+        progress(f"compiling with TVM for {cpu.describe()} ({len(irmod.functions)} functions)")
+    workdir = Path(tempfile.mkdtemp(prefix="sparsecc-llvm-"))
+    library = workdir / LIBRARY
+    llvm_ir = workdir / "model.ll" if emit_source is not None else None
     try:
-        executable = relax.build(irmod, target=target, relax_pipeline=relax_pipeline(target))
-    except Exception as exc:  # TVM's errors are not SparseccErrors: name the stage
-        raise CompileError(f"TVM failed to build the module: {str(exc).strip().splitlines()[-1]}") from exc
-    manifest = make_manifest(module, "llvm", pipeline, batch, {"library": LIBRARY},
-                             {"mtriple": TRIPLE, "mcpu": str(target.attrs["mcpu"])})
-    model = TVMModel(manifest, executable)
-    if emit_source is not None:
-        model.sources = {"module.py": irmod.script(), "model.ll": _llvm_ir(executable)}
-        model.request_sources(emit_source)
+        build_library(irmod, target, library, cross_compiler=cross, llvm_ir=llvm_ir)
+        manifest = make_manifest(module, "llvm", pipeline, batch, {"library": LIBRARY}, cpu.manifest_entry())
+        problem = cannot_execute(cpu.manifest_entry())
+        model = TVMModel(manifest, None if problem else load_library(library), library, not_here=problem)
+        if emit_source is not None:
+            model.sources = {"module.py": irmod.script(), "model.ll": llvm_ir.read_text() if llvm_ir else ""}
+            model.request_sources(emit_source)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    weakref.finalize(model, shutil.rmtree, workdir, True)
     return model
-
-
-def _llvm_ir(executable: Any) -> str:
-    """The LLVM IR of the kernels (the llvm module imported by the VM executable)."""
-    return "\n".join(str(m.inspect_source("ll")) for m in executable.mod.imports if m.kind == "llvm")

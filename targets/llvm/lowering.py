@@ -141,7 +141,8 @@ def _linear(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
     if op.attr("kernel") == "sparse_sparse":
         built = K.linear_scatter(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_scatter"))
     elif op.attr("kernel") == "weight_sparse":
-        built = K.linear_sparse(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_sparse"))
+        built = K.linear_sparse(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_sparse"),
+                                isa=lo.isa)
     else:
         built = K.linear_dense(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_dense"))
     return _emit(lo, op, built)

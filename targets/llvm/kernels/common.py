@@ -98,9 +98,18 @@ def for_each_sample(batch: Any, sample: Callable[..., None], *args: Any) -> None
             sample(*args, IRBuilder.name("b", b))
 
 
-def host_target(mcpu: str = "znver5") -> tvm.target.Target:
-    """The llvm target of the benchmark machine (x86-64 with AVX-512)."""
-    return tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu})
+def host_target(mcpu: str | None = None) -> tvm.target.Target:
+    """The llvm target of this host (or of ``mcpu`` on the host's architecture)."""
+    from ..cpu import resolve_cpu
+
+    return resolve_cpu(mcpu).tvm_target()
+
+
+def host_isa() -> str:
+    """The ISA class of the host CPU (the default of the generators' ``isa`` parameter)."""
+    from ..cpu import resolve_cpu
+
+    return resolve_cpu().isa
 
 
 def build(kernels: Sequence[Kernel], target: tvm.target.Target | None = None) -> tvm.runtime.Module:
@@ -190,7 +199,13 @@ def np_float_key(x: np.ndarray) -> np.ndarray:
 
 
 def vector_compress(value: Any, mask: Any, lanes: int = LANES, dtype: str = "uint32") -> Any:
-    """AVX-512 ``vpcompress``: the lanes of ``value`` selected by ``mask`` packed to the front."""
+    """The lanes of ``value`` selected by ``mask`` packed to the front (AVX-512 ``vpcompress``; LLVM expands
+    it on other ISAs). Floats are compressed as their bit patterns: LLVM 22 cannot select the float form
+    without AVX-512."""
+    if dtype.startswith("float"):
+        bits = f"uint{dtype[5:]}"
+        packed = vector_compress(tirx.reinterpret(f"{bits}x{lanes}", value), mask, lanes, bits)
+        return tirx.reinterpret(f"{dtype}x{lanes}", packed)
     return tirx.call_llvm_pure_intrin(
         f"{dtype}x{lanes}",
         "llvm.experimental.vector.compress",
@@ -198,6 +213,31 @@ def vector_compress(value: Any, mask: Any, lanes: int = LANES, dtype: str = "uin
         mask,
         tirx.Broadcast(tirx.const(0, dtype), lanes),
     )
+
+
+def gather_window(buf: Any, start: Any, index: Any, isa: str, lanes: int = LANES) -> Any:
+    """``buf[start + index[i]]`` for each lane i, where ``index`` is an int32 vector of offsets below ``lanes``
+    into the window ``buf[start : start + lanes]``. AVX-512: one window load and one ``vpermps`` (zmm); AVX2:
+    ``vpermps`` (ymm) of both window halves and a blend; other ISAs: lane-by-lane loads (correct everywhere)."""
+    if isa == "avx512" and lanes == 16:
+        window = buf[tirx.Ramp(start, 1, lanes)]
+        return tirx.call_llvm_pure_intrin(f"float32x{lanes}", "llvm.x86.avx512.permvar.sf.512", window, index)
+    if isa == "avx2" and lanes % 8 == 0:
+        const = [tirx.const(i, "int32") for i in range(lanes)]
+        halves = [buf[tirx.Ramp(start + h, 1, 8)] for h in range(0, lanes, 8)]
+        parts = []
+        for h in range(0, lanes, 8):
+            ix = tirx.Shuffle([index], const[h : h + 8])
+            low = tirx.bitwise_and(ix, tirx.Broadcast(tirx.const(7, "int32"), 8))
+            picked = [tirx.call_llvm_pure_intrin("float32x8", "llvm.x86.avx2.permps", half, low) for half in halves]
+            value = picked[0]
+            for j in range(1, len(picked)):
+                value = tirx.Select(ix >= tirx.Broadcast(tirx.const(8 * j, "int32"), 8), picked[j], value)
+            parts.append(value)
+        return parts[0] if len(parts) == 1 else tirx.Shuffle(parts, const)
+    const = [tirx.const(i, "int32") for i in range(lanes)]
+    loads = [buf[start + tirx.Shuffle([index], [const[i]])] for i in range(lanes)]
+    return tirx.Shuffle(loads, const)
 
 
 def mask_count(mask: Any, lanes: int = LANES) -> Any:

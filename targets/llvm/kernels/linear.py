@@ -31,6 +31,8 @@ from .common import (
     Kernel,
     ceil_div,
     for_each_sample,
+    gather_window,
+    host_isa,
     make_kernel,
     mask_count,
     masked_load,
@@ -291,6 +293,7 @@ def linear_sparse(
     relu: bool = False,
     kwta: KwtaSpec | None = None,
     name: str = "linear_sparse",
+    isa: str | None = None,
 ) -> Kernel:
     """Sparse(-sparse) linear layer (+ReLU, +k-WTA) for input (B, I) -> (B, O), batch symbolic.
 
@@ -301,6 +304,7 @@ def linear_sparse(
     """
     o_units, _, bias_arr, boost_arr, mode, nb = _layer_consts(in_features, weight, bias, kwta)
     weight = np.asarray(weight, np.float32)
+    isa = isa or host_isa()
     blkptr, ent_win, ent_val, ent_idx = pack_permute_blocks(weight)
     pairptr, pcols, pvals = pack_row_pairs(weight)
     nent, plen, npairs = ent_win.size, pcols.shape[1], pairptr.size - 1
@@ -313,9 +317,8 @@ def linear_sparse(
     ipad = ceil_div(n_in, lanes) * lanes
 
     def emit_permute_entry(acc, xpad, e, win_buf, val_buf, idx_buf) -> None:
-        xw = xpad[T.ramp(win_buf[e], 1, lanes)]
         ix = T.Cast(f"int32x{lanes}", idx_buf[e, T.ramp(0, 1, lanes)])
-        gathered = T.call_llvm_pure_intrin(f"float32x{lanes}", "llvm.x86.avx512.permvar.sf.512", xw, ix)
+        gathered = gather_window(xpad, win_buf[e], ix, isa, lanes)
         T.buffer_store(
             acc, acc[T.ramp(0, 1, lanes)] + gathered * val_buf[e, T.ramp(0, 1, lanes)], [T.ramp(0, 1, lanes)]
         )
