@@ -1,11 +1,12 @@
 """Fuzzing: mutated ONNX models, ``.sir`` texts and artifact manifests give a result or a SparseccError,
 never another exception, and compiled modules never die of a signal.
 
-Everything that loads or runs compiled code does so in a child process (:class:`Worker`), so a crash is
-reported as a finding (the case and the signal) instead of taking pytest down.
+Everything that compiles, loads or runs compiled code does so in a child process (:class:`Worker`), so a
+crash is reported as a finding (the case and the signal) instead of taking pytest down.
 
-The CI run is bounded (a few hundred cases, derandomised, well under 30 s of fuzzing); set
-``SPARSECC_FUZZ_EXAMPLES=N`` (``make fuzz``) for N cases per target with fresh random seeds. Hypothesis keeps
+The CI run is bounded (510 cases, derandomised, about 30 s); set ``SPARSECC_FUZZ_EXAMPLES=N``
+(``make fuzz``) for N cases per target with fresh random seeds, plus N/50 mutated models compiled for llvm
+and run in the child (seconds per case, so on demand only). Hypothesis keeps
 no example database (nothing is written outside the tests' temporary directories)."""
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ from sparsecc.runtime.artifact import read_manifest
 ON_DEMAND = int(os.environ.get("SPARSECC_FUZZ_EXAMPLES", "0"))
 
 
-def fuzz_settings(ci_examples: int) -> settings:
-    return settings(max_examples=ON_DEMAND or ci_examples, deadline=None, database=None, derandomize=not ON_DEMAND,
+def fuzz_settings(ci_examples: int, per_on_demand: float = 1.0) -> settings:
+    on_demand = max(1, int(ON_DEMAND * per_on_demand)) if ON_DEMAND else 0
+    return settings(max_examples=on_demand or ci_examples, deadline=None, database=None, derandomize=not ON_DEMAND,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much])
 
@@ -216,7 +218,10 @@ WORKER = textwrap.dedent("""
     for line in sys.stdin:
         request = json.loads(line)
         try:
-            model = sparsecc.load(request["path"])
+            if request.get("compile"):
+                model = sparsecc.compile(request["path"], target="llvm")
+            else:
+                model = sparsecc.load(request["path"])
             batch = model.manifest.batch or 2
             feeds = {t.name: np.ones(tuple(batch if d is None else d for d in t.shape), DTYPES[t.dtype])
                      for t in model.manifest.inputs}
@@ -241,11 +246,12 @@ class Worker:
         return subprocess.Popen([sys.executable, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True, env=env)
 
-    def load_and_run(self, path: Path) -> dict[str, str]:
+    def load_and_run(self, path: Path, compile_onnx: bool = False) -> dict[str, str]:
+        """Load the artifact at ``path`` (or compile the ONNX file at ``path`` for llvm) and run it on ones."""
         if self.proc is None or self.proc.poll() is not None:
             self.proc = self._start()
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps({"path": str(path)}) + "\n")
+        self.proc.stdin.write(json.dumps({"path": str(path), "compile": compile_onnx}) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
@@ -331,3 +337,14 @@ def test_mutated_manifests_load_or_raise_artifact_errors_and_never_crash(data: s
     assert result["kind"] in ("ok", "error"), f"{result} for manifest {manifest} and library '{library}'"
     if library != "keep":
         assert result["kind"] == "error", f"a damaged library was accepted: {result}"
+
+
+@pytest.mark.skipif(not ON_DEMAND, reason="compiling takes seconds per case: on demand only (make fuzz)")
+@fuzz_settings(1, per_on_demand=0.02)  # 2% of the on-demand count
+@given(data=mutated_onnx())
+def test_mutated_onnx_compiles_and_runs_in_a_child_or_raises_sparsecc_error(data: bytes, worker: Worker) -> None:
+    with tempfile.TemporaryDirectory(prefix="sparsecc-fuzz-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        path.write_bytes(data)
+        result = worker.load_and_run(path, compile_onnx=True)
+    assert result["kind"] in ("ok", "error"), result
