@@ -60,7 +60,7 @@ class TensorSpec:
             raise ArtifactError(f"{what} '{name}' has a bad shape {shape!r}")
         if any(d is None for d in shape[1:]):
             raise ArtifactError(f"{what} '{name}' has a dynamic dimension other than the batch: {shape!r}")
-        if dtype not in DTYPES:
+        if not isinstance(dtype, str) or dtype not in DTYPES:
             raise ArtifactError(f"{what} '{name}' has an unknown dtype {dtype!r}")
         return TensorSpec(name, tuple(shape), dtype)
 
@@ -116,7 +116,7 @@ class Manifest:
         for key in ("model", "pipeline"):
             if not isinstance(data[key], str):
                 raise ArtifactError(f"the manifest's {key} must be a string, got {data[key]!r}")
-        if data["target"] not in TARGETS:
+        if not isinstance(data["target"], str) or data["target"] not in TARGETS:
             raise ArtifactError(f"the manifest names an unknown target {data['target']!r}")
         if not isinstance(data["target_options"], dict):
             raise ArtifactError(f"the manifest's target_options must be an object, got {data['target_options']!r}")
