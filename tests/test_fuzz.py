@@ -32,7 +32,7 @@ from hostile import (
     dropout_model,
     relu_model,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 from support import make_model
@@ -334,6 +334,7 @@ def test_mutated_manifests_load_or_raise_artifact_errors_and_never_crash(data: s
         with contextlib.suppress(ArtifactError):
             read_manifest(root)
         result = worker.load_and_run(root)
+    event(f"child: {result['kind']} {result.get('type', '')}".strip())
     assert result["kind"] in ("ok", "error"), f"{result} for manifest {manifest} and library '{library}'"
     if library != "keep":
         assert result["kind"] == "error", f"a damaged library was accepted: {result}"
@@ -347,4 +348,5 @@ def test_mutated_onnx_compiles_and_runs_in_a_child_or_raises_sparsecc_error(data
         path = Path(tmp) / "model.onnx"
         path.write_bytes(data)
         result = worker.load_and_run(path, compile_onnx=True)
+    event(f"child: {result['kind']} {result.get('type', '')}".strip())
     assert result["kind"] in ("ok", "error"), result
