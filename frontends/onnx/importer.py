@@ -75,7 +75,8 @@ def _model_name(model: object, proto: onnx.ModelProto) -> str:
 def _infer(proto: onnx.ModelProto) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(proto, data_prop=True)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, UnicodeDecodeError) as exc:
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, ValueError) as exc:
+        # ValueError: an unknown element type, or a string field that is not UTF-8
         raise FrontendError(f"ONNX shape inference failed: {str(exc).splitlines()[0]}") from None
 
 
@@ -125,7 +126,7 @@ def import_onnx(model: str | os.PathLike[str] | onnx.ModelProto, *, cleanup: boo
     for tensor in graph.initializer:
         try:
             data = onnx.numpy_helper.to_array(tensor)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, KeyError) as exc:  # KeyError: an unknown element type
             raise FrontendError(f"initializer '{tensor.name}' cannot be read: {exc}") from None
         ir_dtype_check(data, f"initializer '{tensor.name}'")
         ctx.values[tensor.name] = ctx.constant(data, _pretty(tensor.name))

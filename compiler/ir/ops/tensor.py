@@ -157,6 +157,7 @@ class TopK(Operation):
         a = normalize_axis(self.attr("axis"), x.rank)
         k = self.attr("k")
         check(k >= 0, f"{self.name}: k must be >= 0")
+        check(x.dtype != "i1", f"{self.name}: the input must be numeric, not boolean")
         check(x.shape[a] is None or k <= x.shape[a], f"{self.name}: k={k} exceeds axis size {x.shape[a]}")
         shape = (*x.shape[:a], k, *x.shape[a + 1 :])
         return [TensorType(shape, x.dtype), TensorType(shape, "i64")]
