@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sparsecc-installed
 
-.PHONY: demo test lint zoo bench clean fuzz
+.PHONY: demo test lint zoo zoo-trained bench gpu-check clean fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,17 @@ lint: $(STAMP)
 zoo: $(STAMP)
 	$(PY) -m sparsecc.examples.export_zoo --out examples/models/onnx
 
+# Train the GSC architectures on scikit-learn's digits into the user cache (sparsecc evaluate NAME finds them).
+zoo-trained: $(STAMP)
+	$(PY) -m sparsecc.examples.train_zoo
+
 bench: $(STAMP)
 	$(VENV)/bin/sparsecc bench
+
+# On a machine with an NVIDIA GPU (~10 min): driver, 50 runs bitwise, compute-sanitizer, pytest -m gpu, timings
+# against TVM's dense CUDA build and onnxruntime-CUDA -> benchmarks/results/cuda.md. Without a GPU: exit 2.
+gpu-check: $(STAMP)
+	$(PY) -m sparsecc.benchmarks.gpu_check
 
 clean:
 	rm -rf build *.egg-info .pytest_cache artifacts

@@ -14,7 +14,8 @@ are set before either starts), and for each zoo model and batch size it times, o
 Each time is the median of repeated runs after a warm-up (repeats adapt so that each measurement takes about
 ``--seconds``); the machine is noisy, so the table reports ratios measured in the same run. sparsecc's
 outputs are compared with onnxruntime's (tie-aware) before it is timed: a wrong kernel is never reported.
-Results go to ``cpu.md`` (table), ``cpu.json`` (raw numbers) and ``cpu.png`` (chart) in ``--out``.
+Results go to ``cpu-ISA.md`` (table), ``cpu-ISA.json`` (raw numbers) and ``cpu-ISA.png`` (chart) in ``--out``,
+one set per ISA class of the generated code (``--mcpu haswell`` on an AVX-512 host measures the AVX2 code).
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def _ort_runner(path: Path, threads: int, feeds: dict[str, np.ndarray]) -> Calla
     return lambda: session.run(None, feeds)
 
 
-def _tvm_dense_runner(path: Path, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
+def _tvm_dense_runner(path: Path, feeds: dict[str, np.ndarray], cpu: dict[str, Any]) -> Callable[[], object]:
     import onnx
     import tvm
     from tvm import relax
@@ -93,13 +94,14 @@ def _tvm_dense_runner(path: Path, feeds: dict[str, np.ndarray]) -> Callable[[], 
 
     mod = from_onnx(onnx.load(str(path)), shape_dict={k: list(v.shape) for k, v in feeds.items()})
     with filtered_native_stderr():
-        executable = tvm.compile(mod, target=host_target())
+        executable = tvm.compile(mod, target=host_target(**cpu))
         vm = relax.VirtualMachine(executable, tvm.cpu())
     args = [tvm.runtime.tensor(v) for v in feeds.values()]
     return lambda: vm["main"](*args)
 
 
-def worker(models: list[str], batches: list[int], threads: int, budget: float, onnx_dir: Path) -> list[dict[str, Any]]:
+def worker(models: list[str], batches: list[int], threads: int, budget: float, onnx_dir: Path,
+           cpu: dict[str, Any]) -> list[dict[str, Any]]:
     """Measure every engine on every model and batch size in this process (threads already configured)."""
     import sparsecc
     from sparsecc.compiler.cost_model import layer_costs
@@ -116,7 +118,7 @@ def worker(models: list[str], batches: list[int], threads: int, budget: float, o
         sparse_macs = sum(c.sparse_macs for c in costs)
         for batch in batches:
             try:
-                rows.append(_measure(path, name, batch, threads, budget, reference, dense_macs, sparse_macs))
+                rows.append(_measure(path, name, batch, threads, budget, reference, dense_macs, sparse_macs, cpu))
             except Exception as exc:  # record it and go on: one model must not cost the whole run
                 print(f"  {name} batch {batch} threads {threads}: FAILED: {type(exc).__name__}: {exc}",
                       file=sys.stderr, flush=True)
@@ -126,7 +128,7 @@ def worker(models: list[str], batches: list[int], threads: int, budget: float, o
 
 
 def _measure(path: Path, name: str, batch: int, threads: int, budget: float, reference: Any, dense_macs: int,
-             sparse_macs: float) -> dict[str, Any]:
+             sparse_macs: float, cpu: dict[str, Any]) -> dict[str, Any]:
     """One row of the table: every engine on one model and batch size."""
     import sparsecc
     from sparsecc.compiler.check import onnxruntime_session, random_inputs
@@ -135,14 +137,14 @@ def _measure(path: Path, name: str, batch: int, threads: int, budget: float, ref
     feeds = random_inputs(reference, batch, seed=batch)
     row: dict[str, Any] = {"model": name, "batch": batch, "threads": threads, "dense_macs": dense_macs,
                            "sparse_macs": sparse_macs, "mac_reduction": dense_macs / sparse_macs}
-    compiled = sparsecc.compile(path, target="llvm", batch=batch)
+    compiled = sparsecc.compile(path, target="llvm", batch=batch, **cpu)
     near = find_near_ties(reference, feeds)
     check = compare_outputs(compiled.run(None, feeds), onnxruntime_session(path).run(None, feeds), near)
     if not check.ok:
         raise RuntimeError(f"{name} batch {batch}: sparsecc disagrees with onnxruntime: {check.summary()}")
     runners = {
         "onnxruntime": _ort_runner(path, threads, feeds),
-        "tvm_dense": _tvm_dense_runner(path, feeds),
+        "tvm_dense": _tvm_dense_runner(path, feeds, cpu),
         "sparsecc": lambda compiled=compiled, feeds=feeds: compiled.run(None, feeds),
     }
     for engine, run in runners.items():
@@ -157,13 +159,15 @@ def _speedup(row: dict[str, Any], engine: str = "sparsecc") -> float:
     return row["onnxruntime"]["ms"] / row[engine]["ms"]
 
 
-def write_report(rows: list[dict[str, Any]], out: Path, machine: str) -> None:
+def write_report(rows: list[dict[str, Any]], out: Path, machine: str, isa: str) -> None:
+    """``cpu-ISA.md/.json/.png``: one table per ISA class of the code measured (avx512, avx2, sse2, neon)."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "cpu.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=1) + "\n")
+    stem = f"cpu-{isa}"
+    (out / f"{stem}.json").write_text(json.dumps({"machine": machine, "isa": isa, "rows": rows}, indent=1) + "\n")
     lines = [
         "# CPU benchmark: sparsecc (llvm) vs onnxruntime vs TVM dense",
         "",
-        f"Machine: {machine}. Produced by `sparsecc bench` (`python -m sparsecc.benchmarks.cpu`); each time is",
+        f"Machine: {machine}; code generated for the {isa} ISA class. Produced by `sparsecc bench`; each time is",
         "the median of repeated runs after a warm-up, all engines measured in the same run on the same input.",
         "Speedups are onnxruntime time / engine time. MAC reduction is the theoretical dense / sparse-sparse MAC",
         "ratio (`sparsecc stats`); effective GMAC/s counts only the non-zero (sparse-sparse) MACs.",
@@ -182,8 +186,8 @@ def write_report(rows: list[dict[str, Any]], out: Path, machine: str) -> None:
             f"{r['tvm_dense']['ms']:.3f} | {ms:.3f} | {r['batch'] / ms * 1e3:,.0f} | {_speedup(r):.2f}x | "
             f"{_speedup(r, 'tvm_dense'):.2f}x | {r['mac_reduction']:.1f}x | "
             f"{r['sparse_macs'] * r['batch'] / (ms * 1e-3) / 1e9:.2f} |")
-    (out / "cpu.md").write_text("\n".join(lines) + "\n")
-    _chart(rows, out / "cpu.png", machine)
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    _chart(rows, out / f"{stem}.png", f"{machine}, {isa}")
 
 
 def _chart(rows: list[dict[str, Any]], path: Path, machine: str) -> None:
@@ -224,6 +228,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--seconds", type=float, default=2.0, help="time budget per measurement")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--mcpu", help="CPU to generate code for (default: this host; it must run here), e.g. "
+                        "haswell on an AVX-512 host to measure the AVX2 code")
+    parser.add_argument("--mattr", help="CPU feature overrides, e.g. '-avx512f'")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -240,8 +247,16 @@ def run(args: argparse.Namespace) -> int:
     positive_seconds(args.seconds, "--seconds")
     if not getattr(args, "worker", False) and not args.out.parent.is_dir():
         raise SparseccError(f"--out: directory {args.out.parent} does not exist")
+    from ..runtime.host import cannot_execute
+    from ..targets.llvm.cpu import resolve_cpu
+
+    target_cpu = resolve_cpu(args.mcpu, None, args.mattr)
+    problem = cannot_execute(target_cpu.manifest_entry())
+    if problem:
+        raise SparseccError(f"bench measures on this host: {problem}")
+    cpu = {"mcpu": args.mcpu, "mattr": args.mattr}
     if getattr(args, "worker", False):
-        rows = worker(models, batches, int(args.threads), args.seconds, args.onnx_dir)
+        rows = worker(models, batches, int(args.threads), args.seconds, args.onnx_dir, cpu)
         args.json.write_text(json.dumps(rows))
         return 0
     rows: list[dict[str, Any]] = []
@@ -253,11 +268,15 @@ def run(args: argparse.Namespace) -> int:
             cmd = [sys.executable, "-m", "sparsecc.benchmarks.cpu", "--worker", "--threads", str(threads),
                    "--models", ",".join(models), "--batches", args.batches, "--seconds", str(args.seconds),
                    "--onnx-dir", str(onnx_dir), "--json", str(out_json)]
+            for name in ("mcpu", "mattr"):
+                if getattr(args, name):
+                    cmd += [f"--{name}", getattr(args, name)]
             print(f"measuring with {threads} thread(s)", file=sys.stderr, flush=True)
             subprocess.run(cmd, env=env, check=True)
             rows.extend(json.loads(out_json.read_text()))
-    write_report(rows, args.out, cpu_model())
-    print(f"wrote {args.out / 'cpu.md'}, {args.out / 'cpu.json'}, {args.out / 'cpu.png'}", file=sys.stderr)
+    machine = f"{cpu_model()}; code for {target_cpu.describe()}"
+    write_report(rows, args.out, machine, target_cpu.isa)
+    print(f"wrote {args.out}/cpu-{target_cpu.isa}.md (.json, .png)", file=sys.stderr)
     return 0
 
 

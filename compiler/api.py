@@ -56,7 +56,7 @@ def load_module(model: ModelLike) -> Module:
 
 def optimize(model: ModelLike, passes: str | Sequence[Pass] | None = None, *, batch: int | None = None,
              print_ir_after_all: TextIO | None = None, progress: Callable[[str], None] | None = None,
-             target: str = "generic") -> tuple[Module, PassManager]:
+             target: str = "generic", profile: str | None = None) -> tuple[Module, PassManager]:
     """Run a pass pipeline on a copy of the model (default: the standard pipeline with the cost model of
     ``target``).
 
@@ -70,7 +70,7 @@ def optimize(model: ModelLike, passes: str | Sequence[Pass] | None = None, *, ba
         raise SparseccError("passes must be a pipeline string such as 'canonicalize,fuse-kwta', a list of Pass "
                             f"instances, or None; got {type(passes).__name__}")
     module = load_module(model)
-    pipeline = default_pipeline(target) if passes is None else passes
+    pipeline = default_pipeline(target, profile) if passes is None else passes
     manager = PassManager(pipeline, print_after_all=print_ir_after_all, progress=progress)
     if batch is not None:
         manager.passes.insert(0, SpecializeBatch(size=batch))
@@ -91,9 +91,9 @@ def compile(model: ModelLike, target: str = "llvm", passes: str | Sequence[Pass]
     backend = get_target(target)
     _check_target_options(target, backend.compile, target_options)
     validate = getattr(backend, "validate_options", None)
-    if validate is not None:  # before any work: a bad CPU name is an error now, not after the passes
-        validate(**target_options)
-    module, manager = optimize(model, passes, batch=batch, progress=progress, target=target)
+    # before any work (a bad CPU name is an error now, not after the passes); it names the kernel profile
+    profile = validate(**target_options) if validate is not None else None
+    module, manager = optimize(model, passes, batch=batch, progress=progress, target=target, profile=profile)
     _check_float32(module, target)
     pipeline = ",".join(str(p) for p in manager.passes)
     return backend.compile(module, pipeline=pipeline, batch=batch, progress=progress, **target_options)

@@ -9,10 +9,12 @@
     sparsecc passes
     sparsecc profile MODEL [--batch N]
     sparsecc bench [...]
+    sparsecc evaluate MODEL --data D.npz [--target onnxruntime,llvm,hls] [--precision T ...] [--noise A,B,...]
 
 MODEL is an ONNX file or a textual IR file (``.sir``). ``--plugin FILE.py`` (before the command) imports a
 file that registers custom passes. Errors print one line and exit with status 2; ``check`` exits 1 when the
-outputs disagree.
+outputs disagree. Warnings (e.g. a k-WTA that is not recognised and runs dense) print one line each,
+``warning: node 'X' (TopK): ...``; ``--strict`` (before or after the command) makes them errors.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
 
-from .errors import SparseccError
+from .errors import SparseccError, SparseccWarning
 
 
 class CliParser(argparse.ArgumentParser):
@@ -151,6 +154,7 @@ LLVM_OPTIONS = {
     "mcpu": "CPU to compile for, as LLVM names it (haswell, znver3, skylake-avx512, neoverse-n1; default: this host)",
     "mtriple": "target triple (default: this host's; aarch64-linux-gnu cross-compiles for 64-bit Arm)",
     "mattr": "CPU feature overrides, e.g. '-avx512f' or '+avx2,+fma'",
+    "profile": "kernel profile: a built-in name (llvm-avx2, ...) or a .json written by 'sparsecc calibrate'",
 }
 
 
@@ -287,6 +291,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ..benchmarks.calibrate import run
+
+    return run(args)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..benchmarks.cpu import run
 
@@ -298,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                         help="import a Python file that registers custom passes")
     parser.add_argument("--traceback", action="store_true", help="show Python tracebacks of errors (debugging)")
+    parser.add_argument("--strict", action="store_true", help="treat warnings (e.g. an unrecognised k-WTA) as errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=CliParser)
 
     p = sub.add_parser("import", help="print the IR of an ONNX model")
@@ -365,10 +376,27 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_arguments(p)
     p.set_defaults(fn=cmd_profile)
 
+    from ..benchmarks import calibrate
+
+    p = sub.add_parser("calibrate", help="measure this CPU's kernel crossovers into a kernel profile (.json)",
+                       description=calibrate.__doc__.splitlines()[0])
+    calibrate.add_arguments(p)
+    p.set_defaults(fn=cmd_calibrate)
+
     p = sub.add_parser("bench", help="benchmark against onnxruntime and TVM (see benchmarks/)",
                        description=bench.__doc__.splitlines()[0])
     bench.add_arguments(p)
     p.set_defaults(fn=cmd_bench)
+
+    from ..driver import evaluate
+
+    p = sub.add_parser("evaluate", help="accuracy and noise robustness on labelled data, engines side by side",
+                       description=evaluate.__doc__.splitlines()[0])
+    evaluate.add_arguments(p)
+    p.set_defaults(fn=evaluate.run)
+    for command in ("import", "stats", "opt", "compile", "check"):  # also accepted after the command
+        sub.choices[command].add_argument("--strict", action="store_true", default=argparse.SUPPRESS,
+                                          help="treat warnings (e.g. an unrecognised k-WTA) as errors")
     return parser
 
 
@@ -376,15 +404,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        for plugin in args.plugin:
-            _load_plugin(plugin)
-        from .arguments import MAX_BATCH, positive_int
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("error" if args.strict else "always", SparseccWarning)
+            try:
+                for plugin in args.plugin:
+                    _load_plugin(plugin)
+                from .arguments import MAX_BATCH, positive_int
 
-        for attr in ("batch", "runs"):
-            value = getattr(args, attr, None)
-            if value is not None:
-                positive_int(value, f"--{attr}", MAX_BATCH if attr == "batch" else None)
-        return int(args.fn(args))
+                for attr in ("batch", "runs"):
+                    value = getattr(args, attr, None)
+                    if value is not None:
+                        positive_int(value, f"--{attr}", MAX_BATCH if attr == "batch" else None)
+                return int(args.fn(args))
+            finally:
+                for warning in caught:
+                    if issubclass(warning.category, SparseccWarning):
+                        print(f"warning: {warning.message}", file=sys.stderr)
+                    else:
+                        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    except SparseccWarning as exc:  # --strict
+        print(f"sparsecc: error: {exc} (--strict)", file=sys.stderr)
+        return 2
     except SparseccError as exc:
         if args.traceback:
             raise

@@ -17,6 +17,7 @@ from .ir.core import Module, Operation, Value
 from .ir.ops.sparse import KWTAStage
 from .ir.types import KWTABound, WeightEncoding
 from .ir.weights import measure_weight_sparsity
+from .kernel_profile import BUILTIN, KernelProfile, profile_for
 
 LAYER_OPS = (ops.Conv2D, ops.Linear, ops.SparseConv2D, ops.SparseLinear, ops.MatMul)
 REPORTED_OPS = (*LAYER_OPS, ops.KWinners, ops.MaxPool2D, ops.AvgPool2D, ops.GlobalAvgPool2D)
@@ -108,12 +109,25 @@ def mac_reduction(costs: list[LayerCost]) -> float:
 
 
 def format_stats(module: Module) -> str:
-    """The per-layer table printed by ``sparsecc stats``."""
-    costs = layer_costs(module)
+    """The per-layer table printed by ``sparsecc stats``; a TopK selection that was not recognised as k-WTA
+    is listed where it sits, marked ``!`` (its layer runs dense)."""
+    from .passes.recognize_kwta import unrecognised_kwta
+
+    costs = iter(layer_costs(module))
+    unrecognised = {id(op): reason for op, reason in unrecognised_kwta(module)}
     header = (f"{'layer':<28} {'op':<20} {'output':<18} {'w.density':>9} {'in.density':>10} {'k':>6} "
               f"{'out.density':>11} {'dense MACs':>12} {'sparse MACs':>12}")
     lines = [f"model {module.name}", header, "-" * len(header)]
-    for c in costs:
+    listed = []
+    for op in module.walk((*REPORTED_OPS, ops.TopK)):
+        if isinstance(op, ops.TopK):
+            if id(op) in unrecognised:
+                shape = "x".join("?" if d is None else str(d) for d in op.operand_values[0].type.shape[1:])
+                lines.append(f"{'! ' + (op.results[0].name or '')[:26]:<28} {op.name:<20} {shape:<18} {'':>9} "
+                             f"{'':>10} {op.attr('k'):>6}  k-WTA not recognised: runs dense")
+            continue
+        c = next(costs)
+        listed.append(c)
         shape = "x".join("?" if d is None else str(d) for d in c.shape[1:])
         lines.append(
             f"{c.name[:28]:<28} {c.op:<20} {shape:<18} "
@@ -121,36 +135,24 @@ def format_stats(module: Module) -> str:
             f"{'' if c.k is None else c.k:>6} {'' if c.output_density is None else f'{c.output_density:.3f}':>11} "
             f"{c.dense_macs:>12,} {round(c.sparse_macs):>12,}"
         )
-    dense = sum(c.dense_macs for c in costs)
-    sparse = sum(c.sparse_macs for c in costs)
+    dense = sum(c.dense_macs for c in listed)
+    sparse = sum(c.sparse_macs for c in listed)
     lines.append("-" * len(header))
     lines.append(f"total: {dense:,} dense MACs ({dense / 1e6:.1f}M), {round(sparse):,} sparse-sparse MACs "
-                 f"({sparse / 1e6:.2f}M); MAC reduction {mac_reduction(costs):.1f}x")
+                 f"({sparse / 1e6:.2f}M); MAC reduction {mac_reduction(listed):.1f}x")
+    if unrecognised:
+        lines.append(f"! {len(unrecognised)} TopK selection(s) not recognised as k-WTA: the layers after them run "
+                     "dense (see the warnings)")
     return "\n".join(lines)
 
 
 # -- kernel and storage choice per target ---------------------------------------------------------------------
 TARGETS = ("generic", "llvm", "cuda", "hls")
 
-#: Weight density above which a dense kernel beats indexing the non-zeros (all targets).
-DENSE_ABOVE = 0.5
+#: Weight density above which a dense kernel beats indexing the non-zeros (default of every profile).
+DENSE_ABOVE = BUILTIN["generic"].dense_above
 #: Input density (k-WTA bound) at or below which the generic model exploits activation sparsity.
-ACT_SPARSE_BELOW = 0.6
-#: llvm (measured on Zen 5, AVX-512, single core; benchmarks/kernels/RESULTS.md): scattering from the active
-#: inputs only beats the weight-sparse kernel below ~3 % activity (GSC conv2 at 38 % and the FPGA-style conv2
-#: at 5 % still favour weight-sparse: the dense weight columns stream from L2/L3), and short reductions
-#: (C*KH*KW <= 64, e.g. a first layer on 1-3 channels) run fastest in the tap-list kernel even when dense.
-LLVM_ACT_SPARSE_MAX = 0.03
-LLVM_SHORT_REDUCTION = 64
-#: llvm: the conv tap-list kernel runs ~37 GMAC/s on non-zero weights, the dense conv ~110 GMAC/s, so
-#: indexing the non-zeros pays below a density of about 1/3 (at 0.5, SparseVGG19's convs ran 2.6x slower
-#: weight-sparse than dense).
-LLVM_CONV_WEIGHT_SPARSE_MAX = 1 / 3
-#: llvm: a linear layer scatters its active inputs over CSC columns (one scalar FMA per both-non-zero MAC)
-#: below this input density, else uses the packed weight-sparse kernel. Measured break-even ~0.25 (GSC fc1
-#: 1000x1600 at 10 % weights: 9.3 vs 21.5 us at 10 % active, 24 vs 21.5 us at 25 %; FPGA fc1 1500x6400 at
-#: 5 % weights: 14 vs 90 us at 5 % active).
-LLVM_LINEAR_SCATTER_MAX = 0.2
+ACT_SPARSE_BELOW = BUILTIN["generic"].act_sparse_below
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,18 +163,23 @@ class KernelPlan:
     format: str  # dense | csr | csc | ell
 
 
-def plan_layer(layer: Operation, target: str = "generic", *, dense_above: float = DENSE_ABOVE,
-               act_sparse_below: float = ACT_SPARSE_BELOW) -> KernelPlan:
-    """Choose kernel and weight format for a conv/linear layer from its measured densities.
+def plan_layer(layer: Operation, target: str = "generic", *, profile: KernelProfile | None = None,
+               dense_above: float | None = None, act_sparse_below: float | None = None) -> KernelPlan:
+    """Choose kernel and weight format for a conv/linear layer from its measured densities and the target's
+    kernel ``profile`` (default: the target's built-in profile; ``dense_above``/``act_sparse_below`` override
+    the profile's values).
 
     ``generic`` (also ``hls`` and ``cuda``, whose kernels follow the MAC count): exploit weight sparsity when
     the density is at most ``dense_above`` and activation sparsity when the input's k-WTA bound is at most
     ``act_sparse_below``; both -> sparse-sparse with CSC columns, weights only -> ELL rows (fixed fan-in) or
-    CSR. ``llvm``: the measured rules above (a conv's activation-sparse kernel reads dense weight columns; a
-    linear layer scatters its active inputs over CSC columns when few are active).
+    CSR. ``llvm``: the profile's measured crossovers (a conv's activation-sparse kernel reads dense weight
+    columns; a linear layer scatters its active inputs over CSC columns when few are active).
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target '{target}' (targets: {', '.join(TARGETS)})")
+    profile = profile or BUILTIN[profile_for(target)]
+    dense_above = profile.dense_above if dense_above is None else dense_above
+    act_sparse_below = profile.act_sparse_below if act_sparse_below is None else act_sparse_below
     weight = layer.operand("weight")
     assert weight is not None and isinstance(weight.owner, ops.Constant)
     m = measure_weight_sparsity(weight.owner.value)
@@ -183,12 +190,12 @@ def plan_layer(layer: Operation, target: str = "generic", *, dense_above: float 
         if isinstance(layer, ops.Conv2D | ops.SparseConv2D):
             plain = layer.attr("strides") == (1, 1) and layer.attr("dilations") == (1, 1) and layer.attr("groups") == 1
             reduction = math.prod(weight.type.shape[1:])  # type: ignore[arg-type]
-            if plain and act <= LLVM_ACT_SPARSE_MAX:
+            if plain and act <= profile.conv_act_sparse_max:
                 return KernelPlan("act_sparse", "dense")
-            if plain and (m.density <= LLVM_CONV_WEIGHT_SPARSE_MAX or reduction <= LLVM_SHORT_REDUCTION):
+            if plain and (m.density <= profile.conv_weight_sparse_max or reduction <= profile.conv_short_reduction):
                 return KernelPlan("weight_sparse", row_format)
             return KernelPlan("dense", "dense")
-        if sparse_weights and act <= LLVM_LINEAR_SCATTER_MAX:
+        if sparse_weights and act <= profile.linear_scatter_max:
             return KernelPlan("sparse_sparse", "csc")
         return KernelPlan("weight_sparse", row_format) if sparse_weights else KernelPlan("dense", "dense")
     sparse_input = act <= act_sparse_below

@@ -65,3 +65,28 @@ class InputError(SparseccError):
 
 class DeviceUnavailableError(SparseccError):
     """The device a module was compiled for (e.g. a CUDA GPU) is not present on this machine."""
+
+
+class SparseccWarning(UserWarning):
+    """Base class of sparsecc's warnings: something works, but not as well as it could (the CLI prints one
+    line per warning; ``--strict`` makes them errors). Carries the node and op type it concerns."""
+
+    def __init__(self, message: str, *, node: str | None = None, op_type: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.node = node
+        self.op_type = op_type
+
+    def __str__(self) -> str:
+        where = f"node '{self.node}'" if self.node else ""
+        if self.op_type:
+            where = f"{where} ({self.op_type})" if where else f"op {self.op_type}"
+        return f"{where}: {self.message}" if where else self.message
+
+
+class KWTANotRecognisedWarning(SparseccWarning):
+    """A TopK feeds a mask but the subgraph is not a k-WTA the compiler recognises: the layer runs dense."""
+
+    def __init__(self, reason: str, *, node: str | None = None, op_type: str | None = "TopK") -> None:
+        super().__init__(f"k-WTA not recognised: {reason}; the layer runs dense", node=node, op_type=op_type)
+        self.reason = reason

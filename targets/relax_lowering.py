@@ -464,21 +464,27 @@ def _expand(op: Operation, lo: RelaxLowering) -> relax.Expr:
     return R.broadcast_to(x, lo.dims(op.result.type, lo.batch_of(x)))
 
 
-def relax_pipeline(target: tvm.target.Target, schedule: Sequence[tvm.transform.Pass] = ()) -> tvm.transform.Pass:
+def relax_pipeline(target: tvm.target.Target, schedule: Sequence[tvm.transform.Pass] = (),
+                   reshape_views: bool = False, cuda_graph: bool = False) -> tvm.transform.Pass:
     """TVM's default Relax pipeline minus ``RewriteDataflowReshape``, whose analysis only understands
-    schedulable (s_tir) functions and rejects sparsecc's plain-loop kernels (reshapes stay copies).
-    ``schedule``: passes that schedule the legalized generic ops after fusion (the cuda target's DLight)."""
+    schedulable (s_tir) functions and rejects sparsecc's plain-loop kernels (reshapes stay copies unless
+    ``reshape_views``: then ``relax.reshape`` is not legalized into a copy kernel and the VM lowers it to
+    ``vm.builtin.reshape``, a view of the same buffer).
+    ``schedule``: passes that schedule the legalized generic ops after fusion (the cuda target's DLight).
+    ``cuda_graph``: lift the static-shape regions into CUDA graphs (TVM's ``RewriteCUDAGraph``, captured on the
+    first run and replayed after)."""
     from tvm.relax import transform as rt
 
     @tvm.transform.module_pass(opt_level=0)
     def pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         with target:
             return tvm.transform.Sequential([
-                relax.backend.DispatchSampling(), relax.backend.DispatchSortScan(), rt.LegalizeOps(),
+                relax.backend.DispatchSampling(), relax.backend.DispatchSortScan(),
+                rt.LegalizeOps(skip_ops=["relax.reshape"] if reshape_views else None),
                 rt.AnnotateTIROpPattern(), rt.FoldConstant(), rt.FuseOps(), rt.FuseTIR(), *schedule,
                 rt.ToNonDataflow(), rt.RemovePurityChecking(), rt.CallTIRRewrite(), rt.StaticPlanBlockMemory(),
-                rt.LowerAllocTensor(), rt.KillAfterLastUse(), rt.LowerRuntimeBuiltin(), rt.ComputePrimValue(),
-                rt.VMShapeLower(), rt.AttachGlobalSymbol(),
+                *([rt.RewriteCUDAGraph()] if cuda_graph else []), rt.LowerAllocTensor(), rt.KillAfterLastUse(),
+                rt.LowerRuntimeBuiltin(), rt.ComputePrimValue(), rt.VMShapeLower(), rt.AttachGlobalSymbol(),
             ])(mod)
 
     return pipeline

@@ -8,6 +8,7 @@ that there is no GPU. With a GPU (``-m gpu``): ``sparsecc check`` passes for eve
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -104,6 +105,19 @@ def test_generated_source_and_ptx_contain_the_sparse_kernels(cuda_artifact, name
     for kernel in kernels:
         assert f" {kernel}(" in source
         assert f".entry {kernel}(" in ptx
+
+
+@needs_nvcc
+def test_reshape_is_a_view_not_a_copy_kernel(cuda_artifact) -> None:
+    model, _ = cuda_artifact("gsc_sparse_cnn")
+    assert "vm.builtin.reshape" in model._executable.as_text()
+    launched = re.findall(r"__global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(", model.source)
+    assert launched and not any("reshape" in name.lower() for name in launched), launched
+
+
+def test_cuda_graph_needs_a_fixed_batch(zoo_onnx) -> None:
+    with pytest.raises(CompileError, match="cuda_graph=True needs a fixed batch"):
+        sparsecc.compile(zoo_onnx("gsc_dense_small1"), target="cuda", cuda_graph=True)
 
 
 @needs_nvcc
@@ -225,17 +239,35 @@ def _kwta_rows(x: np.ndarray, boosted: np.ndarray, k: int, ties: str) -> np.ndar
     return out
 
 
+def _tie_at_rank_k(x: np.ndarray, boosted: np.ndarray, units: np.ndarray, k: int) -> tuple[int, int]:
+    """Give ``units`` of the row ``x`` (which share one boost factor) one value whose boosted value sits at the
+    k-th rank, so that the tie straddles the threshold (asserted); returns (units above it, units tied)."""
+    factor = boosted[units[0]] / x[units[0]]
+    order = np.sort(np.delete(boosted, units))[::-1]
+    x[units] = np.float32(order[k - units.size // 2 - 1] / factor)
+    tied = (x[units] * factor)[0]
+    boosted[units] = tied
+    above, equal = int((boosted > tied).sum()), int((boosted == tied).sum())
+    assert above < k < above + equal, "the tie does not reach the k-th rank"
+    return above, equal
+
+
 @pytest.mark.parametrize("ties", ["keep", "break"])
 @pytest.mark.parametrize(("shape", "k"), [((300,), 30), ((8, 6, 6), 40), ((16, 20, 20), 900)])
 def test_kwta_global_kernel_selects_exactly(shape: tuple[int, ...], k: int, ties: str) -> None:
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3, *shape)).astype(np.float32)
-    x.reshape(3, -1)[0, :60] = 0.5  # a tie at the threshold
     x.reshape(3, -1)[1, ::5] = -0.0
     boost = rng.uniform(0.5, 2.0, (1, shape[0]) + (1,) * (len(shape) - 1)).astype(np.float32)
-    y = _run_cpu(K.kwta_global(shape, k, ties, boost, flavour=K.CPU), x)
+    if len(shape) == 1:
+        boost[0, :40] = boost[0, 0]  # units 0..39 share a boost factor
     boosted = (x * boost).reshape(3, -1)
+    tie_units = np.arange(1, 31)  # inside channel 0 (unit 0 for a flat row): one boost factor
+    above, tied = _tie_at_rank_k(x.reshape(3, -1)[0], boosted[0], tie_units, k)
+    y = _run_cpu(K.kwta_global(shape, k, ties, boost, flavour=K.CPU), x)
     assert np.array_equal(y, _kwta_rows(x.reshape(3, -1), boosted, k, ties).reshape(x.shape))
+    # break: exactly k survive (the first tied units in flat order); keep: every tied unit survives
+    assert np.count_nonzero(y.reshape(3, -1)[0]) == (k if ties == "break" else above + tied)
 
 
 def test_kwta_global_kernel_fuses_relu_and_max_pool() -> None:
@@ -251,12 +283,16 @@ def test_kwta_global_kernel_fuses_relu_and_max_pool() -> None:
 def test_kwta_local_kernel_selects_per_pixel(ties: str) -> None:
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 24, 5, 7)).astype(np.float32)
-    x[0, :10, 0, 0] = 1.0
     boost = rng.uniform(0.5, 2.0, (1, 24, 1, 1)).astype(np.float32)
+    boost[0, :10] = 1.5
+    x[0, :10, 0, 0] = 4.0  # channels 0..9 tie at the top of pixel (0, 0): ranks 1..10 hold the k-th (6)
+    boosted = x * boost
+    assert (boosted[0, :, 0, 0] > 6.0).sum() == 0 and (boosted[0, :, 0, 0] == 6.0).sum() == 10
     y = _run_cpu(K.kwta_local((24, 5, 7), 6, ties, boost, flavour=K.CPU), x)
     rows = np.moveaxis(x, 1, -1)
-    expected = np.moveaxis(_kwta_rows(rows, np.moveaxis(x * boost, 1, -1), 6, ties), -1, 1)
+    expected = np.moveaxis(_kwta_rows(rows, np.moveaxis(boosted, 1, -1), 6, ties), -1, 1)
     assert np.array_equal(y, expected)
+    assert np.count_nonzero(y[0, :, 0, 0]) == (6 if ties == "break" else 10)
 
 
 CONV_CASES = [  # in (C, H, W), weight (O, C/groups, KH, KW), strides, pads, dilations, groups, pool
@@ -338,7 +374,7 @@ def test_loaded_artifact_matches_fresh_compile_on_gpu(cuda_artifact) -> None:
     x = np.random.default_rng(0).standard_normal((4, 1, 32, 32)).astype(np.float32)
     fresh = model.run(None, {"input": x})[0]
     loaded = sparsecc.load(out).run(None, {"input": x})[0]
-    np.testing.assert_allclose(loaded, fresh, rtol=1e-4, atol=1e-5)
+    assert np.array_equal(loaded, fresh)  # the same device code, deterministic kernels: the same bits
 
 
 @pytest.mark.gpu
@@ -348,7 +384,8 @@ def test_kwta_global_kernel_on_gpu(ties: str) -> None:
     shape, k = (64, 28, 28), 4767
     rng = np.random.default_rng(6)
     x = rng.standard_normal((3, *shape)).astype(np.float32)
-    x.reshape(3, -1)[0, :600] = 0.25
+    flat = x.reshape(3, -1)
+    _tie_at_rank_k(flat[0], flat[0].copy(), np.arange(600), k)  # 600 units tie across the k-th rank
     kernel = K.kwta_global(shape, k, ties, flavour=K.GPU)
     lib = build_kernel(kernel.func)
     dev = tvm.cuda(0)

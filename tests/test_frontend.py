@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from sparsecc.compiler.compare import compare_outputs, find_near_ties
 from sparsecc.compiler.cost_model import layer_costs
 from sparsecc.compiler.errors import (
     FrontendError,
+    KWTANotRecognisedWarning,
     SparseccError,
     UnsupportedOpError,
     UnsupportedOpsetError,
@@ -305,3 +307,77 @@ def test_every_kwta_export_form_becomes_one_op(variant: str, option: str, tmp_pa
     near = find_near_ties(module, {"input": x})
     result = compare_outputs(near.outputs, ort_run(path, {"input": x}), near)
     assert result.ok and not result.mismatched, result.summary()
+
+
+# -- k-WTA recognition: what is not a k-WTA is named (hand-built graphs; the form matrix is test_kwta_forms) -----
+def _kwta_graph(topk_attrs: dict, compare: str = "Less", boost_input: bool = False,
+                other: bool = False) -> onnx.ModelProto:
+    """``where(compare(b, topk(b, 3).values[:, 2:3]), 0, x)`` over (N, 8), b = x or x * a second input
+    ``f``; ``other``: the TopK runs on ``f`` (N, 8) instead of b."""
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])]
+    nodes = []
+    boosted = "x"
+    if boost_input or other:
+        inputs.append(helper.make_tensor_value_info("f", TensorProto.FLOAT, ["N", 8] if other else [8]))
+    if boost_input:
+        nodes.append(helper.make_node("Mul", ["x", "f"], ["b"], name="boost"))
+        boosted = "b"
+    inits = [numpy_helper.from_array(np.array([v], np.int64), n) for n, v in (("k", 3), ("s", 2), ("e", 3), ("a", 1))]
+    inits.append(numpy_helper.from_array(np.array(0.0, np.float32), "zero"))
+    nodes += [
+        helper.make_node("TopK", ["f" if other else boosted, "k"], ["values", "indices"], name="the_topk", axis=1,
+                         **topk_attrs),
+        helper.make_node("Slice", ["values", "s", "e", "a"], ["thr"], name="kth"),
+        helper.make_node(compare, [boosted, "thr"], ["mask"], name="cmp"),
+        helper.make_node("Where", ["mask", "zero", "x"], ["y"], name="select"),
+    ]
+    return make_model(nodes, inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])], inits)
+
+
+@pytest.mark.parametrize(("topk_attrs", "compare", "boost_input", "other", "reason"), [
+    ({}, "Less", False, False, None),
+    ({"largest": 0}, "Less", False, False, "TopK(largest=0) selects the smallest values"),
+    ({}, "Greater", False, False, "Greater zeroes the winners, not the losers"),
+    ({}, "LessOrEqual", False, False, "LessOrEqual zeroes the units tied with the threshold"),
+    ({}, "Less", True, False, "the compared values are neither x nor x times a constant boost factor"),
+    ({}, "Less", False, True, "the TopK input is neither the compared tensor nor its flattening"),
+])
+def test_topk_mask_is_recognised_or_named_in_one_warning(topk_attrs: dict, compare: str, boost_input: bool,
+                                                         other: bool, reason: str | None) -> None:
+    model = _kwta_graph(topk_attrs, compare, boost_input, other)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = import_onnx(model)
+    kwta_warnings = [w for w in caught if issubclass(w.category, KWTANotRecognisedWarning)]
+    if reason is None:
+        assert module.count(ops.KWinners) == 1 and kwta_warnings == []
+        return
+    assert module.count(ops.KWinners) == 0 and len(kwta_warnings) == 1
+    message = str(kwta_warnings[0].message)
+    assert message.startswith(f"node 'the_topk' (TopK): k-WTA not recognised: {reason}")
+    assert message.endswith("; the layer runs dense")
+    feeds = {"x": np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)}
+    if boost_input or other:
+        feeds["f"] = np.random.default_rng(1).standard_normal((4, 8)).astype(np.float32) if other else np.linspace(
+            0.5, 1.5, 8, dtype=np.float32)
+    from sparsecc.compiler.interpreter import interpret
+
+    np.testing.assert_array_equal(interpret(module, feeds)[0], ort_run(model, feeds)[0])  # still runs, dense
+
+
+def test_topk_without_a_mask_is_not_warned_about() -> None:
+    inits = [numpy_helper.from_array(np.array([3], np.int64), "k")]
+    node = helper.make_node("TopK", ["x", "k"], ["values", "indices"], axis=1)
+    model = make_model([node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+                       [helper.make_tensor_value_info("values", TensorProto.FLOAT, ["N", 3])], inits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", KWTANotRecognisedWarning)
+        assert import_onnx(model).count(ops.TopK) == 1
+
+
+def test_reduce_min_is_imported_only_as_a_topk_threshold() -> None:
+    node = helper.make_node("ReduceMin", ["x"], ["y"], name="the_min", axes=[1], keepdims=1)
+    model = make_model([node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])], opset=17)
+    with pytest.raises(UnsupportedOpError, match="node 'the_min'.*only over the axis of sorted TopK values"):
+        import_onnx(model)

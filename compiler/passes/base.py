@@ -85,7 +85,7 @@ def _load_builtin_passes() -> None:
 
 
 def _convert_option(pass_name: str, field: dataclasses.Field, text: str) -> Any:
-    kind = field.type if isinstance(field.type, type) else str(field.type)
+    kind = field.type if isinstance(field.type, type) else str(field.type).removesuffix(" | None")
     try:
         if kind in (bool, "bool"):
             if text.lower() not in ("true", "false", "1", "0"):

@@ -13,8 +13,10 @@ from . import (  # noqa: F401
 DEFAULT_PIPELINE = "canonicalize,fuse-kwta,compress-weights{format=auto},schedule-sparse"
 
 
-def default_pipeline(target: str = "generic") -> str:
-    """The default pipeline with the kernel/format cost model of ``target`` (what ``sparsecc.compile`` runs)."""
+def default_pipeline(target: str = "generic", profile: str | None = None) -> str:
+    """The default pipeline with the kernel/format cost model of ``target`` (what ``sparsecc.compile`` runs);
+    ``profile``: the kernel profile to plan with (a built-in name or a calibrated .json; default: the target's)."""
     if target == "generic":
         return DEFAULT_PIPELINE
-    return f"canonicalize,fuse-kwta,compress-weights{{format=auto,target={target}}},schedule-sparse{{target={target}}}"
+    options = f"target={target}" + (f",profile={profile}" if profile else "")
+    return f"canonicalize,fuse-kwta,compress-weights{{format=auto,{options}}},schedule-sparse{{{options}}}"

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..cost_model import ACT_SPARSE_BELOW, DENSE_ABOVE, TARGETS, plan_layer
+from ..cost_model import TARGETS, plan_layer
 from ..errors import PassError
 from ..ir import ops
 from ..ir.core import Module, Operation, Value
 from ..ir.types import BSR, CSC, CSR, ELL, Encoding
 from ..ir.weights import measure_weight_sparsity
+from ..kernel_profile import KernelProfile, load_profile, profile_for
 from .base import Pass
 
 FORMATS = ("auto", "dense", "csr", "csc", "bsr", "ell")
@@ -52,8 +53,9 @@ class CompressWeights(Pass):
     name = "compress-weights"
     format: str = "auto"
     target: str = "generic"
-    dense_above: float = DENSE_ABOVE
-    act_sparse_below: float = ACT_SPARSE_BELOW
+    profile: str = ""
+    dense_above: float | None = None
+    act_sparse_below: float | None = None
     block: str = "1x16"
     layers: str = ""
 
@@ -67,6 +69,7 @@ class CompressWeights(Pass):
         except ValueError:
             raise PassError(f"compress-weights: block must look like 4x4, got '{self.block}'") from None
         self._block = (rows, cols)
+        self._profile: KernelProfile = load_profile(self.profile or profile_for(self.target))
         self._overrides = _parse_layers(self.layers)
 
     def choose(self, layer: Operation, weight: Value) -> str:
@@ -75,7 +78,7 @@ class CompressWeights(Pass):
                 return self._overrides[key]
         if self.format != "auto":
             return self.format
-        return plan_layer(layer, self.target, dense_above=self.dense_above,
+        return plan_layer(layer, self.target, profile=self._profile, dense_above=self.dense_above,
                           act_sparse_below=self.act_sparse_below).format
 
     def encoding(self, fmt: str, weight: Value) -> Encoding | None:

@@ -1,32 +1,46 @@
-"""The ``recognize-kwta`` pass: k-WTA subgraphs become one ``sparse.kwta`` op.
+"""The ``recognize-kwta`` pass: k-WTA subgraphs become one ``sparse.kwta`` op, by meaning, not by one shape.
 
-Expects: a cleaned-up import (constants folded, casts to the same type and identities removed). Recognises
-the two forms in which exporters write k-WTA (DESIGN.md §2):
+Expects: a cleaned-up import (constants folded, casts to the same type and identities removed).
 
-* ties kept::
+A k-WTA (DESIGN.md §2) is an output that keeps ``x`` where the (optionally boosted) value is not below a
+per-group threshold equal to the k-th largest boosted value, and 0 elsewhere. The pattern starts at the
+*selection* and follows the data flow back, accepting every way real code and the torch exporters write
+each part:
 
-      boosted = x * F            (F constant, broadcast to x; absent without boosting)
-      [boosted', x'] = reshape(boosted|x, (N, -1))          (optional, global k-WTA of NCHW tensors)
-      thr = slice(topk(boosted', K, axis=a).values, k-1:k, axis=a)
-      out = where(boosted' < thr, 0, x')                     (relu: where((b < thr) | (b <= 0), 0, x'))
-
-* ties broken (exactly k): ``off = scatter_elements(ones_like(boosted'), topk(boosted', k).indices,
-  zeros, axis=a)`` (the ones and zeros may be constants, ``full_like`` or expanded constants, and the
-  mask may be reshaped back from the flattened form); ``out = where(off, 0, x')``.
-
-Either form with relu: ``where(mask | (boosted <= 0), 0, x)`` (positive boost factors only).
+* selection: ``where(off, 0, x)``, ``where(keep, x, 0)`` (the zero a constant or an expanded constant),
+  ``x * cast(keep)``, ``x * onehot``; ``not`` flips a mask; the relu option ``off | (boosted <= 0)``
+  (``keep & (boosted > 0)``);
+* ties kept: the mask compares the boosted tensor with the threshold: ``b < t``, ``t > b``, ``not(b >= t)``,
+  ``b >= t``, ``t <= b``; the threshold is one position of the TopK values along the TopK axis (``Slice``
+  ``j:j+1`` or ``-1:``, ``Gather j`` / ``-1``, ``ReduceMin`` which the frontend turns into that slice), then
+  any ``Reshape`` (``Unsqueeze``, ``View``) and ``Expand``; ``k = j + 1`` (a fully sorted ascending TopK, as
+  ``sort`` exports, counts from the other end);
+* ties broken (exactly k): ``scatter_elements(all-true, topk.indices, all-false)`` (the losers) or
+  ``scatter_elements(all-zero, topk.indices, all-one)`` (the winners, bool or float one-hot), optionally
+  reshaped back from the flattened layout and cast;
+* layout: the TopK runs on the boosted tensor itself (1-D units along axis 1, or channels per position
+  along axis 1 of NCHW: ``local``), or on its flattening ``reshape(b, (N, -1))`` (global over C·H·W) with
+  the comparison/mask in the flattened layout or in the original one against a reshaped/broadcast
+  threshold;
+* boost: ``b = x * F`` or ``F * x`` with ``F`` a constant (``exp(-s * duty)`` folded by canonicalize or by
+  the exporter), broadcast to ``x`` and constant over the batch; or ``b = x``.
 
 Guarantees: the same function, with each recognised subgraph replaced by ``sparse.kwta(x, boost=F)``
-(then ``nn.relu`` for the relu form, then the reshape the subgraph's output had, if any), whose result type
-carries the ``#kwta<k, over>`` bound. Unrecognised subgraphs are left as they are (they still run).
+(then ``nn.relu`` for the relu form, then the reshape to the flattened layout if the output had it), whose
+result type carries the ``#kwta<k, over>`` bound. Unrecognised subgraphs are left as they are (they run
+dense); every TopK that still feeds a mask afterwards is reported by :func:`unrecognised_kwta` and the
+pass warns about it (:class:`~sparsecc.compiler.errors.KWTANotRecognisedWarning`, one per node).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
+from collections.abc import Mapping
 
 import numpy as np
 
+from ..errors import KWTANotRecognisedWarning
 from ..ir import ops
 from ..ir.core import Module, Operation, Value
 from .base import Pass
@@ -34,216 +48,454 @@ from .canonicalize import CLEANUP_PATTERNS, constant_value, make_constant
 from .rewrite import RewritePattern, Rewriter, apply_patterns
 
 
+class NoMatch(Exception):
+    """Why a candidate is not a k-WTA; ``topk`` is the TopK it concerns, when the walk got that far."""
+
+    def __init__(self, reason: str, topk: Operation | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.topk = topk
+
+
 @dataclasses.dataclass(frozen=True)
-class _Selection:
-    x: Value  # the tensor whose units are selected, before any flattening reshape
+class KWTAMatch:
+    """A recognised k-WTA: ``sparse.kwta(x, boost)`` over ``over`` with ``k`` and ``ties``."""
+
+    x: Value  # the selected tensor in its own (unflattened) layout
     boost: np.ndarray | None  # boost factors at x's rank, or None
-    over: tuple[int, ...]  # selection axes of x
-    flat_shape: tuple[int, ...] | None  # the reshape target of the flattened form, if any
+    k: int
+    over: tuple[int, ...]
+    ties: str
+    relu: bool
+    flat_shape: tuple[int, ...] | None  # the selection ran in this flattened layout of x
+    topk: Operation
+
+
+# -- small facts about values ----------------------------------------------------------------------------------
+def _filled_with(value: Value) -> float | None:
+    """The one number every element of ``value`` holds (in ``value``'s dtype), when it is a constant, a
+    full_like, or a constant expanded, reshaped or cast; None otherwise."""
+    owner = value.owner
+    if isinstance(owner, ops.FullLike):
+        fill: float | None = float(owner.attr("value"))
+    elif isinstance(owner, ops.Expand | ops.Reshape | ops.Cast):
+        fill = _filled_with(owner.operand("input"))  # type: ignore[arg-type]
+    else:
+        data = constant_value(value)
+        if data is None or data.size == 0:
+            return None
+        first = data.reshape(-1)[0]
+        fill = float(first) if bool(np.all(data == first)) else None
+    return None if fill is None else float(np.asarray(fill).astype(value.type.numpy_dtype))
 
 
 def _is_zero(value: Value) -> bool:
-    data = constant_value(value)
-    return data is not None and data.size >= 1 and not np.any(data)
+    return _filled_with(value) == 0.0
 
 
-def _is_all(value: Value, fill: bool) -> bool:
-    """``value`` is a boolean tensor filled with ``fill``: a constant, a full_like, or an expanded constant."""
+def _flatten_source(value: Value) -> Value | None:
+    """If ``value = reshape(v, (N, M))`` keeping the batch axis of v (rank >= 3), return v."""
     owner = value.owner
-    if isinstance(owner, ops.FullLike):
-        return bool(owner.attr("value")) == fill and owner.attr("dtype") == "i1"
-    if isinstance(owner, ops.Expand):
-        return value.type.dtype == "i1" and _is_all(owner.operand("input"), fill)  # type: ignore[arg-type]
-    data = constant_value(value)
-    return data is not None and data.size >= 1 and bool(np.all(data == fill))
-
-
-def _boost_factor(boosted: Value, x: Value) -> np.ndarray | bool | None:
-    """How ``boosted`` derives from ``x``: False if it does not, None if it is ``x``, else the factor
-    (a constant broadcast to x's rank, 1 along the batch axis)."""
-    if boosted is x:
-        return None
-    mul = boosted.owner
-    if not isinstance(mul, ops.Mul) or boosted.type.shape != x.type.shape:
-        return False
-    lhs, rhs = mul.operand("lhs"), mul.operand("rhs")
-    factor = constant_value(rhs) if lhs is x else constant_value(lhs) if rhs is x else None  # type: ignore[arg-type]
-    if factor is None or factor.ndim > x.type.rank:
-        return False
-    factor = factor.reshape((1,) * (x.type.rank - factor.ndim) + factor.shape)
-    if factor.shape[0] != 1:
-        return False
-    return factor.astype(x.type.numpy_dtype)
-
-
-def _is_flatten(value: Value) -> Value | None:
-    """If ``value = reshape(v, (N, -1))`` flattening every non-batch axis of v (rank >= 3), return v."""
-    owner = value.owner
-    if not isinstance(owner, ops.Reshape):
+    if not isinstance(owner, ops.Reshape) or value.type.rank != 2:
         return None
     src = owner.operand("input")
     assert src is not None
-    shape = owner.attr("shape")
-    if len(shape) != 2 or src.type.rank < 2 or shape[0] not in (-1, src.type.shape[0]):
+    if src.type.rank < 3 or value.type.shape[0] != src.type.shape[0]:
         return None
-    return src if value.type.shape[0] == src.type.shape[0] else None
+    return src
 
 
-def _selection(boosted: Value, x: Value, axis: int) -> _Selection | None:
-    """Relate the tensor TopK selected from (``boosted``) and the tensor Where keeps values of (``x``).
+def _boost_factor(boosted: Value, x: Value) -> np.ndarray | None:
+    """How ``boosted`` derives from ``x``: None if it is ``x``, else the constant factor at x's rank."""
+    if boosted is x:
+        return None
+    mul = boosted.owner
+    if not isinstance(mul, ops.Mul):
+        raise NoMatch("the compared values are neither x nor x times a constant boost factor")
+    lhs, rhs = mul.operand("lhs"), mul.operand("rhs")
+    other = rhs if lhs is x else lhs if rhs is x else None
+    factor = constant_value(other) if other is not None else None
+    if factor is None:
+        raise NoMatch("the compared values are neither x nor x times a constant boost factor")
+    if boosted.type.shape != x.type.shape or factor.ndim > x.type.rank:
+        raise NoMatch("the boost factor changes the shape of x")
+    factor = factor.reshape((1,) * (x.type.rank - factor.ndim) + factor.shape)
+    if factor.shape[0] != 1:
+        raise NoMatch("the boost factor varies along the batch axis")
+    return factor.astype(x.type.numpy_dtype)
 
-    Either both are the same rank (local / 1-D selection along ``axis``, or both already flattened), or
-    both are flattenings ``reshape(., (N, -1))`` of an unflattened pair (global selection).
-    """
-    b_src, x_src = _is_flatten(boosted), _is_flatten(x)
-    if b_src is not None and x_src is not None and axis == 1:
-        flat_shape = x.owner.attr("shape")  # type: ignore[union-attr]
-        if boosted.owner.attr("shape") != flat_shape:  # type: ignore[union-attr]
+
+# -- the threshold ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class _Threshold:
+    topk: Operation
+    k: int
+    axis: int  # TopK axis of its input
+
+
+def _kth_position(top: Operation, j: int) -> int:
+    """k for the threshold ``values[j]`` of ``top`` (largest first; a full ascending sort from the end)."""
+    if not top.attr("sorted"):
+        raise NoMatch("the threshold is read from unsorted TopK values", top)
+    if top.attr("largest"):
+        return j + 1
+    size = top.operand("input").type.shape[top.attr("axis") % top.operand("input").type.rank]  # type: ignore[union-attr]
+    if size is None or top.attr("k") != size:
+        raise NoMatch("TopK(largest=0) selects the smallest values", top)
+    return size - j
+
+
+def _position(start: int, end: int, step: int, k: int) -> int | None:
+    picked = range(k)[slice(start, end, step)]
+    return picked[0] if len(picked) == 1 else None
+
+
+def _threshold(value: Value) -> _Threshold | None:
+    """Follow ``value`` back through Expand (broadcast) then Reshape (same elements, same order) to one
+    position of TopK values (None: no TopK there)."""
+    while isinstance(value.owner, ops.Expand):
+        value = value.owner.operand("input")  # type: ignore[assignment]
+    while isinstance(value.owner, ops.Reshape):
+        value = value.owner.operand("input")  # type: ignore[assignment]
+    owner = value.owner
+    if isinstance(owner, ops.Expand):
+        return None  # broadcast, then reshaped: not one value per group
+    if isinstance(owner, ops.Slice):
+        values = owner.operand("input")
+        top = values.owner  # type: ignore[union-attr]
+        if not isinstance(top, ops.TopK) or values is not top.results[0]:
             return None
-        factor = _boost_factor(b_src, x_src)
-        if factor is False:
+        axis = top.attr("axis") % values.type.rank  # type: ignore[union-attr]
+        if len(owner.attr("axes")) != 1 or owner.attr("axes")[0] % values.type.rank != axis:  # type: ignore[union-attr]
+            raise NoMatch("the threshold slices the TopK values along another axis", top)
+        j = _position(owner.attr("starts")[0], owner.attr("ends")[0], owner.attr("steps")[0], top.attr("k"))
+    elif isinstance(owner, ops.Gather):
+        values = owner.operand("input")
+        top = values.owner  # type: ignore[union-attr]
+        if not isinstance(top, ops.TopK) or values is not top.results[0]:
             return None
-        return _Selection(x_src, factor, tuple(range(1, x_src.type.rank)), flat_shape)  # type: ignore[arg-type]
-    factor = _boost_factor(boosted, x)
-    if factor is False:
-        return None
-    return _Selection(x, factor, (axis,), None)  # type: ignore[arg-type]
-
-
-def _threshold_k(thr: Value) -> tuple[Value, int, int] | None:
-    """``thr = slice(topk(b, K).values, j:j+1, axis)`` -> (b, k = j + 1, axis)."""
-    sl = thr.owner
-    if not isinstance(sl, ops.Slice) or len(sl.attr("axes")) != 1 or sl.attr("steps") != (1,):
-        return None
-    top = sl.operand("input").owner  # type: ignore[union-attr]
-    if not isinstance(top, ops.TopK) or sl.operand("input") is not top.results[0]:
-        return None
-    if not top.attr("largest") or not top.attr("sorted"):
-        return None
-    src = top.operand("input")
-    assert src is not None
-    axis = top.attr("axis") % src.type.rank
-    start, end = sl.attr("starts")[0], sl.attr("ends")[0]
-    if sl.attr("axes")[0] % src.type.rank != axis or start < 0 or end != start + 1 or start >= top.attr("k"):
-        return None
-    return src, start + 1, axis
-
-
-def _unflattened_threshold(thr: Value, boosted: Value) -> tuple[Value, int, int] | None:
-    """``thr = reshape(slice(topk(flatten(boosted))), (N, 1, ..., 1))`` -> (boosted, k, 1)."""
-    owner = thr.owner
-    if not isinstance(owner, ops.Reshape) or thr.type.rank != boosted.type.rank:
-        return None
-    if any(d != 1 for d in thr.type.shape[1:]):
-        return None
-    found = _threshold_k(owner.operand("input"))  # type: ignore[arg-type]
-    if found is None or found[2] != 1 or _is_flatten(found[0]) is not boosted:
-        return None
-    return boosted, found[1], 1
-
-
-_Match = tuple[_Selection, int, str, tuple[Value, ...]]  # selection, k, ties, the boosted tensors seen
-
-
-def _split_relu(cond: Value) -> tuple[Value, Value | None]:
-    """``mask | (b <= 0)`` -> (mask, b): the relu option of k-WTA. Otherwise (cond, None)."""
-    owner = cond.owner
-    if not isinstance(owner, ops.Or):
-        return cond, None
-    parts = [owner.operand("lhs"), owner.operand("rhs")]
-    nonpos = [p for p in parts if isinstance(p.owner, ops.LessEqual) and _is_zero(p.owner.operand("rhs"))]  # type: ignore[union-attr,arg-type]
-    if len(nonpos) != 1:
-        return cond, None
-    mask = parts[1] if parts[0] is nonpos[0] else parts[0]
-    return mask, nonpos[0].owner.operand("lhs")  # type: ignore[union-attr,return-value]
-
-
-def _ties_kept(mask: Value, x: Value) -> _Match | None:
-    less = mask.owner
-    if not isinstance(less, ops.Less):
-        return None
-    boosted, thr = less.operand("lhs"), less.operand("rhs")
-    assert boosted is not None and thr is not None
-    if (found := _threshold_k(thr)) is not None and found[0] is boosted:
-        sel = _selection(boosted, x, found[2])
-        seen: tuple[Value, ...] = (boosted, *filter(None, [_is_flatten(boosted)]))
-    elif (found := _unflattened_threshold(thr, boosted)) is not None:
-        # thr = reshape(slice(topk(flatten(b))), (N, 1, ..., 1)) compared with the unflattened b
-        factor = _boost_factor(boosted, x)
-        sel = None if factor is False else _Selection(x, factor, tuple(range(1, x.type.rank)), None)  # type: ignore[arg-type]
-        seen = (boosted,)
+        axis = top.attr("axis") % values.type.rank  # type: ignore[union-attr]
+        index = constant_value(owner.operand("indices"))  # type: ignore[arg-type]
+        if owner.attr("axis") % values.type.rank != axis or index is None or index.size != 1:  # type: ignore[union-attr]
+            raise NoMatch("the threshold gathers the TopK values other than one position along its axis", top)
+        j = int(index.reshape(-1)[0])
+        j = j + top.attr("k") if j < 0 else j
+        j = j if 0 <= j < top.attr("k") else None
+    elif isinstance(owner, ops.TopK):
+        raise NoMatch("the mask compares with all TopK values, not one position of them", owner)
     else:
         return None
-    return None if sel is None else (sel, found[1], "keep", seen)
+    if j is None:
+        raise NoMatch("the threshold is not exactly one position of the TopK values", top)
+    return _Threshold(top, _kth_position(top, j), axis)
 
 
-def _ties_broken(mask: Value, x: Value) -> _Match | None:
-    """``off = scatter(ones, topk(b, k).indices, zeros)``, optionally reshaped back to x's shape."""
+def _threshold_shape(value: Value) -> tuple[int | None, ...]:
+    """The shape of the threshold before it is broadcast by Expand."""
+    while isinstance(value.owner, ops.Expand):
+        value = value.owner.operand("input")  # type: ignore[assignment]
+    return value.type.shape
+
+
+# -- the mask --------------------------------------------------------------------------------------------------
+_LESS = {ops.Less: "<", ops.LessEqual: "<=", ops.Greater: ">", ops.GreaterEqual: ">="}
+_MIRROR = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+_NAMES = {ops.Less: "Less", ops.LessEqual: "LessOrEqual", ops.Greater: "Greater", ops.GreaterEqual: "GreaterOrEqual"}
+
+
+def _peel_relu(mask: Value, off: bool) -> tuple[Value, Value | None]:
+    """``off | (v <= 0)`` / ``keep & (v > 0)`` -> (the k-WTA mask, v); otherwise (mask, None)."""
+    owner = mask.owner
+    if not isinstance(owner, ops.Or if off else ops.And):
+        return mask, None
+    for part, other in ((owner.operand("lhs"), owner.operand("rhs")), (owner.operand("rhs"), owner.operand("lhs"))):
+        cmp = part.owner  # type: ignore[union-attr]
+        if type(cmp) not in _LESS:
+            continue
+        lhs, rhs = cmp.operand("lhs"), cmp.operand("rhs")  # type: ignore[union-attr]
+        rel = _LESS[type(cmp)]  # type: ignore[index]
+        if _is_zero(rhs):  # type: ignore[arg-type]
+            subject = lhs
+        elif _is_zero(lhs):  # type: ignore[arg-type]
+            subject, rel = rhs, _MIRROR[rel]
+        else:
+            continue
+        if rel == ("<=" if off else ">"):
+            return other, subject  # type: ignore[return-value]
+    return mask, None
+
+
+def _compare(mask: Value, off: bool, x: Value) -> tuple[Value, _Threshold, Value]:
+    """A ties-kept mask: (the compared boosted tensor, its threshold, the threshold value)."""
+    cmp = mask.owner
+    lhs, rhs = cmp.operand("lhs"), cmp.operand("rhs")  # type: ignore[union-attr]
+    assert lhs is not None and rhs is not None
+    rel = _LESS[type(cmp)]  # type: ignore[index]
+    found = _threshold(rhs)
+    if found is not None:
+        boosted, thr = lhs, rhs
+    elif (found := _threshold(lhs)) is not None:
+        boosted, thr, rel = rhs, lhs, _MIRROR[rel]
+    else:
+        raise NoMatch("the mask compares with no position of TopK values")
+    # the mask must zero exactly the units whose boosted value is below the threshold
+    zero_rel = rel if off else {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}[rel]
+    name = _NAMES[type(cmp)]  # type: ignore[index]
+    if zero_rel == "<=":
+        raise NoMatch(f"{name} zeroes the units tied with the threshold (k-WTA keeps them)", found.topk)
+    if zero_rel in (">", ">="):
+        raise NoMatch(f"{name} zeroes the winners, not the losers", found.topk)
+    return boosted, found, thr
+
+
+def _scatter_mask(mask: Value, off: bool) -> tuple[Operation, Operation] | None:
+    """A ties-broken mask (possibly reshaped and cast): (the scatter, its TopK); None if not a scatter."""
     scatter = mask.owner
-    unflatten = isinstance(scatter, ops.Reshape)
-    if unflatten:
-        if mask.type.shape != x.type.shape:
-            return None
+    while isinstance(scatter, ops.Reshape | ops.Cast):
         scatter = scatter.operand("input").owner  # type: ignore[union-attr]
     if not isinstance(scatter, ops.ScatterElements):
         return None
-    if not _is_all(scatter.operand("data"), True) or not _is_all(scatter.operand("updates"), False):  # type: ignore[arg-type]
-        return None
-    top = scatter.operand("indices").owner  # type: ignore[union-attr]
-    if not isinstance(top, ops.TopK) or scatter.operand("indices") is not top.results[1] or not top.attr("largest"):
-        return None
-    boosted = top.operand("input")
-    assert boosted is not None
-    axis = top.attr("axis") % boosted.type.rank
-    if scatter.attr("axis") % boosted.type.rank != axis or scatter.result.type.shape != boosted.type.shape:
-        return None
-    source = _is_flatten(boosted)
-    if unflatten:
-        # the selection ran on flatten(b) and the mask was reshaped back: global k-WTA of x
-        factor = _boost_factor(source, x) if source is not None and axis == 1 else False
-        sel = None if factor is False else _Selection(x, factor, tuple(range(1, x.type.rank)), None)  # type: ignore[arg-type]
+    indices = scatter.operand("indices")
+    top = indices.owner  # type: ignore[union-attr]
+    if not isinstance(top, ops.TopK) or indices is not top.results[1]:
+        raise NoMatch("the scattered indices are not TopK indices")
+    if not top.attr("largest"):
+        raise NoMatch("TopK(largest=0) selects the smallest values", top)
+    base, update = _filled_with(scatter.operand("data")), _filled_with(scatter.operand("updates"))  # type: ignore[arg-type]
+    marks_winners = base == 0.0 and update not in (None, 0.0)
+    marks_losers = base not in (None, 0.0) and update == 0.0
+    if not (marks_winners or marks_losers):
+        raise NoMatch("the scatter of TopK indices is not a 0/1 mask", top)
+    if marks_losers != off:
+        raise NoMatch("the scattered mask zeroes the winners, not the losers", top)
+    if update not in (0.0, 1.0) and mask.type.dtype != "i1":
+        raise NoMatch("the one-hot mask scales x (its ones are not 1)", top)
+    group = top.operand("input")
+    assert group is not None
+    if scatter.attr("axis") % group.type.rank != top.attr("axis") % group.type.rank:
+        raise NoMatch("the scatter runs along another axis than the TopK", top)
+    if scatter.result.type.shape != group.type.shape:
+        raise NoMatch("the scattered mask does not have the shape of the TopK input", top)
+    return scatter, top
+
+
+# -- layout: how the selected group relates to x ---------------------------------------------------------------
+def _group(x: Value, boosted: Value, group: Value, axis: int, flat_mask: bool,
+           top: Operation) -> tuple[Value, np.ndarray | None, tuple[int, ...], tuple[int, ...] | None]:
+    """(x in its own layout, boost, selection axes, flattened shape of the output or None).
+
+    ``group`` is the TopK input; ``boosted`` the tensor compared with the threshold (or, for scatters, the
+    TopK input too); ``flat_mask``: the mask was computed in the flattened layout and reshaped to x's.
+    """
+    if group is boosted and not flat_mask:
+        b_src, x_src = _flatten_source(boosted), _flatten_source(x)
+        if b_src is not None and x_src is not None and axis == 1:
+            # both flattened (compare in the flattened layout, output reshaped back by the user's code)
+            flat_shape = x.owner.attr("shape")  # type: ignore[union-attr]
+            return x_src, _boost_factor(b_src, x_src), tuple(range(1, x_src.type.rank)), flat_shape
+        return x, _boost_factor(boosted, x), (axis,), None
+    source = _flatten_source(group)
+    if source is None or axis != 1 or (source is not boosted and not flat_mask):
+        raise NoMatch("the TopK input is neither the compared tensor nor its flattening (N, -1)", top)
+    if flat_mask:
+        boosted = source
+    if boosted.type.shape != x.type.shape:
+        raise NoMatch("the compared tensor and x differ in shape", top)
+    return x, _boost_factor(boosted, x), tuple(range(1, x.type.rank)), None
+
+
+def _mask_and_x(op: Operation) -> tuple[Value, Value, bool] | None:
+    """The selection: (x, mask, off) where ``off`` says the mask marks the zeroed units; None if ``op`` is
+    not a selection of the form ``where(off, 0, x)``, ``where(keep, x, 0)`` or ``x * keep``."""
+    if isinstance(op, ops.Where):
+        cond, a, b = op.operand("cond"), op.operand("a"), op.operand("b")
+        if _is_zero(a):  # type: ignore[arg-type]
+            x, mask, off = b, cond, True
+        elif _is_zero(b):  # type: ignore[arg-type]
+            x, mask, off = a, cond, False
+        else:
+            return None
+    elif isinstance(op, ops.Mul):
+        lhs, rhs = op.operand("lhs"), op.operand("rhs")
+        if _is_mask_like(rhs):  # type: ignore[arg-type]
+            x, mask = lhs, rhs
+        elif _is_mask_like(lhs):  # type: ignore[arg-type]
+            x, mask = rhs, lhs
+        else:
+            return None
+        off = False
+        while isinstance(mask.owner, ops.Cast) and mask.owner.operand("input").type.dtype == "i1":  # type: ignore[union-attr]
+            mask = mask.owner.operand("input")
     else:
-        sel = _selection(boosted, x, axis)
-    return None if sel is None else (sel, top.attr("k"), "break", (boosted, *filter(None, [source])))
+        return None
+    assert x is not None and mask is not None
+    if op.result.type.shape != x.type.shape:
+        return None
+    return x, mask, off
+
+
+def _is_mask_like(value: Value) -> bool:
+    """A 0/1 tensor: a cast of booleans or a scatter into zeros (one-hot)."""
+    owner = value.owner
+    while isinstance(owner, ops.Reshape):
+        owner = owner.operand("input").owner  # type: ignore[union-attr]
+    if isinstance(owner, ops.Cast):
+        return owner.operand("input").type.dtype == "i1"  # type: ignore[union-attr]
+    return isinstance(owner, ops.ScatterElements) and _is_zero(owner.operand("data"))  # type: ignore[arg-type]
+
+
+def match_kwta(op: Operation) -> KWTAMatch | None:
+    """The k-WTA that ``op`` (a selection) computes; None if ``op`` is no selection at all.
+
+    Raises :class:`NoMatch` with the reason when ``op`` selects by a mask that is not a k-WTA.
+    """
+    found = _mask_and_x(op)
+    if found is None:
+        return None
+    x, mask, off = found
+    while isinstance(mask.owner, ops.Not):
+        mask, off = mask.owner.operand("input"), not off  # type: ignore[assignment]
+    mask, relu_of = _peel_relu(mask, off)
+    while isinstance(mask.owner, ops.Not):
+        mask, off = mask.owner.operand("input"), not off  # type: ignore[assignment]
+    if type(mask.owner) in _LESS:
+        boosted, thr, thr_value = _compare(mask, off, x)
+        top, k, ties, axis = thr.topk, thr.k, "keep", thr.axis
+        group = top.operand("input")
+        assert group is not None
+        _check_threshold_layout(thr_value, boosted, group, axis, top)
+        x_src, boost, over, flat_shape = _group(x, boosted, group, axis, False, top)
+    elif (scattered := _scatter_mask(mask, off)) is not None:
+        scatter, top = scattered
+        group = top.operand("input")
+        assert group is not None
+        k, ties, axis = top.attr("k"), "break", top.attr("axis") % group.type.rank
+        flat_mask = scatter.result.type.shape != x.type.shape
+        if flat_mask and mask.type.shape != x.type.shape:
+            raise NoMatch("the scattered mask does not have the shape of x", top)
+        boosted = group
+        x_src, boost, over, flat_shape = _group(x, group, group, axis, flat_mask, top)
+    else:
+        raise NoMatch("the mask is neither a comparison with a TopK value nor a scatter of TopK indices")
+    if relu_of is not None:
+        if boost is not None and not bool(np.all(boost > 0)):
+            raise NoMatch("the relu term (boosted <= 0) needs positive boost factors", top)
+        tested = (x, x_src, boosted, group)
+        if not any(relu_of is v or relu_of is _flatten_source(v) for v in tested):
+            raise NoMatch("the relu term tests another tensor than x or its boosted values", top)
+    return KWTAMatch(x_src, boost, k, over, ties, relu_of is not None, flat_shape, top)
+
+
+def _check_threshold_layout(thr: Value, boosted: Value, group: Value, axis: int, top: Operation) -> None:
+    """The threshold must be the TopK value of the compared unit's own group, broadcast along the group.
+
+    Reshapes keep row-major order, so a threshold whose shape (before Expand) is the TopK input's with the
+    TopK axis set to 1 holds group g's value at g's position; compared with the unflattened source of a
+    (N, M) TopK input, a per-sample threshold must have shape (N, 1, ..., 1).
+    """
+    shape = _threshold_shape(thr)
+    per_group = tuple(1 if i == axis else d for i, d in enumerate(group.type.shape))
+    if boosted is group:
+        if shape != per_group:
+            raise NoMatch(f"the threshold of shape {_dims(shape)} is not one value per group of the TopK input "
+                          f"{_dims(group.type.shape)}", top)
+        return
+    per_sample = (group.type.shape[0],) + (1,) * (boosted.type.rank - 1)
+    if shape != per_sample:
+        raise NoMatch(f"the threshold of shape {_dims(shape)} is not one value per sample {_dims(per_sample)}",
+                      top)
+
+
+def _dims(shape: tuple[int | None, ...]) -> str:
+    return "x".join("N" if d is None else str(d) for d in shape) or "scalar"
 
 
 class RecognizeKWTA(RewritePattern):
-    """Matches ``where(mask, 0, x)`` whose mask is one of the k-WTA forms (module docstring)."""
+    """Replace a selection whose mask is a k-WTA (module docstring) by ``sparse.kwta``."""
 
-    op_type = ops.Where
+    op_type = (ops.Where, ops.Mul)
 
     def match_and_rewrite(self, op: Operation, rewriter: Rewriter) -> bool:
-        x, cond = op.operand("b"), op.operand("cond")
-        assert x is not None and cond is not None
-        if not _is_zero(op.operand("a")) or op.result.type.shape != x.type.shape:  # type: ignore[arg-type]
+        try:
+            found = match_kwta(op)
+        except NoMatch:
             return False
-        mask, relu_of = _split_relu(cond)
-        found = _ties_kept(mask, x) or _ties_broken(mask, x)
         if found is None:
             return False
-        sel, k, ties, boosted = found
-        if relu_of is not None:
-            # (b <= 0) is (x <= 0) only for positive boost factors, and b must be the selected tensor
-            positive = sel.boost is None or bool(np.all(sel.boost > 0))
-            if not positive or not any(relu_of is b for b in (*boosted, sel.x)):
-                return False
         boost = None
-        if sel.boost is not None:
-            boost = make_constant(rewriter, op, sel.boost, f"{op.result.name}_boost")
-        out = rewriter.create(op, ops.KWinners, sel.x, boost=boost, k=k, over=sel.over, ties=ties).result
-        if relu_of is not None:
+        if found.boost is not None:
+            boost = make_constant(rewriter, op, found.boost, f"{op.result.name}_boost")
+        out = rewriter.create(op, ops.KWinners, found.x, boost=boost, k=found.k, over=found.over,
+                              ties=found.ties).result
+        if found.relu:
             out = rewriter.create(op, ops.Relu, out).result
-        if sel.flat_shape is not None:
-            out = rewriter.create(op, ops.Reshape, out, shape=sel.flat_shape).result
+        if found.flat_shape is not None:
+            out = rewriter.create(op, ops.Reshape, out, shape=found.flat_shape).result
         rewriter.replace_op(op, [out])
         return True
 
 
+# -- diagnostics -----------------------------------------------------------------------------------------------
+_MASK_OPS = (ops.CompareOp, ops.ScatterElements, ops.Where, ops.Not, ops.And, ops.Or)
+
+
+def _downstream(op: Operation, limit: int = 64) -> list[Operation]:
+    """Ops reached from ``op``'s results (breadth first, at most ``limit``)."""
+    seen: list[Operation] = []
+    frontier = [u for r in op.results for u in r.users]
+    while frontier and len(seen) < limit:
+        user = frontier.pop(0)
+        if user in seen:
+            continue
+        seen.append(user)
+        frontier.extend(u for r in user.results for u in r.users)
+    return seen
+
+
+def unrecognised_kwta(module: Module) -> list[tuple[Operation, str]]:
+    """Every TopK that feeds a mask (a comparison or scatter reached from its results) after recognition,
+    with why the nearest selection after it is not a k-WTA."""
+    found = []
+    for top in module.walk(ops.TopK):
+        reached = _downstream(top)
+        if not any(isinstance(o, _MASK_OPS) for o in reached):
+            continue
+        reasons = []
+        for user in reached:
+            if not isinstance(user, ops.Where | ops.Mul):
+                continue
+            try:
+                match = match_kwta(user)
+            except NoMatch as exc:
+                if exc.topk is top:
+                    reasons.insert(0, exc.reason)
+                else:
+                    reasons.append(exc.reason)
+                continue
+            if match is not None and match.topk is not top:
+                continue
+        reason = reasons[0] if reasons else "its mask selects no tensor (no where(mask, 0, x) or x * mask)"
+        found.append((top, reason))
+    return found
+
+
+def warn_unrecognised(module: Module, onnx_nodes: Mapping[Operation, tuple[str, str]] | None = None) -> None:
+    """One :class:`KWTANotRecognisedWarning` per TopK that feeds a mask but was not recognised, naming the
+    ONNX node (and op type: an ArgMax is imported as a TopK) it came from when ``onnx_nodes`` knows it, else
+    the TopK's result."""
+    for top, reason in unrecognised_kwta(module):
+        node, op_type = (onnx_nodes or {}).get(top, (top.results[0].name or "?", "TopK"))
+        warnings.warn(KWTANotRecognisedWarning(reason, node=node, op_type=op_type), stacklevel=3)
+
+
 @dataclasses.dataclass
 class RecognizeKWTAPass(Pass):
-    """Replace exported k-WTA subgraphs by one sparse.kwta op (the frontend runs it on import)."""
+    """Replace exported k-WTA subgraphs by one sparse.kwta op; warn about TopK masks it cannot recognise."""
 
     name = "recognize-kwta"
+    warn: bool = True  # the importer warns itself, naming ONNX nodes
 
     def apply(self, module: Module) -> None:
         apply_patterns(module, (*CLEANUP_PATTERNS, RecognizeKWTA()))
+        if self.warn:
+            warn_unrecognised(module)

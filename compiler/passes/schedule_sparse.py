@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..cost_model import ACT_SPARSE_BELOW, TARGETS, plan_layer
+from ..cost_model import TARGETS, plan_layer
 from ..errors import PassError
 from ..ir import ops
 from ..ir.core import Module
 from ..ir.ops.sparse import STORED_FORMATS
+from ..kernel_profile import KernelProfile, load_profile, profile_for
 from .base import Pass
 from .rewrite import Rewriter
 
@@ -42,11 +43,13 @@ class ScheduleSparse(Pass):
 
     name = "schedule-sparse"
     target: str = "generic"
-    act_sparse_below: float = ACT_SPARSE_BELOW
+    profile: str = ""
+    act_sparse_below: float | None = None
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise PassError(f"schedule-sparse: target must be one of {', '.join(TARGETS)}, got '{self.target}'")
+        self._profile: KernelProfile = load_profile(self.profile or profile_for(self.target))
 
     def apply(self, module: Module) -> None:
         rewriter = Rewriter(module.func)
@@ -61,7 +64,8 @@ class ScheduleSparse(Pass):
             weight = op.operand("weight")
             assert weight is not None
             if isinstance(weight.owner, ops.Constant):
-                planned = plan_layer(op, self.target, act_sparse_below=self.act_sparse_below).kernel
+                planned = plan_layer(op, self.target, profile=self._profile,
+                                     act_sparse_below=self.act_sparse_below).kernel
                 sparse_input = planned in ("act_sparse", "sparse_sparse")
             else:
                 sparse_input = False

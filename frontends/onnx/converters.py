@@ -455,10 +455,14 @@ def _flatten(ctx: ImportContext) -> list[Output]:
 
 @converter("Reshape", since=5)
 def _reshape(ctx: ImportContext) -> list[Output]:
-    x = ctx.tensor(0)
     target = ctx.symvec(1)
     if target is None:
         raise UnsupportedOpError("Reshape to a shape computed from data")
+    entry = ctx.entry(ctx.input_name(0))
+    if isinstance(entry, SymVec) and len(entry.items) == 1 and target.items in ((), (1,), (-1,)):
+        # a one-entry shape vector between scalar and [1] (the dynamo exporter's K of a full sort)
+        return [entry.with_items(entry.items, scalar=not target.items)]
+    x = ctx.tensor(0)
     allowzero = bool(attr(_node(ctx), "allowzero", 0))
     return _emit(ctx, ops.Reshape, x, shape=reshape_target(x.type.shape, target.items, allowzero))
 
@@ -544,3 +548,41 @@ def _scatter_elements(ctx: ImportContext) -> list[Output]:
         raise UnsupportedOpError(f"ScatterElements with reduction '{reduction}'")
     return _emit(ctx, ops.ScatterElements, ctx.tensor(0), ctx.tensor(1), ctx.tensor(2),
                  axis=int(attr(node, "axis", 0)))  # type: ignore[arg-type]
+
+
+@converter("ReduceMin", since=1)
+def _reduce_min(ctx: ImportContext) -> list[Output]:
+    """``ReduceMin`` of the values of a sorted, largest-first ``TopK`` along its axis is its last value (the
+    k-th largest, e.g. a k-WTA threshold): converted to that ``Slice``. The IR has no general min-reduction."""
+    node = _node(ctx)
+    x = ctx.tensor(0)
+    axes = _axes(ctx, 1) if ctx.opset >= 18 else (_ints(node, "axes", ()) or ())
+    top = x.owner
+    is_values = isinstance(top, ops.TopK) and x is top.results[0] and top.attr("largest") and top.attr("sorted")
+    axis = normalize_axis(top.attr("axis"), x.type.rank) if is_values else None  # type: ignore[union-attr]
+    if not is_values or [normalize_axis(a, x.type.rank) for a in axes] != [axis]:
+        raise UnsupportedOpError("ReduceMin is supported only over the axis of sorted TopK values (the k-th "
+                                 "largest value, as k-WTA thresholds use it)")
+    k = top.attr("k")  # type: ignore[union-attr]
+    out = ctx.emit(ops.Slice, x, starts=(k - 1,), ends=(k,), axes=(axis,), steps=(1,))
+    if int(attr(node, "keepdims", 1)):  # type: ignore[arg-type]
+        out.name = _name(ctx)
+        return [out]
+    return _reshape_to(ctx, out, [d for i, d in enumerate(x.type.shape) if i != axis])
+
+
+@converter("ArgMax", since=1)
+def _argmax(ctx: ImportContext) -> list[Output]:
+    """``ArgMax`` (first index of the largest) is ``TopK(k=1)``'s indices (lower index first among equals),
+    so an argmax one-hot selection is recognised as a k-WTA with k = 1 and ties broken."""
+    node = _node(ctx)
+    if int(attr(node, "select_last_index", 0)):  # type: ignore[arg-type]
+        raise UnsupportedOpError("ArgMax with select_last_index=1")
+    x = ctx.tensor(0)
+    axis = normalize_axis(int(attr(node, "axis", 0)), x.type.rank)  # type: ignore[arg-type]
+    op = ctx.emit_op(ops.TopK, x, k=1, axis=axis, largest=True, sorted=True)
+    op.results[0].name = f"{_name(ctx)}_max"
+    if int(attr(node, "keepdims", 1)):  # type: ignore[arg-type]
+        op.results[1].name = _name(ctx)
+        return [op.results[1]]
+    return _reshape_to(ctx, op.results[1], [d for i, d in enumerate(x.type.shape) if i != axis])

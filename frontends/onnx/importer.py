@@ -4,8 +4,11 @@
 :class:`FrontendError`), runs the ONNX checker and shape inference, converts node by node with the
 converter registered for the model's opset, cross-checks every static shape it infers against ONNX's
 shape inference, and then cleans up: constants folded, no-ops removed, k-WTA subgraphs recognised as one
-``sparse.kwta`` op, and the measured sparsity of every conv/linear weight recorded in its type
-(``#sparse<density, fan_in>``).
+``sparse.kwta`` op (by meaning, in the forms users' code and both torch exporters write: see
+``compiler/passes/recognize_kwta.py``; the importer does not rely on ``sparsecc.frontends.torch``), and the
+measured sparsity of every conv/linear weight recorded in its type (``#sparse<density, fan_in>``). A TopK
+(or ArgMax) that feeds a mask but is not recognised stays as it is (it runs dense) and is reported by one
+:class:`~sparsecc.compiler.errors.KWTANotRecognisedWarning` naming its ONNX node and what did not match.
 """
 
 from __future__ import annotations
@@ -20,11 +23,11 @@ from google.protobuf.message import DecodeError
 
 from ...compiler.errors import FrontendError, SparseccError, UnsupportedOpError, UnsupportedOpsetError
 from ...compiler.ir import ops
-from ...compiler.ir.core import Function, Module, Value
+from ...compiler.ir.core import Function, Module, Operation, Value
 from ...compiler.ir.types import SparseWeights
 from ...compiler.ir.verifier import verify_module
 from ...compiler.ir.weights import measure_weight_sparsity
-from ...compiler.passes.recognize_kwta import RecognizeKWTAPass
+from ...compiler.passes.recognize_kwta import RecognizeKWTAPass, warn_unrecognised
 from .context import ImportContext, SymVec, type_of_value_info
 from .converters import find_converter, ir_dtype_check, supported_ops
 
@@ -130,8 +133,9 @@ def import_onnx(model: str | os.PathLike[str] | onnx.ModelProto, *, cleanup: boo
             raise FrontendError(f"initializer '{tensor.name}' cannot be read: {exc}") from None
         ir_dtype_check(data, f"initializer '{tensor.name}'")
         ctx.values[tensor.name] = ctx.constant(data, _pretty(tensor.name))
+    node_of: dict[Operation, tuple[str, str]] = {}  # op -> (ONNX node name, op type), for diagnostics
     for node in graph.node:
-        _convert_node(ctx, node, shapes)
+        _convert_node(ctx, node, shapes, node_of)
     outputs = []
     for vi in graph.output:
         entry = ctx.entry(vi.name)
@@ -146,7 +150,8 @@ def import_onnx(model: str | os.PathLike[str] | onnx.ModelProto, *, cleanup: boo
     module = Module(_model_name(model, original), func)
     verify_module(module)
     if cleanup:
-        RecognizeKWTAPass().apply(module)
+        RecognizeKWTAPass(warn=False).apply(module)
+        warn_unrecognised(module, node_of)
         annotate_weight_sparsity(module)
         verify_module(module)
     return module
@@ -166,7 +171,8 @@ def _check_one_batch(inputs: list[onnx.ValueInfoProto]) -> None:
                             "batch dimension shared by all inputs (give them the same dim_param, or fix the sizes)")
 
 
-def _convert_node(ctx: ImportContext, node: onnx.NodeProto, shapes: dict[str, tuple[int | None, ...]]) -> None:
+def _convert_node(ctx: ImportContext, node: onnx.NodeProto, shapes: dict[str, tuple[int | None, ...]],
+                  node_of: dict[Operation, tuple[str, str]]) -> None:
     where = {"node": node.name or (node.output[0] if node.output else None), "op_type": node.op_type}
     if node.domain not in ("", "ai.onnx"):
         raise UnsupportedOpError(f"custom-domain op '{node.domain}.{node.op_type}' is not supported", **where)
@@ -192,6 +198,8 @@ def _convert_node(ctx: ImportContext, node: onnx.NodeProto, shapes: dict[str, tu
             raise UnsupportedOpError(f"output #{i} is not supported", **where)
         if isinstance(value, Value):
             _check_against_onnx(node, name, value, shapes.get(name))
+            if value.owner is not None and value.owner not in node_of:
+                node_of[value.owner] = (where["node"] or name, node.op_type)
             if value.name is None or value.name == name:
                 value.name = _pretty(name)
         ctx.values[name] = value

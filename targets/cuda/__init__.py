@@ -7,9 +7,10 @@ kernels use no newer feature) with a portable x86-64 host, and the device source
 fat binary with SASS for sm_80 and sm_90 and compute_80 PTX (:mod:`.nvcc`), which is embedded in the exported
 ``model.so`` (:mod:`.library`). Nothing here needs a GPU; running the artifact does (:mod:`.runtime`).
 
-Options of :func:`compile`: ``archs`` (default ``("sm_80", "sm_90")``) and ``emit_source`` (a directory:
+Options of :func:`compile`: ``archs`` (default ``("sm_80", "sm_90")``), ``emit_source`` (a directory:
 ``source/kernels.cu`` and ``source/kernels.ptx`` are written there, inside the artifact when it is the
-directory the model is exported to).
+directory the model is exported to) and ``cuda_graph`` (with a fixed batch: the whole inference is captured in
+a CUDA graph on the first run and replayed after, one launch instead of one per kernel).
 """
 
 from __future__ import annotations
@@ -48,15 +49,17 @@ def cuda_target(arch: str = CODEGEN_ARCH) -> tvm.target.Target:
         host={"kind": "llvm", "mtriple": HOST_TRIPLE})
 
 
-def relax_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
-    """The shared Relax pipeline with DLight's default GPU schedules for the legalized generic ops.
+def relax_pipeline(target: tvm.target.Target, cuda_graph: bool = False) -> tvm.transform.Pass:
+    """The shared Relax pipeline with DLight's default GPU schedules for the legalized generic ops; reshapes
+    are views (no copy kernel); with ``cuda_graph`` the static-shape regions become CUDA graphs.
 
     sparsecc's own kernels are marked ``tirx.is_scheduled`` (DLight leaves them alone) and opaque (never
     fused)."""
     from tvm.s_tir import dlight as dl
 
     return shared_relax_pipeline(target, [dl.ApplyDefaultSchedule(
-        dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback())])
+        dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback())],
+        reshape_views=True, cuda_graph=cuda_graph)
 
 
 @contextlib.contextmanager
@@ -148,9 +151,15 @@ def require_device() -> None:
 
 
 def compile(module: Module, *, pipeline: str, batch: int | None, progress: Callable[[str], None] | None = None,
-            emit_source: str | os.PathLike[str] | None = None, archs: Sequence[str] = ARCHS) -> CUDAModel:
+            emit_source: str | os.PathLike[str] | None = None, archs: Sequence[str] = ARCHS,
+            cuda_graph: bool = False) -> CUDAModel:
     """Compile an optimised module for NVIDIA GPUs (``archs``); no GPU is needed to compile."""
     archs = tuple(archs)
+    if not isinstance(cuda_graph, bool):
+        raise CompileError(f"cuda_graph must be True or False, not {cuda_graph!r}")
+    if cuda_graph and batch is None:
+        raise CompileError("cuda_graph=True needs a fixed batch (compile with batch=N): a CUDA graph replays "
+                           "fixed shapes")
     version = nvcc_version()  # fail early, in one line, when there is no CUDA toolkit
     target = cuda_target()
     irmod = RelaxLowering(module, KERNELS, progress).build()
@@ -159,7 +168,8 @@ def compile(module: Module, *, pipeline: str, batch: int | None, progress: Calla
     compiled: dict[str, DeviceBinary] = {}
     with _device_compiler(archs, compiled) as hook_errors:
         try:
-            executable = relax.build(irmod, target=target, relax_pipeline=relax_pipeline(target))
+            with tvm.transform.PassContext(config={"relax.backend.use_cuda_graph": cuda_graph}):
+                executable = relax.build(irmod, target=target, relax_pipeline=relax_pipeline(target, cuda_graph))
         except Exception as exc:  # TVM's errors are not SparseccErrors: name the stage
             for error in hook_errors:
                 if isinstance(error, CompileError):
@@ -180,7 +190,7 @@ def compile(module: Module, *, pipeline: str, batch: int | None, progress: Calla
 
     manifest = make_manifest(module, "cuda", pipeline, batch, {"library": LIBRARY}, {
         "archs": list(binary.archs), "ptx": f"compute_{binary.archs[0][3:]}", "codegen_arch": CODEGEN_ARCH,
-        "nvcc": version, "host_triple": HOST_TRIPLE, "kernels": kernel_names(source)})
+        "nvcc": version, "host_triple": HOST_TRIPLE, "kernels": kernel_names(source), "cuda_graph": cuda_graph})
     model = CUDAModel(manifest, executable, binary, source, embedded)
     if emit_source is not None:
         model.request_sources(emit_source)

@@ -18,6 +18,7 @@ import tvm
 
 from ...compiler.errors import CompileError
 from ...compiler.ir.core import Module
+from ...compiler.kernel_profile import load_profile, profile_for
 from ...runtime.artifact import make_manifest
 from ...runtime.host import cannot_execute
 from ...runtime.tvm_model import LIBRARY, TVMModel, load_library
@@ -53,14 +54,20 @@ def _cross_compiler(cpu: CpuTarget) -> str | None:
 
 
 def validate_options(mcpu: str | None = None, mtriple: str | None = None, mattr: str | list[str] | None = None,
-                     emit_source: object = None, **_: object) -> None:
-    """Check the CPU choice before any work (raises CompileError)."""
-    _cross_compiler(resolve_cpu(mcpu, mtriple, mattr))
+                     profile: str | None = None, **_: object) -> str:
+    """Check the CPU choice before any work (raises CompileError); returns the kernel profile to plan with:
+    ``profile`` (a built-in name or a file from ``sparsecc calibrate``) or the built-in one of the CPU's ISA."""
+    cpu = resolve_cpu(mcpu, mtriple, mattr)
+    _cross_compiler(cpu)
+    if profile is not None:
+        load_profile(profile)  # raises a one-line error for a bad name or file
+        return profile
+    return profile_for("llvm", cpu.isa)
 
 
 def compile(module: Module, *, pipeline: str, batch: int | None, progress: Callable[[str], None] | None = None,
             mcpu: str | None = None, mtriple: str | None = None, mattr: str | list[str] | None = None,
-            emit_source: str | os.PathLike[str] | None = None) -> TVMModel:
+            profile: str | None = None, emit_source: str | os.PathLike[str] | None = None) -> TVMModel:
     """Compile an optimised module for a CPU (default: this host); returns a runnable, exportable model.
 
     ``mcpu``/``mtriple``/``mattr`` choose the CPU as LLVM names it (see :func:`targets.llvm.cpu.resolve_cpu`);
@@ -78,7 +85,8 @@ def compile(module: Module, *, pipeline: str, batch: int | None, progress: Calla
     llvm_ir = workdir / "model.ll" if emit_source is not None else None
     try:
         build_library(irmod, target, library, cross_compiler=cross, llvm_ir=llvm_ir)
-        manifest = make_manifest(module, "llvm", pipeline, batch, {"library": LIBRARY}, cpu.manifest_entry())
+        options = {**cpu.manifest_entry(), "profile": profile or profile_for("llvm", cpu.isa)}
+        manifest = make_manifest(module, "llvm", pipeline, batch, {"library": LIBRARY}, options)
         problem = cannot_execute(cpu.manifest_entry())
         model = TVMModel(manifest, None if problem else load_library(library), library, not_here=problem)
         if emit_source is not None:

@@ -31,6 +31,9 @@ def run_isolated(job: Callable[[], None], what: str) -> None:
         if pid == 0:  # the child: never return into the caller's stack
             status = 0
             try:
+                import faulthandler
+
+                faulthandler.disable()  # LLVM's abort() is reported by the parent, not dumped as a Python crash
                 os.dup2(log.fileno(), 2)
                 job()
             except BaseException as exc:  # reported to the parent through the log

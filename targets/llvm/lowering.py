@@ -119,7 +119,8 @@ def _conv2d(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
         built = K.conv2d_sparse_sparse(in_shape, weight, bias, pads, relu, kwta, pool, pool_first, name)
     elif kernel in ("weight_sparse", "sparse_sparse", "act_sparse") and strides == (1, 1):
         name = _unique(lo, op, "conv2d_weight_sparse")
-        built = K.conv2d_weight_sparse(in_shape, weight, bias, strides, pads, relu, kwta, pool, pool_first, name)
+        built = K.conv2d_weight_sparse(in_shape, weight, bias, strides, pads, relu, kwta, pool, pool_first, name,
+                                       isa=lo.isa)
     else:
         name = _unique(lo, op, "conv2d_dense")
         built = K.conv2d_dense(in_shape, weight, bias, strides, pads, relu, kwta, pool, pool_first, name)

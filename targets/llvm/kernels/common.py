@@ -43,6 +43,11 @@ from tvm.script.ir_builder import IRBuilder
 #: float32 lanes of one AVX-512 register; the kernels' vector width.
 LANES = 16
 
+#: 16-lane accumulator vectors a register tile may hold, per ISA class: AVX-512 has 32 zmm (one per vector),
+#: AVX2 16 ymm (two per vector), SSE2 16 xmm and NEON 32 q registers (four per vector); the rest of the register
+#: file holds the broadcast weight, the input loads and addresses.
+TILE_VECTORS = {"avx512": 20, "avx2": 6, "sse2": 3, "neon": 6}
+
 #: int32 value of the sign bit (0x80000000).
 SIGN_BIT = -2147483648
 

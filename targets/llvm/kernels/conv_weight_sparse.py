@@ -23,11 +23,19 @@ from __future__ import annotations
 import numpy as np
 from tvm.script import tirx as T
 
-from .common import LANES, Kernel, ceil_div, for_each_sample, make_kernel, masked_load, masked_store
+from .common import (
+    LANES,
+    TILE_VECTORS,
+    Kernel,
+    ceil_div,
+    for_each_sample,
+    host_isa,
+    make_kernel,
+    masked_load,
+    masked_store,
+)
 from .epilogue import KwtaSpec, conv_epilogue, epilogue_boost, epilogue_scratch
 
-#: accumulator vectors per register tile
-MAX_TILE = 20
 #: input bytes per channel block (the block's pre-shifted planes stay in the 48 KiB L1D)
 L1_INPUT_BYTES = 32 * 1024
 
@@ -64,10 +72,10 @@ def pack_tap_lists(
     return ptr, off_arr, w_arr
 
 
-def _row_tile(height: int, chunks: int) -> int:
-    """Output rows per register tile: least recomputation, then the largest tile."""
+def _row_tile(height: int, chunks: int, max_tile: int) -> int:
+    """Output rows per register tile (at most ``max_tile`` vectors): least recomputation, then the largest."""
     best = 1
-    for rows in range(1, min(height, max(1, MAX_TILE // chunks)) + 1):
+    for rows in range(1, min(height, max(1, max_tile // chunks)) + 1):
         if ceil_div(height, rows) * rows <= ceil_div(height, best) * best:
             best = rows
     return best
@@ -84,6 +92,7 @@ def conv2d_weight_sparse(
     pool: int | None = None,
     pool_first: bool = False,
     name: str = "conv2d_weight_sparse",
+    isa: str | None = None,
 ) -> Kernel:
     """Fused conv2d (+bias, +ReLU, +k-WTA, +max-pool) specialised to a sparse OIHW ``weight``.
 
@@ -125,7 +134,7 @@ def conv2d_weight_sparse(
     tap_ptr, tap_off, tap_w = pack_tap_lists(weight, hp * wp, wp, col_pitch, cblock)
     nnz = tap_off.size
     bias_arr = np.zeros(o_ch, np.float32) if bias is None else np.asarray(bias, np.float32).reshape(o_ch)
-    rows = _row_tile(ho, chunks)
+    rows = _row_tile(ho, chunks, TILE_VECTORS[isa or host_isa()])
     n_out = o_ch * ho * wo
     boost_arr, mode = epilogue_boost(kwta, o_ch, (ho // pool) * (wo // pool) if (pool and pool_first) else ho * wo)
     nb = 1 if boost_arr is None else boost_arr.size

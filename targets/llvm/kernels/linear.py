@@ -436,7 +436,7 @@ def linear_scatter(
     Per sample, the input is scanned 16 at a time (one vector compare; all-zero windows are skipped) and each
     non-zero input is scattered over the non-zeros of its CSC column into an accumulator initialised with the
     bias. One scalar load-FMA-store per MAC, so it pays when few inputs are active (the cost model's llvm
-    profile uses it up to ``LLVM_LINEAR_SCATTER_MAX`` input density): on the FPGA-style GSC net's fc1
+    profile uses it up to the profile's ``linear_scatter_max`` input density): on the FPGA-style GSC net's fc1
     (6400 -> 1500, 5 % weights, <= 5 % active inputs) it does ~24k MACs instead of streaming 480k non-zeros.
 
     Params ``(x, colptr, rows, vals, bias, [boost], y)``: CSC of W as

@@ -1,46 +1,35 @@
-"""Pick the kernel family for a conv or linear layer from its static shapes and sparsity.
+"""Pick the kernel family for a conv or linear layer from its static shapes, sparsity and a kernel profile.
 
-The llvm target calls these instead of a generator directly. The rules come from the measurements in
-``benchmarks/kernels`` (single core, AVX-512):
+For direct use of the generators (tests, ``benchmarks/kernels``); compiled models get their kernel from
+``schedule-sparse``, which applies the same profile (:mod:`sparsecc.compiler.kernel_profile`, one source of
+truth). Default profile: the one of the host's ISA class.
 
 conv2d
-    * ``conv2d_weight_sparse`` (vectors along output x, one FMA per non-zero tap per 16 outputs) when the
-      weight density is <= 1/3 or the reduction is short (C*KH*KW <= 64, e.g. 1- or 3-channel inputs), and
-      stride is 1 — its cost scales with the non-zero count and its stores need no transpose;
-    * ``conv2d_sparse_sparse`` (activation-sparse, output channels vectorized) when the input's k-WTA bound
-      says at most ``ACT_SPARSE_MAX`` of the inputs are non-zero — its cost scales with the active inputs;
-    * ``conv2d_dense`` (output channels vectorized, 16x16 or 6x64 register tiles) otherwise.
+    * ``conv2d_sparse_sparse`` (activation-sparse) when stride is 1 and the input's k-WTA bound says at most
+      ``conv_act_sparse_max`` of the inputs are non-zero;
+    * ``conv2d_weight_sparse`` (tap lists) when stride is 1 and the weight density is at most
+      ``conv_weight_sparse_max`` or the reduction is short (``conv_short_reduction``);
+    * ``conv2d_dense`` otherwise.
 
 linear
-    * ``linear_sparse`` when the weight density is <= 0.5, else ``linear_dense``.
+    * ``linear_sparse`` when the weight density is at most ``dense_above``, else ``linear_dense``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ....compiler.cost_model import (
-    DENSE_ABOVE,
-    LLVM_ACT_SPARSE_MAX,
-    LLVM_CONV_WEIGHT_SPARSE_MAX,
-    LLVM_SHORT_REDUCTION,
-)
-from .common import Kernel
+from ....compiler.kernel_profile import BUILTIN, KernelProfile, profile_for
+from .common import Kernel, host_isa
 from .conv_dense import conv2d_dense
 from .conv_sparse_sparse import conv2d_sparse_sparse
 from .conv_weight_sparse import conv2d_weight_sparse
 from .epilogue import KwtaSpec
 from .linear import linear_dense, linear_sparse
 
-# The thresholds are the llvm profile of the compiler's cost model (one source of truth, measured on Zen 5;
-# see sparsecc.compiler.cost_model): the compiler records the same choice in each layer's ``kernel``.
-#: weight density at or below which the weight-sparse kernels win
-WEIGHT_SPARSE_MAX = LLVM_CONV_WEIGHT_SPARSE_MAX
-#: short reductions run faster vectorized along x even when dense
-SHORT_REDUCTION = LLVM_SHORT_REDUCTION
-#: input activity (fraction non-zero, from the upstream k-WTA bound) at or below which the activation-sparse
-#: kernel wins
-ACT_SPARSE_MAX = LLVM_ACT_SPARSE_MAX
+
+def _profile(profile: KernelProfile | None) -> KernelProfile:
+    return profile or BUILTIN[profile_for("llvm", host_isa())]
 
 
 def conv2d(
@@ -55,15 +44,17 @@ def conv2d(
     pool_first: bool = False,
     name: str = "conv2d",
     active_fraction: float | None = None,
+    profile: KernelProfile | None = None,
 ) -> Kernel:
     """The best conv2d kernel for this layer (see module doc). ``active_fraction``: bound on the fraction
     of non-zero inputs (from an upstream k-WTA), or None when unknown (dense)."""
+    p = _profile(profile)
     density = float((weight != 0).mean())
     reduction = int(np.prod(weight.shape[1:]))
     stride1 = tuple(stride) == (1, 1)
-    if stride1 and active_fraction is not None and active_fraction <= ACT_SPARSE_MAX:
+    if stride1 and active_fraction is not None and active_fraction <= p.conv_act_sparse_max:
         return conv2d_sparse_sparse(in_shape, weight, bias, padding, relu, kwta, pool, pool_first, name)
-    if stride1 and (density <= WEIGHT_SPARSE_MAX or reduction <= SHORT_REDUCTION):
+    if stride1 and (density <= p.conv_weight_sparse_max or reduction <= p.conv_short_reduction):
         return conv2d_weight_sparse(in_shape, weight, bias, stride, padding, relu, kwta, pool, pool_first, name)
     return conv2d_dense(in_shape, weight, bias, stride, padding, relu, kwta, pool, pool_first, name)
 
@@ -75,8 +66,9 @@ def linear(
     relu: bool = False,
     kwta: KwtaSpec | None = None,
     name: str = "linear",
+    profile: KernelProfile | None = None,
 ) -> Kernel:
     """The best linear kernel for this layer (see module doc)."""
-    if float((weight != 0).mean()) <= DENSE_ABOVE:
+    if float((weight != 0).mean()) <= _profile(profile).dense_above:
         return linear_sparse(in_features, weight, bias, relu, kwta, name)
     return linear_dense(in_features, weight, bias, relu, kwta, name)
