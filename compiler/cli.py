@@ -140,6 +140,12 @@ HLS_OPTIONS = {
     "clock_mhz": "target clock in MHz (default 250)",
     "packing": "weight packing: none or complementary",
     "pack_size": "filters overlaid per complementary pack",
+    "lanes": "MAC / k-WTA lanes of every layer (default 1)",
+    "reuse_factor": "hls4ml reuse factor: lanes = ceil(loop length / R) per layer",
+    "target_fps": "fewest lanes per layer reaching this many samples/s",
+    "budget": "fastest lanes that fit a part: zcu104 or u250",
+    "layer_lanes": "per-layer lanes: NAME:L;NAME:L",
+    "csim_cache": "directory of the C-simulation builds (default ~/.cache/sparsecc/hls)",
 }
 
 
@@ -147,7 +153,8 @@ def _add_hls_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("hls target options")
     for name, text in HLS_OPTIONS.items():
         group.add_argument(f"--{name.replace('_', '-')}", dest=name, help=text,
-                           type=int if name == "pack_size" else float if name == "clock_mhz" else str)
+                           type=int if name in ("pack_size", "lanes", "reuse_factor")
+                           else float if name in ("clock_mhz", "target_fps") else str)
 
 
 LLVM_OPTIONS = {

@@ -194,3 +194,74 @@ def test_linear_sparse_permute_paths_agree_with_numpy_where_they_run(isa):
     y = tvm.runtime.tensor(np.zeros(want.shape, np.float32))
     lib[kernel.name](tvm.runtime.tensor(x), *[tvm.runtime.tensor(c) for c in kernel.constants], y)
     np.testing.assert_array_equal(y.numpy(), want)
+
+
+# -- the CPU choice through the API and the CLI -------------------------------------------------------------
+def _cli(*args, env=None):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "sparsecc.compiler.cli", *args], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **(env or {})})
+
+
+def test_an_unknown_cpu_is_one_line_before_any_work_and_writes_nothing(zoo_onnx, tmp_path):
+    out = tmp_path / "out"
+    result = _cli("compile", str(zoo_onnx("gsc_dense_small1")), "--mcpu", "bogus", "-o", str(out), "-q")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "sparsecc: error: unknown CPU 'bogus' for x86_64-linux-gnu (LLVM names such as x86-64-v2, haswell, znver3, "
+        "skylake-avx512)"] or (host_arch() != "x86_64" and "unknown CPU 'bogus'" in result.stderr)
+    assert not out.exists()
+    result = _cli("compile", str(zoo_onnx("gsc_dense_small1")), "--mcpu", "haswell", "--target", "hls", "-o", str(out))
+    assert result.returncode == 2 and "--mcpu applies to --target llvm only" in result.stderr
+    assert not out.exists()
+
+
+def test_code_for_another_architecture_is_exported_and_refused_at_load(zoo_onnx, tmp_path):
+    import json
+    import shutil
+
+    import sparsecc
+    from sparsecc.compiler.errors import ArtifactError
+
+    other = "aarch64" if host_arch() == "x86_64" else "x86_64"
+    if shutil.which(f"{other}-linux-gnu-g++") is None:
+        pytest.skip(f"{other}-linux-gnu-g++ is not installed (make test installs it)")
+    model = sparsecc.compile(zoo_onnx("gsc_dense_small1"), target="llvm", mtriple=f"{other}-linux-gnu")
+    with pytest.raises(ArtifactError, match=f"compiled for {other}"):
+        model.run(None, {"input": np.zeros((1, 1, 32, 32), np.float32)})
+    path = model.export(tmp_path / "cross")
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["target_options"]["mtriple"] == f"{other}-linux-gnu"
+    assert manifest["target_options"]["isa"] == ("neon" if other == "aarch64" else "avx2")
+    with pytest.raises(ArtifactError, match=f"compiled for {other}-linux-gnu and this host is {host_arch()}"):
+        sparsecc.load(path)
+
+
+def test_sparsecc_mcpu_compiles_the_whole_run_for_that_cpu_and_it_matches_onnxruntime(zoo_onnx, tmp_path):
+    """The test-suite switch (``SPARSECC_MCPU=haswell make test``): here with the baseline CPU of the host's
+    architecture, which every host of that architecture executes."""
+    import json
+
+    baseline = "x86-64-v2" if host_arch() == "x86_64" else "generic"
+    out = tmp_path / "base"
+    result = _cli("compile", str(zoo_onnx("gsc_sparse_cnn")), "-o", str(out), env={"SPARSECC_MCPU": baseline})
+    assert result.returncode == 0, result.stderr
+    assert f"compiling with TVM for {baseline}" in result.stderr and "from SPARSECC_MCPU" in result.stderr
+    options = json.loads((out / "manifest.json").read_text())["target_options"]
+    assert options["mcpu"] == baseline and options["isa"] in ("sse2", "neon")
+    assert options["profile"] == f"llvm-{options['isa']}"
+
+    import sparsecc
+    from sparsecc.compiler.check import onnxruntime_session
+    from sparsecc.compiler.compare import compare_outputs, find_near_ties
+
+    x = np.random.default_rng(3).standard_normal((4, 1, 32, 32)).astype(np.float32)
+    feeds = {"input": x}
+    got = sparsecc.load(out).run(None, feeds)
+    want = onnxruntime_session(zoo_onnx("gsc_sparse_cnn")).run(None, feeds)
+    near = find_near_ties(sparsecc.load_module(zoo_onnx("gsc_sparse_cnn")), feeds)
+    report = compare_outputs(got, want, near)
+    assert report.ok, report.summary()

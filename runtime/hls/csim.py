@@ -1,6 +1,6 @@
 """C-simulation bridge of the HLS target: compile HLS C++ with g++ and run it on numpy arrays.
 
-Vitis HLS is not needed: the sources are compiled by ``g++ -std=c++17 -O2`` against the Xilinx ``ap_types``
+Vitis HLS is not needed: the sources are compiled by ``g++ -std=c++14 -O2`` against the Xilinx ``ap_types``
 headers (``ap_int.h``, ``ap_fixed.h``, ``hls_stream.h``) that the hls4ml wheel ships, and against the
 sparsecc kernel headers (``#include <sparsecc/sparsecc.h>``). HLS pragmas are ignored by g++.
 
@@ -41,7 +41,7 @@ from sparsecc.compiler.errors import CompileError, SparseccError
 #: Flags of every C-simulation build. ``-ffp-contract=off`` keeps float arithmetic to separately rounded
 #: multiplies and adds (no FMA contraction), as the hardware computes it.
 BASE_FLAGS: tuple[str, ...] = (
-    "-std=c++17",
+    "-std=c++14",
     "-O2",
     "-ffp-contract=off",
     "-Wno-unknown-pragmas",

@@ -97,11 +97,13 @@ def to_csc(matrix: np.ndarray) -> CscWeights:
     return CscWeights(col_ptr=col_ptr, row_idx=row_idx, val=val)
 
 
-def pack_complementary(matrix: np.ndarray, pack_size: int) -> ComplementaryWeights:
+def pack_complementary(matrix: np.ndarray, pack_size: int,
+                       max_groups: int | None = None) -> ComplementaryWeights | None:
     """Greedy first-fit complementary packing into groups of at most ``pack_size`` units.
 
     Units are placed in order of decreasing non-zero count (ties by index) into the first group with a
-    free slot whose occupied columns do not meet theirs; a new group opens when none fits.
+    free slot whose occupied columns do not meet theirs; a new group opens when none fits. Returns None as soon
+    as more than ``max_groups`` groups would be needed (the packing does not pay).
     """
     matrix = _as_matrix(matrix)
     if pack_size < 1:
@@ -118,6 +120,8 @@ def pack_complementary(matrix: np.ndarray, pack_size: int) -> ComplementaryWeigh
                 members[group].append(row)
                 break
         else:
+            if max_groups is not None and len(members) >= max_groups:
+                return None
             occupied.append(support[row].copy())
             members.append([row])
     packed_val = np.zeros((len(members), columns), dtype=matrix.dtype)
@@ -130,6 +134,61 @@ def pack_complementary(matrix: np.ndarray, pack_size: int) -> ComplementaryWeigh
             packed_val[group, cols] = matrix[row, cols]
             packed_slot[group, cols] = slot
     return ComplementaryWeights(packed_val=packed_val, packed_slot=packed_slot, group_rows=group_rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class BankedCscWeights:
+    """Banked CSC for L lanes: the output rows are split into L banks of O / L consecutive rows; each column is
+    a run of *slots*, slot s holding in lane l a non-zero of bank l (or the empty marker O). ``col_ptr[COLS+1]``
+    counts slots; ``row_idx[slots * L]`` (the full row, or O) and ``val[slots * L]`` (0 where empty) are laid
+    out slot by slot. With L = 1 this is plain CSC."""
+
+    col_ptr: np.ndarray
+    row_idx: np.ndarray
+    val: np.ndarray
+    lanes: int
+
+    @property
+    def nnz(self) -> int:
+        """The ``nnz`` config member: stored entries (slots x lanes)."""
+        return int(self.val.shape[0])
+
+    @property
+    def slots(self) -> int:
+        return self.nnz // self.lanes
+
+
+def to_banked_csc(matrix: np.ndarray, lanes: int) -> BankedCscWeights:
+    """Banked CSC arrays of a weight matrix for ``lanes`` lanes (which must divide the row count)."""
+    matrix = _as_matrix(matrix)
+    rows, cols = matrix.shape
+    if lanes < 1 or rows % lanes:
+        raise CompileError(f"banked CSC: {lanes} lanes do not divide {rows} rows")
+    if lanes == 1:
+        csc = to_csc(matrix)
+        return BankedCscWeights(csc.col_ptr, csc.row_idx, csc.val, 1)
+    per_bank = rows // lanes
+    col_ptr = np.zeros(cols + 1, dtype=INDEX_DTYPE)
+    row_chunks: list[np.ndarray] = []
+    val_chunks: list[np.ndarray] = []
+    for col in range(cols):
+        nonzero = np.flatnonzero(matrix[:, col])
+        banks = [nonzero[(nonzero // per_bank) == b] for b in range(lanes)]
+        slots = max(len(b) for b in banks)
+        rows_block = np.full((slots, lanes), rows, dtype=INDEX_DTYPE)
+        vals_block = np.zeros((slots, lanes), dtype=matrix.dtype)
+        for b, members in enumerate(banks):
+            rows_block[: len(members), b] = members
+            vals_block[: len(members), b] = matrix[members, col]
+        row_chunks.append(rows_block.reshape(-1))
+        val_chunks.append(vals_block.reshape(-1))
+        col_ptr[col + 1] = col_ptr[col] + slots
+    row_idx = np.concatenate(row_chunks) if row_chunks else np.zeros(0, dtype=INDEX_DTYPE)
+    val = np.concatenate(val_chunks) if val_chunks else np.zeros(0, dtype=matrix.dtype)
+    if val.size == 0:  # an all-zero weight: one empty slot so that arrays are non-empty
+        row_idx = np.full(lanes, rows, dtype=INDEX_DTYPE)
+        val = np.zeros(lanes, dtype=matrix.dtype)
+    return BankedCscWeights(col_ptr, row_idx, val, lanes)
 
 
 def _as_matrix(matrix: np.ndarray) -> np.ndarray:

@@ -20,6 +20,10 @@ RESERVED = frozenset({
     "switch", "template", "this", "thread_local", "throw", "true", "try", "typedef", "typeid", "typename", "union",
     "unsigned", "using", "virtual", "void", "volatile", "wchar_t", "while", "xor", "xor_eq", "main", "sparsecc",
     "hls", "std", "data_t", "accum_t", "weight_t", "input_t", "result_t", "sparsecc_csim",
+    # Verilog / VHDL keywords: names that become RTL ports or signals
+    "input", "output", "inout", "wire", "reg", "module", "endmodule", "begin", "end", "always", "assign",
+    "initial", "integer", "parameter", "localparam", "logic", "signal", "process", "entity", "port", "in", "out",
+    "buffer", "generate", "function", "task", "event", "time", "real",
 })
 
 #: Values per line of a flat constant array, and the widest 2-D row printed on one line.
@@ -59,8 +63,15 @@ def format_values(data: np.ndarray) -> list[str]:
     if flat.dtype.kind == "f":
         if not np.all(np.isfinite(flat)):
             raise CompileError("a constant holds inf or NaN, which a weight ROM cannot hold")
-        return np.char.mod("%.9g", flat.astype(np.float32)).tolist()
+        return [_float_literal(v) for v in np.char.mod("%.9g", flat.astype(np.float32)).tolist()]
     return np.char.mod("%d", flat.astype(np.int64)).tolist()
+
+
+def _float_literal(text: str) -> str:
+    """A float literal (``1.5f``, ``2.0f``, ``1e-05f``) from a %g-formatted value: no double promotion."""
+    if "." not in text and "e" not in text:
+        text += ".0"
+    return text + "f"
 
 
 @dataclasses.dataclass

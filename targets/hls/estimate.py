@@ -1,33 +1,19 @@
 """Performance and resource estimates of a generated HLS design, without Vivado (``report/estimate.*``).
 
-An analytical model in the spirit of FINN's estimate reports. For each layer it knows the work per sample
-of the kernel the design calls (from the lowering: MACs, the input scan of sparse-input kernels, epilogue
-and element-wise passes, k-WTA radix select, pooling reads) and of the **same network dense** (every
-layer dense: all MACs, no scans; the same k-WTA units and pooling, since the function is the same).
+The estimate describes the generated code and nothing else: for every layer it reads the ``lanes`` the
+generator wrote into the layer's config (the UNROLL factor of its MAC and k-WTA loops and the partition factor
+of the arrays they read) and the layer's loop model (:mod:`.loops`), and computes
 
-Assumptions (stated in the report, :data:`ASSUMPTIONS`):
+* **cycles per stage** = cycles issued by the stage's pipelined loops (sum of their II over the iterations)
+  + entries x the stage's pipeline depth (:data:`PIPELINE_DEPTH`): the same two numbers the instrumented
+  C-simulation counts on real inputs (:func:`measured_stage_cycles`);
+* **layer interval** = the slowest stage (the stages of a layer are DATAFLOW processes), **design interval**
+  = the slowest layer (layers are DATAFLOW processes of the top function), **latency** = sum of all stages;
+* **resources** of one instance (no replication): DSPs and LUTs of the lanes, memories from the arrays as
+  partitioned: constants (ROMs) in LUTRAM or BRAM18 -- never URAM, which cannot be initialised (UG901) --
+  and buffers (RAMs, double-buffered where they are DATAFLOW channels) in LUTRAM, BRAM18 or URAM.
 
-* **Dataflow**: layers are concurrent stages of one pipeline (``#pragma HLS DATAFLOW``), and so are the
-  stages inside a layer (the kernels are DATAFLOW regions): MAC loop, input scan (sparse-input kernels),
-  pointwise epilogue, k-WTA radix select, pooling. A layer's II is its slowest stage; the design's II is its
-  slowest layer; the latency of a sample is the sum of all stage cycles.
-* **Folding**: a stage with ``P`` lanes handles ``P`` elements per cycle: ``ceil(work / P) + PIPELINE_FILL``
-  cycles (k-WTA: ``passes * (ceil(N / P) + 2^R) + ceil(N / P)`` per group: the bin scans do not shrink).
-  For a target II every stage gets the fewest lanes that meet it; the design is then replicated as many
-  times as the part's resources allow (times ``USABLE_FRACTION``); the target II with the highest
-  whole-chip throughput wins, per design and part. Numenta's FPGA work also replicated networks.
-* **Data-dependent work** of sparse-input kernels is the expected value from the k-WTA bound of the input
-  (at most k non-zeros per group: the bound is used as the density), as in ``sparsecc stats``. Scatter
-  lanes are assumed free of accumulator bank conflicts (complementary partitioning of output units).
-* **Resources**: per MAC lane, float32 ``FLOAT_MAC_DSP`` DSP48E2 (3 multiplier, 2 adder) and
-  ``FLOAT_MAC_LUT`` LUTs; fixed point ``ceil(w/27) * ceil(w/18)`` DSPs for a w-bit multiply with the
-  accumulator in the DSP, ``FIXED_MAC_LUT`` LUTs; sparse-input MAC lanes add ``SCATTER_LANE_LUT`` (index
-  arithmetic). A k-WTA lane: ``2^R`` counters of ``KWTA_COUNTER_LUT`` LUTs plus ``KWTA_LANE_LUT`` and a
-  multiplier for the boost. Scan / pointwise / pooling lanes ``SIMPLE_LANE_LUT``. ``LAYER_LUT`` per layer.
-  Memories: constants are split into ``ceil(MAC lanes / 2)`` dual-ported banks, buffers (output ping-pong
-  x2, accumulator) into ``ceil(max lanes / 2)``; a bank is LUTRAM (64 bits per LUT) up to
-  ``LUTRAM_MAX_BITS``; above ``URAM_ABOVE_BITS`` URAM (288 Kbit) or BRAM18, whichever takes the smaller
-  fraction of the part; BRAM18 otherwise.
+The dense twin (every conv / linear dense, same lanes policy) is estimated the same way for the ratio.
 """
 
 from __future__ import annotations
@@ -37,8 +23,12 @@ import json
 import math
 from typing import Any
 
-from .lowering import Design, Layer, Work
-from .precision import Precision
+from .loops import STAGES
+from .lowering import Design, Layer
+
+#: Pipeline depth (fill + drain cycles) paid per entry of a pipelined loop, per stage; float MACs are deeper.
+PIPELINE_DEPTH = {"mac": 4, "scan": 3, "pointwise": 4, "kwta": 4, "pool": 3}
+FLOAT_MAC_DEPTH = 12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,22 +50,20 @@ PARTS = (
     Part("zcu104", "xczu7ev-ffvc1156-2-e", "ZCU104 (Zynq UltraScale+ ZU7EV)", dsp=1728, bram18=624, uram=96,
          lut=230_400),
 )
+PARTS_BY_KEY = {part.key: part for part in PARTS}
 
 USABLE_FRACTION = 0.7  # of each resource, leaving room for the platform shell, routing and I/O
-PIPELINE_FILL = 40  # cycles per layer to fill and drain its pipelined loops
-FLOAT_MAC_DSP = 5
+FLOAT_MAC_DSP = 5  # float32 multiply (3) + add (2)
 FLOAT_MAC_LUT = 350
 FIXED_MAC_LUT = 40
-SCATTER_LANE_LUT = 80
-KWTA_COUNTER_LUT = 10  # per 16-bit histogram counter
-KWTA_LANE_LUT = 60  # order key, digit select and compare of one k-WTA lane
-SIMPLE_LANE_LUT = 20  # a lane of a pointwise / scan / pooling loop
+SCATTER_LANE_LUT = 80  # index arithmetic and the bank's address of a scatter lane
+KWTA_COUNTER_LUT = 10  # per histogram counter
+KWTA_LANE_LUT = 60
 LAYER_LUT = 1000
 BRAM18_BITS = 18 * 1024
 URAM_BITS = 288 * 1024
 URAM_ABOVE_BITS = 4 * BRAM18_BITS
 LUTRAM_MAX_BITS = 1024
-MAX_LANES = 4096
 #: The sparse/dense ratios the seeds reported on FPGAs.
 SEEDS = {"ratios": [50, 100], "source": "DESIGN.md section 1: 'On FPGAs this gave 50-100x over dense'"}
 
@@ -91,298 +79,186 @@ class Resources:
         return Resources(self.dsp + other.dsp, self.bram18 + other.bram18, self.uram + other.uram,
                          self.lut + other.lut)
 
-    def instances_on(self, part: Part, memory: bool = True) -> int:
-        """How many copies fit in the usable fraction of the part (``memory=False``: DSPs and LUTs only)."""
-        limits = []
-        pairs = [(self.dsp, part.dsp), (self.lut, part.lut)]
-        if memory:
-            pairs += [(self.bram18, part.bram18), (self.uram, part.uram)]
-        for used, available in pairs:
-            if used:
-                limits.append(math.floor(available * USABLE_FRACTION / used))
-        return min(limits) if limits else 0
+    def fits(self, part: Part) -> bool:
+        return all(used <= available * USABLE_FRACTION for used, available in (
+            (self.dsp, part.dsp), (self.bram18, part.bram18), (self.uram, part.uram), (self.lut, part.lut)))
 
     def to_json(self) -> dict[str, int]:
         return dataclasses.asdict(self)
 
 
-STAGES = ("mac", "scan", "pointwise", "kwta", "pool")
+# -- cycles ----------------------------------------------------------------------------------------------------
+def depth(layer: Layer, stage: str) -> int:
+    if stage == "mac" and layer.precision.is_float:
+        return FLOAT_MAC_DEPTH
+    return PIPELINE_DEPTH[stage]
 
 
-def stage_work(work: Work) -> dict[str, int]:
-    """Element-cycles of each stage of a layer at one lane (stages with no work are left out)."""
-    out = {"mac": math.ceil(work.macs), "scan": work.scan, "pointwise": work.elements,
-           "kwta": work.kwta_groups * work.kwta_group_size, "pool": work.pool_reads}
-    return {stage: amount for stage, amount in out.items() if amount}
+def stage_cycles(layer: Layer, lanes: int | None = None) -> dict[str, int]:
+    """Estimated cycles of each stage of a layer at ``lanes`` (default: the generated lanes)."""
+    counts = layer.loops.iterations(layer.lanes if lanes is None else lanes)
+    return {stage: math.ceil(issued + entries * depth(layer, stage)) for stage, (issued, entries) in counts.items()}
 
 
-def kwta_cycles(work: Work, radix_bits: int, lanes: int = 1) -> int:
-    """Radix select per group with ``lanes`` histogram lanes: ceil(key bits / R) passes of
-    (ceil(N / lanes) + 2^R) cycles (count, then scan the bins), plus the ceil(N / lanes)-cycle select.
-    With more lanes than a group has values (local k-WTA), whole groups run side by side."""
-    if not work.kwta_groups:
-        return 0
-    passes = math.ceil(work.kwta_key_bits / radix_bits)
-    size = work.kwta_group_size
-    side_by_side = max(1, lanes // size)
-    n = math.ceil(size / min(lanes, size))
-    return math.ceil(work.kwta_groups / side_by_side) * (passes * (n + 2**radix_bits) + n)
+def measured_stage_cycles(layer: Layer, counts: dict[str, tuple[int, int]]) -> dict[str, int]:
+    """Cycles of each stage from the instrumented C-simulation's (cycles issued, entries) per sample."""
+    return {stage: math.ceil(issued + entries * depth(layer, stage)) for stage, (issued, entries) in counts.items()
+            if issued or entries}
 
 
-def stage_cycles(stage: str, amount: int, work: Work, lanes: int, radix_bits: int) -> int:
-    if stage == "kwta":
-        return kwta_cycles(work, radix_bits, lanes) + PIPELINE_FILL
-    return math.ceil(amount / lanes) + PIPELINE_FILL
+def interval(cycles: dict[str, int]) -> int:
+    return max(cycles.values(), default=1)
 
 
-def total_work(work: Work, radix_bits: int) -> int:
-    """Cycles of one sample with one lane in every stage (the stages of a sample run one after another)."""
-    return sum(stage_cycles(stage, amount, work, 1, radix_bits) - PIPELINE_FILL
-               for stage, amount in stage_work(work).items())
+def latency(cycles: dict[str, int]) -> int:
+    return sum(cycles.values()) or 1
 
 
-def _memory(bits: int, banks: int, part: Part) -> Resources:
+# -- resources -------------------------------------------------------------------------------------------------
+def _memory(bits: int, banks: int, part: Part | None, rom: bool) -> Resources:
     if bits <= 0:
         return Resources()
     per_bank = math.ceil(bits / banks)
     if per_bank <= LUTRAM_MAX_BITS:
         return Resources(lut=banks * math.ceil(per_bank / 64))
     bram = Resources(bram18=banks * math.ceil(per_bank / BRAM18_BITS))
-    if not part.uram or per_bank <= URAM_ABOVE_BITS:
+    if rom or part is None or not part.uram or per_bank <= URAM_ABOVE_BITS:
         return bram
     uram = Resources(uram=banks * math.ceil(per_bank / URAM_BITS))
     return uram if uram.uram / part.uram <= bram.bram18 / part.bram18 else bram
 
 
-def _mul_dsp(bits: int, precision: Precision) -> int:
-    if precision.is_float:
+def _mul_dsp(layer: Layer) -> int:
+    if layer.precision.is_float:
         return FLOAT_MAC_DSP
+    bits = layer.precision.bits
     return math.ceil(bits / 27) * math.ceil(bits / 18)
 
 
-def stage_resources(layer: Layer, work: Work, stage: str, lanes: int, radix_bits: int) -> Resources:
-    """Logic of one stage folded to ``lanes`` (memories are counted per layer)."""
-    if stage == "mac":
-        lut = FLOAT_MAC_LUT if layer.precision.is_float else FIXED_MAC_LUT
-        if work.scan:
-            lut += SCATTER_LANE_LUT
-        return Resources(dsp=lanes * _mul_dsp(work.multiplier_bits, layer.precision), lut=lanes * lut)
-    if stage == "kwta":
-        boost_dsp = _mul_dsp(work.multiplier_bits, layer.precision) if work.multiplier_bits else 0
-        return Resources(dsp=lanes * boost_dsp, lut=lanes * (2**radix_bits * KWTA_COUNTER_LUT + KWTA_LANE_LUT))
-    return Resources(lut=lanes * SIMPLE_LANE_LUT)
-
-
-@dataclasses.dataclass
-class LayerFold:
-    """One layer folded: lanes per stage, its II (slowest stage), latency (sum of stages) and resources."""
-
-    lanes: dict[str, int]
-    cycles: dict[str, int]
-    resources: Resources
-
-    @property
-    def ii(self) -> int:
-        return max(self.cycles.values(), default=PIPELINE_FILL)
-
-    @property
-    def latency(self) -> int:
-        return sum(self.cycles.values()) or PIPELINE_FILL
-
-    @property
-    def max_lanes(self) -> int:
-        return max(self.lanes.values(), default=1)
-
-
-def fold_layer(layer: Layer, work: Work, target: int, part: Part, radix_bits: int) -> LayerFold:
-    """The fewest lanes per stage that bring every stage of the layer to ``target`` cycles (or MAX_LANES)."""
-    lanes: dict[str, int] = {}
-    cycles: dict[str, int] = {}
+def layer_resources(layer: Layer, part: Part | None, lanes: int | None = None) -> Resources:
+    """DSP / BRAM18 / URAM / LUT of one layer at ``lanes`` (default: the generated lanes)."""
+    lanes = layer.lanes if lanes is None else lanes
+    loops = layer.loops
     used = Resources(lut=LAYER_LUT)
-    for stage, amount in stage_work(work).items():
-        p = min(MAX_LANES, max(1, math.ceil(amount / max(1, target - PIPELINE_FILL))))
-        if stage == "kwta":  # the bin scans do not shrink with lanes: add lanes until the target is met
-            while p < MAX_LANES and stage_cycles(stage, amount, work, p, radix_bits) > target:
-                p = min(MAX_LANES, p * 2)
-        lanes[stage] = p
-        cycles[stage] = stage_cycles(stage, amount, work, p, radix_bits)
-        used = used + stage_resources(layer, work, stage, p, radix_bits)
-    weight_banks = math.ceil(lanes.get("mac", 1) / 2)
-    buffer_banks = math.ceil(max(lanes.values(), default=1) / 2)
-    used = used + _memory(work.weight_bits, weight_banks, part) + _memory(2 * work.buffer_bits, buffer_banks, part)
-    return LayerFold(lanes, cycles, used)
-
-
-@dataclasses.dataclass
-class Folded:
-    """One design (sparse or dense) folded for one part."""
-
-    layers: list[LayerFold]
-    instances: int
-
-    @property
-    def ii(self) -> int:
-        return max(layer.ii for layer in self.layers)
-
-    @property
-    def latency_cycles(self) -> int:
-        return sum(layer.latency for layer in self.layers)
-
-    @property
-    def total(self) -> Resources:
-        out = Resources()
-        for layer in self.layers:
-            out = out + layer.resources
-        return out
-
-
-def fold(layers: list[Layer], works: list[Work], part: Part, radix_bits: int, memory: bool = True) -> Folded | None:
-    """The folding with the highest whole-chip throughput (None when not even one instance fits).
-    ``memory=False`` ignores BRAM and URAM (a compute-bound comparison)."""
-    slowest = max([total_work(w, radix_bits) for w in works] + [1])
-    best: tuple[float, Folded] | None = None
-    targets = {PIPELINE_FILL + math.ceil(slowest / 2 ** (e / 4)) for e in range(0, 4 * 17)}
-    for target in sorted(targets, reverse=True):
-        candidate = Folded([fold_layer(layer, w, target, part, radix_bits)
-                            for layer, w in zip(layers, works, strict=True)], 0)
-        candidate.instances = candidate.total.instances_on(part, memory)
-        if candidate.instances == 0:
+    if loops.kind:
+        lut = FLOAT_MAC_LUT if layer.precision.is_float else FIXED_MAC_LUT
+        if loops.kind != "gather":
+            lut += SCATTER_LANE_LUT
+        used = used + Resources(dsp=lanes * _mul_dsp(layer), lut=lanes * lut)
+    if loops.kwta is not None:
+        units = loops.kwta.lanes(lanes)
+        boost = _mul_dsp(layer) if any(a.name.endswith("_boost") for a in layer.arrays) else 0
+        used = used + Resources(dsp=units * boost, lut=units * (2**loops.kwta.radix_bits * KWTA_COUNTER_LUT
+                                                              + KWTA_LANE_LUT))
+    for array in layer.arrays:
+        bits = array.count * _bits(array, layer)
+        if loops.kind == "scatter" and lanes != layer.lanes and array.name.endswith(("_row_idx", "_val")):
+            bits = bits * loops.stored_entries(lanes) // max(loops.stored_entries(layer.lanes), 1)
+        used = used + _memory(bits, lanes if array.name in layer.banked_arrays else 1, part, rom=True)
+    for what, elements, bits, banks, copies in layer.rams:
+        banks = _scaled_banks(what, banks, layer.lanes, lanes)
+        copies = (lanes + 1) // 2 if what == "input replicas" else copies
+        if what == "input replicas" and lanes <= 2:
             continue
-        throughput = candidate.instances / candidate.ii
-        if best is None or throughput > best[0]:
-            best = (throughput, candidate)
-    return best[1] if best else None
+        for _ in range(copies):
+            used = used + _memory(elements * bits, banks, part, rom=False)
+    if lanes > 2 and loops.kind == "gather" and loops.replicate and not any(
+            r[0] == "input replicas" for r in layer.rams):
+        for _ in range((lanes + 1) // 2):
+            used = used + _memory(loops.inputs * layer.precision.bits, 1, part, rom=False)
+    # the layer's output buffer: a PIPO channel between layers
+    for _ in range(2):
+        used = used + _memory(layer.output.size * layer.precision.bits, 1, part, rom=False)
+    return used
 
 
-def _design_json(layers: list[Layer], folded: Folded | None, clock_mhz: float, part: Part,
-                 works: list[Work], radix_bits: int) -> dict[str, Any]:
-    if folded is None:
-        weights = sum(w.weight_bits for w in works)
-        return {"fits": False, "reason": f"one instance does not fit the usable {USABLE_FRACTION:.0%} of {part.name} "
-                                         f"(constants alone: {weights / 1e6:.1f} Mbit)"}
-    per_instance = clock_mhz * 1e6 / folded.ii
-    total = folded.total
-    return {
-        "fits": True,
-        "instances": folded.instances,
-        "ii_cycles": folded.ii,
-        "latency_cycles": folded.latency_cycles,
-        "latency_us": folded.latency_cycles / clock_mhz,
-        "throughput_per_instance": per_instance,
-        "throughput": per_instance * folded.instances,
-        "resources_per_instance": total.to_json(),
-        "utilisation": {
-            "dsp": folded.instances * total.dsp / part.dsp, "bram18": folded.instances * total.bram18 / part.bram18,
-            "uram": folded.instances * total.uram / part.uram if part.uram else 0.0,
-            "lut": folded.instances * total.lut / part.lut,
-        },
-    }
+def _scaled_banks(what: str, banks: int, generated: int, lanes: int) -> int:
+    """Banks of a buffer at other lanes than generated (the chooser evaluates alternatives)."""
+    if lanes == generated or banks == 1:
+        return banks
+    return lanes
 
 
-def estimate(design: Design) -> dict[str, Any]:
-    """The estimate report (JSON-ready) of a design: per layer and total, sparse and dense, per part."""
-    options = design.options
-    radix = options.radix_bits
-    clock = options.clock_mhz
-    layers = design.layers
-    sparse_works = [layer.work for layer in layers]
-    dense_works = [layer.dense_work for layer in layers]
-    per_part: dict[str, Any] = {}
-    folds: dict[str, dict[str, Folded | None]] = {}
+def _bits(array: Any, layer: Layer) -> int:
+    from .lowering import _element_bits
+
+    return _element_bits(array, layer.precision)
+
+
+# -- a design ----------------------------------------------------------------------------------------------------
+def design_summary(layers: list[Layer], clock_mhz: float) -> dict[str, Any]:
+    """Interval, latency, throughput and resources per part of a design at its generated lanes."""
+    cycles = [stage_cycles(layer) for layer in layers]
+    ii = max((interval(c) for c in cycles), default=1)
+    total_latency = sum(latency(c) for c in cycles)
+    parts = {}
     for part in PARTS:
-        sparse = fold(layers, sparse_works, part, radix)
-        dense = fold(layers, dense_works, part, radix)
-        folds[part.key] = {"sparse": sparse, "dense": dense}
-        entry: dict[str, Any] = {
-            "part": part.name, "board": part.board,
-            "device": {"dsp": part.dsp, "bram18": part.bram18, "uram": part.uram, "lut": part.lut},
-            "sparse": _design_json(layers, sparse, clock, part, sparse_works, radix),
-            "dense": _design_json(layers, dense, clock, part, dense_works, radix),
+        total = Resources()
+        for layer in layers:
+            total = total + layer_resources(layer, part)
+        parts[part.key] = {
+            "board": part.board, "resources": total.to_json(), "fits": total.fits(part),
+            "utilisation": {"dsp": total.dsp / part.dsp, "bram18": total.bram18 / part.bram18,
+                            "uram": total.uram / part.uram if part.uram else 0.0, "lut": total.lut / part.lut},
         }
-        unbounded = [fold(layers, w, part, radix, memory=False) for w in (sparse_works, dense_works)]
-        if all(unbounded):
-            s_free, d_free = unbounded
-            entry["throughput_ratio_ignoring_memory"] = (s_free.instances / s_free.ii) / (d_free.instances / d_free.ii)
-        if sparse and dense:
-            entry["throughput_ratio"] = (sparse.instances / sparse.ii) / (dense.instances / dense.ii)
-        else:
-            entry["throughput_ratio"] = None
-            entry["note"] = ("the dense design does not fit on-chip: the sparse/dense ratio is unbounded here"
-                             if sparse and not dense else "the sparse design does not fit")
-        per_part[part.key] = entry
+    return {"ii_cycles": ii, "latency_cycles": total_latency, "latency_us": total_latency / clock_mhz,
+            "throughput": clock_mhz * 1e6 / ii, "lanes": {layer.name: layer.lanes for layer in layers},
+            "parts": parts}
 
-    layer_entries = []
-    for i, layer in enumerate(layers):
-        entry = {
-            "index": i + 1, "name": layer.name, "op": layer.op_name, "kernel": layer.kernel or None,
-            "weight_format": layer.weight_format or None, "call": layer.function,
-            "output_shape": list(layer.output.shape),
-        }
-        for design_name, work in (("sparse", layer.work), ("dense", layer.dense_work)):
-            item: dict[str, Any] = {
-                "macs": work.macs, "work_cycles_one_lane": total_work(work, radix),
-                "stage_work": stage_work(work), "weight_bits": work.weight_bits,
-            }
-            for part in PARTS:
-                folded = folds[part.key][design_name]
-                if folded is None:
-                    item[part.key] = None
-                    continue
-                layer_fold = folded.layers[i]
-                item[part.key] = {
-                    "lanes": layer_fold.lanes, "stage_cycles": layer_fold.cycles,
-                    "cycles": layer_fold.latency, "ii_cycles": layer_fold.ii, "latency_us": layer_fold.latency / clock,
-                    **layer_fold.resources.to_json(),
-                }
-            entry[design_name] = item
-        layer_entries.append(entry)
 
-    sparse_macs = sum(w.macs for w in sparse_works)
-    dense_macs = sum(w.macs for w in dense_works)
-    sparse_cycles = sum(total_work(w, radix) for w in sparse_works)
-    dense_cycles = sum(total_work(w, radix) for w in dense_works)
+def layer_entry(layer: Layer, clock_mhz: float) -> dict[str, Any]:
+    cycles = stage_cycles(layer)
     return {
-        "model": design.model,
-        "top": design.top,
-        "precision": str(options.precision),
-        "clock_mhz": clock,
-        "target_part": options.part,
-        "layers": layer_entries,
-        "total": {
-            "sparse": {"macs": sparse_macs, "work_cycles_one_lane": sparse_cycles},
-            "dense": {"macs": dense_macs, "work_cycles_one_lane": dense_cycles},
-            "mac_reduction": dense_macs / sparse_macs if sparse_macs else None,
-            "work_reduction": dense_cycles / sparse_cycles if sparse_cycles else None,
-            "parts": per_part,
-        },
-        "seeds_reported_ratios": SEEDS,
-        "assumptions": ASSUMPTIONS,
+        "index": layer.index + 1, "name": layer.name, "op": layer.op_name, "kernel": layer.kernel or None,
+        "mac_loop": layer.loops.kind or None, "weight_format": layer.weight_format or None, "call": layer.function,
+        "output_shape": list(layer.output.shape), "lanes": layer.lanes, "macs": layer.work.macs,
+        "weight_bits": layer.work.weight_bits, "stage_cycles": cycles, "ii_cycles": interval(cycles),
+        "latency_cycles": latency(cycles), "latency_us": latency(cycles) / clock_mhz,
+        "resources": {part.key: layer_resources(layer, part).to_json() for part in PARTS},
     }
+
+
+def estimate(design: Design, dense: Design | None = None) -> dict[str, Any]:
+    """The estimate report (JSON-ready) of a design, and of its dense twin when given."""
+    options = design.options
+    clock = options.clock_mhz
+    report: dict[str, Any] = {
+        "model": design.model, "top": design.top, "precision": str(options.precision), "clock_mhz": clock,
+        "target_part": options.part, "pipeline_depth": {**PIPELINE_DEPTH, "mac (float)": FLOAT_MAC_DEPTH},
+        "layers": [layer_entry(layer, clock) for layer in design.layers],
+        "total": {"sparse": design_summary(design.layers, clock)},
+        "seeds_reported_ratios": SEEDS, "assumptions": ASSUMPTIONS,
+    }
+    sparse_macs = sum(layer.work.macs for layer in design.layers)
+    report["total"]["sparse"]["macs"] = sparse_macs
+    if dense is not None:
+        report["dense_layers"] = [layer_entry(layer, clock) for layer in dense.layers]
+        report["total"]["dense"] = design_summary(dense.layers, clock)
+        dense_macs = sum(layer.work.macs for layer in dense.layers)
+        report["total"]["dense"]["macs"] = dense_macs
+        report["total"]["mac_reduction"] = dense_macs / sparse_macs if sparse_macs else None
+        report["total"]["throughput_ratio"] = (report["total"]["dense"]["ii_cycles"]
+                                               / report["total"]["sparse"]["ii_cycles"])
+    return report
 
 
 ASSUMPTIONS = [
-    "Analytical estimate, not Vivado/Vitis results: no synthesis was run.",
-    "Dataflow: layers, and the stages inside a layer (MAC loop, input scan, epilogue, k-WTA, pooling), are "
-    "concurrent pipeline stages; layer II = slowest stage, design II = slowest layer; latency = sum of all stage "
-    "cycles.",
-    f"Folding: a stage with P lanes takes ceil(work / P) + {PIPELINE_FILL} cycles (k-WTA radix select: passes x "
-    "(ceil(N / P) + 2^R) + ceil(N / P) per group); for a target II each stage gets the fewest lanes meeting it; "
-    "the design is replicated as many times as fits; the target II with the best whole-chip throughput is chosen, "
-    "per design and part.",
-    f"Usable fraction of every device resource: {USABLE_FRACTION:.0%} (shell, routing, I/O).",
-    "Dense design = the same network with every conv/linear layer dense (all MACs, dense inputs, dense weight "
-    "ROMs); k-WTA units, pooling and element-wise layers are the same in both designs.",
-    "Data-dependent work of sparse-input kernels is the expected value from the k-WTA bound of the input "
-    "(k non-zeros per group, ties aside); scatter lanes have no accumulator bank conflicts.",
-    f"Per MAC lane: float32 {FLOAT_MAC_DSP} DSP48E2 + {FLOAT_MAC_LUT} LUT; fixed point ceil(w/27)*ceil(w/18) DSP + "
-    f"{FIXED_MAC_LUT} LUT (accumulator in the DSP); sparse-input MAC lanes +{SCATTER_LANE_LUT} LUT; a k-WTA lane "
-    f"2^radix_bits counters x {KWTA_COUNTER_LUT} LUT + {KWTA_LANE_LUT} LUT + a boost multiplier; scan / "
-    f"pointwise / pooling lanes {SIMPLE_LANE_LUT} LUT; {LAYER_LUT} LUT control per layer.",
-    f"Memories in dual-port banks (constants: ceil(MAC lanes / 2); buffers: ceil(max lanes / 2)): LUTRAM up to "
-    f"{LUTRAM_MAX_BITS} bits per bank; above {URAM_ABOVE_BITS // 1024} Kbit per bank URAM (288 Kbit) or BRAM18, "
-    "whichever takes the smaller fraction of the part; BRAM18 otherwise; output buffers are double-buffered "
-    "(ping-pong), accumulators single.",
-    "Weights stay on chip (no DDR streaming): a design whose constants do not fit does not fit.",
+    "Analytical estimate of the generated code, not Vivado/Vitis results: no synthesis was run.",
+    "Every layer runs its config's `lanes`: the UNROLL factor of its MAC loop and (global) k-WTA count/select "
+    "loops; compaction, pointwise, pooling and replica loops handle one element per cycle.",
+    "Stage cycles = sum of the II of every loop iteration + entries x pipeline depth "
+    f"({PIPELINE_DEPTH}, float MACs {FLOAT_MAC_DEPTH}); layer interval = slowest stage (DATAFLOW), design "
+    "interval = slowest layer, latency = sum of all stages; one instance, no replication.",
+    "Data-dependent counts (active inputs of sparse-input kernels) are expected values from the k-WTA bound of "
+    "the input; the instrumented C-simulation measures them.",
+    f"Per MAC lane: float32 {FLOAT_MAC_DSP} DSP + {FLOAT_MAC_LUT} LUT; fixed point ceil(w/27)*ceil(w/18) DSP + "
+    f"{FIXED_MAC_LUT} LUT; scatter lanes +{SCATTER_LANE_LUT} LUT; a k-WTA lane 2^radix_bits counters x "
+    f"{KWTA_COUNTER_LUT} LUT + {KWTA_LANE_LUT} LUT (+ a boost multiplier); {LAYER_LUT} LUT control per layer.",
+    f"Constants (ROMs) in LUTRAM up to {LUTRAM_MAX_BITS} bits per bank, else BRAM18 (never URAM: it cannot be "
+    "initialised); arrays the MAC loop reads are split into `lanes` banks. Buffers: accumulators, epilogue "
+    "buffers and layer outputs double-buffered (DATAFLOW channels), in LUTRAM, BRAM18 or, above "
+    f"{URAM_ABOVE_BITS // 1024} Kbit per bank, URAM where it takes the smaller fraction of the part.",
+    f"A design fits a part when every resource stays within {USABLE_FRACTION:.0%} of the device.",
 ]
 
 
@@ -397,66 +273,62 @@ def _fmt(value: float) -> str:
 def markdown(report: dict[str, Any]) -> str:
     """The human-readable estimate report."""
     total = report["total"]
+    sparse = total["sparse"]
     lines = [
         f"# HLS estimate: {report['model']}",
         "",
-        f"Precision {report['precision']}, clock {report['clock_mhz']:g} MHz. Sparse design = the generated "
-        "project; dense design = the same network with dense kernels. Estimated by sparsecc's analytical model "
-        "(no synthesis was run); assumptions below.",
+        f"Precision {report['precision']}, clock {report['clock_mhz']:g} MHz. The generated design, one instance; "
+        "estimated from the lanes written into its configs (no synthesis was run); assumptions below.",
         "",
-        f"MACs per sample: sparse {_fmt(total['sparse']['macs'])}, dense {_fmt(total['dense']['macs'])} "
-        f"(reduction {total['mac_reduction']:.1f}x). All work at one lane per stage (MACs, input scans, "
-        f"epilogues, k-WTA radix select, pooling): sparse {_fmt(total['sparse']['work_cycles_one_lane'])}, dense "
-        f"{_fmt(total['dense']['work_cycles_one_lane'])} cycles (reduction {total['work_reduction']:.1f}x).",
-        "",
-        "## Throughput (whole chip, replicated instances)",
-        "",
-        "| part | design | instances | II (cycles) | latency (us) | samples/s | DSP | BRAM18 | URAM | LUT |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| design | interval (cycles) | latency (us) | samples/s | U250 DSP/BRAM18/URAM/LUT | fits U250 | "
+        "ZCU104 fits |",
+        "|---|---:|---:|---:|---|---|---|",
     ]
-    for entry in total["parts"].values():
-        for name in ("sparse", "dense"):
-            d = entry[name]
-            if not d["fits"]:
-                lines.append(f"| {entry['board']} | {name} | does not fit | | | | | | | |")
-                continue
-            r = d["resources_per_instance"]
-            lines.append(
-                f"| {entry['board']} | {name} | {d['instances']} | {d['ii_cycles']:,} | {d['latency_us']:.1f} | "
-                f"{d['throughput']:,.0f} | {r['dsp']:,} | {r['bram18']:,} | {r['uram']:,} | {r['lut']:,} |")
-    lines += ["", "Sparse/dense throughput ratio:", ""]
-    for entry in total["parts"].values():
-        ratio = entry["throughput_ratio"]
-        free = entry.get("throughput_ratio_ignoring_memory")
-        compute = f" ({free:.1f}x if on-chip memory were unlimited)" if free is not None else ""
-        if ratio is None:
-            lines.append(f"- {entry['board']}: {entry['note']}{compute}")
-        else:
-            lines.append(f"- {entry['board']}: **{ratio:.1f}x** (whole chip){compute}")
+    for name in ("sparse", "dense"):
+        if name not in total:
+            continue
+        d = total[name]
+        r = d["parts"]["u250"]["resources"]
+        lines.append(f"| {name} | {d['ii_cycles']:,} | {d['latency_us']:.1f} | {d['throughput']:,.0f} | "
+                     f"{r['dsp']:,}/{r['bram18']:,}/{r['uram']:,}/{r['lut']:,} | "
+                     f"{'yes' if d['parts']['u250']['fits'] else 'no'} | "
+                     f"{'yes' if d['parts']['zcu104']['fits'] else 'no'} |")
+    if "throughput_ratio" in total:
+        lines += ["", f"Sparse/dense throughput: **{total['throughput_ratio']:.1f}x** (MAC reduction "
+                      f"{total['mac_reduction'] or 0:.1f}x)." if total.get("mac_reduction") else
+                  f"Sparse/dense throughput: **{total['throughput_ratio']:.1f}x**."]
     seeds = report["seeds_reported_ratios"]
     lines += ["", f"Reported by the seeds: {' and '.join(f'{r}x' for r in seeds['ratios'])} over dense "
-                  f"({seeds['source']})"
-              + ".", "", "## Per layer (U250 folding)", "",
-              "| # | layer | op | kernel | sparse MACs | dense MACs | sparse II | dense II | sparse MAC lanes | "
-              "dense MAC lanes | sparse DSP/BRAM18/URAM/LUT | dense DSP/BRAM18/URAM/LUT |",
-              "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+                  f"({seeds['source']}).", "", "## Per layer", "",
+              "| # | layer | op | MAC loop | lanes | MACs | " + " | ".join(STAGES) + " | interval | "
+              "U250 DSP/BRAM18/URAM/LUT |",
+              "|---:|---|---|---|---:|---:|" + "---:|" * len(STAGES) + "---:|---|"]
     for layer in report["layers"]:
-        s, d = layer["sparse"].get("u250"), layer["dense"].get("u250")
+        r = layer["resources"]["u250"]
+        stages = " | ".join(f"{layer['stage_cycles'][s]:,}" if s in layer["stage_cycles"] else "" for s in STAGES)
+        lines.append(f"| {layer['index']} | {layer['name']} | {layer['op']} | {layer['mac_loop'] or ''} | "
+                     f"{layer['lanes']} | {_fmt(layer['macs'])} | {stages} | {layer['ii_cycles']:,} | "
+                     f"{r['dsp']}/{r['bram18']}/{r['uram']}/{r['lut']:,} |")
+    lines += ["", f"Design lanes: {sparse['lanes']}", "", "## Assumptions", ""]
+    lines += [f"- {a}" for a in report["assumptions"]]
+    return "\n".join(lines) + "\n"
 
-        def cell(x: dict[str, Any] | None, key: str) -> str:
-            if x is None:
-                return "-"
-            value = x[key].get("mac", "") if key == "lanes" else x[key]
-            return f"{value:,}" if value != "" else ""
 
-        def res(x: dict[str, Any] | None) -> str:
-            return "-" if x is None else f"{x['dsp']}/{x['bram18']}/{x['uram']}/{x['lut']:,}"
-
-        lines.append(
-            f"| {layer['index']} | {layer['name']} | {layer['op']} | {layer['kernel'] or ''} | "
-            f"{_fmt(layer['sparse']['macs'])} | {_fmt(layer['dense']['macs'])} | {cell(s, 'ii_cycles')} | "
-            f"{cell(d, 'ii_cycles')} | {cell(s, 'lanes')} | {cell(d, 'lanes')} | {res(s)} | {res(d)} |")
-    lines += ["", "## Assumptions", ""] + [f"- {a}" for a in report["assumptions"]]
+def profile_markdown(profile: dict[str, Any]) -> str:
+    """The instrumented C-simulation next to the estimate, per layer (HLSModel.profile)."""
+    lines = [f"# Instrumented C-simulation: {profile['model']}", "",
+             f"{profile['samples']} sample(s). Per layer and stage: cycles = loop iterations x II + entries x pipeline "
+             "depth, counted on the inputs (measured) and from the loop model (estimate).", "",
+             "| # | layer | lanes | estimate | measured | interval est. | interval meas. |",
+             "|---:|---|---:|---|---|---:|---:|"]
+    for layer in profile["layers"]:
+        def stages(d: dict[str, int]) -> str:
+            return ", ".join(f"{k} {v:,}" for k, v in d.items())
+        lines.append(f"| {layer['index']} | {layer['name']} | {layer['lanes']} | {stages(layer['estimate'])} | "
+                     f"{stages(layer['measured'])} | {layer['estimate_interval']:,} | {layer['measured_interval']:,} |")
+    lines += ["", f"Design interval: estimate {profile['estimate_interval']:,}, measured "
+                  f"{profile['measured_interval']:,} cycles; latency: estimate {profile['estimate_latency']:,}, "
+                  f"measured {profile['measured_latency']:,} cycles."]
     return "\n".join(lines) + "\n"
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import numpy as np
 
@@ -44,8 +45,12 @@ from sparsecc.compiler.ir.types import BSR, CSC, CSR, ELL
 from sparsecc.runtime.hls import formats
 
 from .cpp import ConfigStruct, ConstArray, identifier, index_ctype
+from .loops import COLUMN, GATHER, PACKED, PACKED_SCATTER, SCATTER, KwtaLoops, LoopModel
 from .options import HLSOptions
-from .precision import Precision, accumulator_for
+from .precision import Precision, accumulator_for, boost_precision, saturating
+
+#: Layers a design may have (the instrumentation counters of common.h: instrument::MAX_LAYERS).
+MAX_LAYERS = 512
 
 
 @dataclasses.dataclass
@@ -73,18 +78,10 @@ class Buffer:
 
 @dataclasses.dataclass
 class Work:
-    """What one layer does per sample, for the estimates (see estimate.py)."""
+    """What one layer computes per sample, for the reports (the cycles come from the layer's LoopModel)."""
 
     macs: float = 0.0  # multiply-accumulates the kernel performs (expected, for data-dependent kernels)
-    scan: int = 0  # input elements scanned to find the active ones (sparse-input kernels)
-    elements: int = 0  # elements through the pointwise loops (epilogue, element-wise ops, copies)
-    kwta_groups: int = 0
-    kwta_group_size: int = 0
-    kwta_key_bits: int = 0
-    pool_reads: int = 0  # input elements read by pooling windows
     weight_bits: int = 0  # on-chip bits of the constants (values and indices)
-    buffer_bits: int = 0  # bits of the output and accumulator buffers
-    multiplier_bits: int = 0  # operand width of the MAC multiplier (0: no multiplier)
 
 
 @dataclasses.dataclass
@@ -108,7 +105,12 @@ class Layer:
     nonzeros: int = 0  # non-zero weights of the model layer
     stored_values: int = 0  # weight values in the header
     work: Work = dataclasses.field(default_factory=Work)
-    dense_work: Work = dataclasses.field(default_factory=Work)
+    lanes: int = 1  # the config's `lanes`: UNROLL factor of the MAC and k-WTA loops
+    loops: LoopModel = dataclasses.field(default_factory=LoopModel)
+    #: arrays partitioned by the lanes (cyclic / block factor = lanes): their names
+    banked_arrays: tuple[str, ...] = ()
+    #: on-chip RAM buffers of the layer: (what, elements, bits per element, banks, copies)
+    rams: list[tuple[str, int, int, int, int]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -178,11 +180,11 @@ def _per_channel(array: np.ndarray | None, channels: int, what: str, op: Operati
     return vector
 
 
-def _key_bits(data: Precision, boost: Precision | None) -> int:
+def _key_bits(data: Precision, boost: ConstArray | None) -> int:
     """Bits of the k-WTA order key: 32 for float, the (product) width for ap_fixed."""
     if data.is_float:
         return 32
-    return data.bits + (boost.bits if boost is not None else 0)
+    return data.bits + (_element_bits(boost, data) if boost is not None else 0)
 
 
 @dataclasses.dataclass
@@ -195,9 +197,17 @@ class _Kwta:
 class Lowering:
     """Lower one optimised module (see module docstring)."""
 
-    def __init__(self, module: Module, options: HLSOptions) -> None:
+    def __init__(self, module: Module, options: HLSOptions, lanes: dict[str, int] | None = None,
+                 dense: bool = False, gather: frozenset[str] = frozenset()) -> None:
+        """``lanes``: per layer (IR result name) the lanes to generate (1 where absent); ``dense``: lower every
+        conv / linear layer with dense weights and a dense kernel (the dense twin of the network); ``gather``:
+        layers whose sparse-sparse kernel is replaced by the weight-sparse ELL gather (no activation skipping,
+        but its loop parallelises without a per-tap iteration; chosen by the lanes chooser for large budgets)."""
         self.module = module
         self.options = options
+        self.lanes = lanes or {}
+        self.dense = dense
+        self.gather = gather
         self.taken: set[str] = set()
         self.buffers: dict[int, Buffer] = {}
         self.steps: list[Layer | View] = []
@@ -223,6 +233,8 @@ class Lowering:
         outputs = []
         for name, ident, value in zip(func.output_names, output_idents, func.outputs, strict=True):
             outputs.append(Port(name, ident, self._buffer(value, None)))
+        if sum(isinstance(s, Layer) for s in self.steps) > MAX_LAYERS:
+            raise CompileError(f"the HLS target supports at most {MAX_LAYERS} layers")
         unknown = sorted(set(self._overrides) - self._used_overrides)
         if unknown:
             names = [s.name for s in self.steps if isinstance(s, Layer)]
@@ -258,6 +270,9 @@ class Lowering:
             ident = identifier(f"{name}_layer", self.taken)
         self.taken.update(f"{ident}_{s}" for s in suffixes)
         data, constants, accum, ctype = self._precision(op)
+        if not data.is_float and any(op.results[0] is v for v in self.module.func.outputs) and not saturating(data):
+            data = dataclasses.replace(data, quantization=data.quantization or "AP_TRN", overflow="AP_SAT")
+            ctype = ""  # a model output saturates instead of wrapping
         if not ctype:
             ctype = f"{ident}_t"
             self.taken.add(ctype)
@@ -272,8 +287,11 @@ class Lowering:
     def _index(self, name: str, values: np.ndarray, limit: int, comment: str) -> ConstArray:
         return ConstArray(name, index_ctype(limit), np.asarray(values, dtype=np.int64), comment)
 
+    def _next_index(self) -> int:
+        return sum(isinstance(step, Layer) for step in self.steps)
+
     def _add(self, layer: Layer) -> None:
-        layer.index = sum(isinstance(step, Layer) for step in self.steps)
+        layer.index = self._next_index()
         self.steps.append(layer)
 
     # -- dispatch ---------------------------------------------------------------------------------------------
@@ -314,7 +332,11 @@ class Lowering:
         assert weight is not None
         encoding = weight.type.encoding
         kernel = op.attr("kernel") if isinstance(op, ops.SparseConv2D | ops.SparseLinear) else "dense"
+        if self.dense:
+            return "dense", "dense"
         compressed = isinstance(encoding, CSR | CSC | ELL | BSR)
+        if compressed and kernel == "sparse_sparse" and (op.results[0].name or "") in self.gather:
+            return "weight_sparse", "ell"
         if kernel == "auto":
             kernel = "weight_sparse" if compressed else "dense"
         if kernel in ("dense", "act_sparse"):
@@ -325,8 +347,23 @@ class Lowering:
             return kernel, "ell"
         return kernel, "csc"
 
+    def _packing(self, kernel: str, storage: str, matrix: np.ndarray, encoding: object
+                 ) -> tuple[str, formats.ComplementaryWeights | None, str]:
+        """Complementary packing where it pays (at most half as many groups as units); otherwise the plain
+        format (ELL / CSC) with a note saying why. Returns (storage, packing, note)."""
+        if storage != "complementary":
+            return storage, None, ""
+        rows = matrix.shape[0]
+        packed = formats.pack_complementary(matrix, self.options.pack_size, max_groups=max(1, rows // 2))
+        if packed is not None:
+            return storage, packed, ""
+        plain = "ell" if kernel == "weight_sparse" and not isinstance(encoding, CSC) else "csc"
+        return plain, None, (f"complementary packing does not pay here (more than {max(1, rows // 2)} groups for "
+                             f"{rows} units): stored as {plain.upper()}")
+
     def _weight_arrays(self, ident: str, matrix: np.ndarray, storage: str, constants: Precision,
-                       encoding_name: str, what: str) -> tuple[list[ConstArray], list[str], dict[str, int], str, int]:
+                       encoding_name: str, what: str, lanes: int, packed: formats.ComplementaryWeights | None
+                       ) -> tuple[list[ConstArray], list[str], dict[str, int], str, int]:
         """(arrays, call arguments, config members, format description, stored values) of a weight."""
         rows, cols = matrix.shape
         nnz = int(np.count_nonzero(matrix))
@@ -352,19 +389,22 @@ class Lowering:
             description = f"ELL fan_in={ell.fan_in}{converted}"
             return arrays, [f"{ident}_idx", f"{ident}_val"], {"fan_in": ell.fan_in}, description, int(ell.val.size)
         if storage == "csc":
-            csc = formats.to_csc(matrix)
+            csc = formats.to_banked_csc(matrix, lanes)
+            banked = f" banked for {lanes} lanes ({csc.slots} slots of {lanes})" if lanes > 1 else ""
             arrays = [
-                self._index(f"{ident}_col_ptr", csc.col_ptr, max(csc.nnz, 1),
-                            f"{what}: CSC column pointers col_ptr[{cols + 1}]"),
-                self._index(f"{ident}_row_idx", csc.row_idx, rows - 1,
-                            f"{what}: CSC row (output unit) of each non-zero, row_idx[{csc.nnz}]"),
+                self._index(f"{ident}_col_ptr", csc.col_ptr, max(csc.slots, 1),
+                            f"{what}: CSC column pointers col_ptr[{cols + 1}]" + (" (in slots)" if banked else "")),
+                self._index(f"{ident}_row_idx", csc.row_idx, rows,
+                            f"{what}: CSC row (output unit) of each entry, row_idx[{csc.nnz}]"
+                            + (f" ({rows}: empty entry)" if banked else "")),
                 self._const(f"{ident}_val", csc.val, constants,
-                            f"{what}: CSC values val[{csc.nnz}]: the {nnz} non-zeros, column by column{converted}"),
+                            f"{what}: CSC values val[{csc.nnz}]: the {nnz} non-zeros, column by column{converted}"
+                            f"{banked}"),
             ]
-            description = f"CSC nnz={csc.nnz}{converted}"
+            description = f"CSC nnz={csc.nnz}{converted}{banked}"
             return arrays, [f"{ident}_col_ptr", f"{ident}_row_idx", f"{ident}_val"], {"nnz": csc.nnz}, description, \
                 csc.nnz
-        packed = formats.pack_complementary(matrix, self.options.pack_size)
+        assert packed is not None
         arrays = [
             self._const(f"{ident}_packed_val", packed.packed_val, constants,
                         f"{what}: complementary packing, {rows} units in {packed.n_groups} groups of at most "
@@ -379,7 +419,7 @@ class Lowering:
             f"complementary G={packed.n_groups} P={packed.pack_size}", int(packed.packed_val.size)
 
     def _epilogue(self, op: Operation, config: ConfigStruct, channels: int, pre_pool: tuple[int, int],
-                  data: Precision, constants: Precision
+                  data: Precision, constants: Precision, index: int, lanes: int
                   ) -> tuple[list[str], _Kwta | None, tuple[int, int, int, int] | None, bool, bool]:
         """Fill the epilogue members; returns (descriptions, k-WTA, pool window, pool_before_kwta, relu)."""
         stages = op.attr("epilogue") if isinstance(op, ops.SparseConv2D | ops.SparseLinear) else ()
@@ -408,6 +448,8 @@ class Lowering:
         if kwta is not None:
             boost = op.operand("boost")
             nested = ConfigStruct("kwta_config", "sparsecc::kwta_defaults")
+            nested.constant("layer", index)
+            nested.constant("lanes", lanes, note="values counted / selected per cycle (global k-WTA)")
             nested.constant("k", kwta.k)
             if kwta.local:
                 nested.constant("local", True, "bool")
@@ -415,7 +457,8 @@ class Lowering:
                 nested.constant("break_ties", True, "bool")
             if boost is not None:
                 nested.constant("boost", True, "bool", "select on x * boost[c]")
-                nested.typedef(constants.constant_ctype(), "boost_t")
+                factors = _constant(boost, "boost", op)
+                nested.typedef(boost_precision(constants, factors).constant_ctype(), "boost_t")
             nested.constant("radix_bits", self.options.radix_bits)
             config.nested.append(nested)
             if relu and kinds.index(ReluStage) > kinds.index(KWTAStage):
@@ -466,11 +509,19 @@ class Lowering:
         strides = tuple(op.attr("strides"))
         oh = (h + pads[0] + pads[2] - kh) // strides[0] + 1
         ow = (w + pads[1] + pads[3] - kw) // strides[1] + 1
+        matrix = formats.weight_matrix(weight.astype(np.float32))
+        encoding = op.operand("weight").type.encoding  # type: ignore[union-attr]
         kernel, storage = self._kernel_choice(op)
+        storage, packed, packing_note = self._packing(kernel, storage, matrix, encoding)
         function = "conv2d_" + _kernel_function(kernel, storage)
+        index = self._next_index()
+        lanes = self._layer_lanes(op, storage)
         ident, data, constants, accum, output = self._layer(op, suffixes=("config", "w", "idx", "val", "bias",
                                                                            "boost", "col_ptr", "row_idx"))
         config = ConfigStruct(f"{ident}_config", "sparsecc::conv2d_defaults")
+        config.constant("layer", index)
+        config.constant("lanes", lanes, note="MAC lanes: UNROLL factor of the MAC loop, partition factor of its "
+                                             "arrays")
         config.constant(["in_channels", "in_height", "in_width"], [c, h, w])
         config.constant(["out_channels", "out_height", "out_width"], [o, oh, ow])
         config.constant(["kernel_h", "kernel_w"], [kh, kw])
@@ -478,19 +529,17 @@ class Lowering:
             config.constant(["stride_h", "stride_w"], list(strides))
         if any(pads):
             config.constant(["pad_top", "pad_left", "pad_bottom", "pad_right"], list(pads))
-        matrix = formats.weight_matrix(weight.astype(np.float32))
-        encoding = op.operand("weight").type.encoding  # type: ignore[union-attr]
         what = f"{op.results[0].name}"
         arrays, weight_args, members, description, stored = self._weight_arrays(
-            ident, matrix, storage, constants, encoding.mnemonic if encoding else "dense", what)
+            ident, matrix, storage, constants, encoding.mnemonic if encoding else "dense", what, lanes, packed)
+        if packing_note:
+            description += f"; {packing_note}"
         for member, value in members.items():
             config.constant(member, value)
         config.typedef(accum.ctype(), "accum_t")
-        notes, kwta, pool, pool_first, _ = self._epilogue(op, config, o, (oh, ow), data, constants)
+        notes, kwta, pool, pool_first, relu = self._epilogue(op, config, o, (oh, ow), data, constants, index, lanes)
         bias, boost = self._bias_boost(op, ident, o, constants, arrays)
-        args = [*weight_args, bias]
-        if boost:
-            args += ["nullptr", "nullptr", boost]
+        args = [*weight_args, bias, *self._epilogue_args(config, o, boost)]
         nnz = int(np.count_nonzero(matrix))
         in_density = activation_density(x)
         summary = (f"{op.name} {source.shape_text()} -> {o}x{oh}x{ow}: {kh}x{kw} conv"
@@ -498,11 +547,24 @@ class Lowering:
                    + (f" pad {list(pads)}" if any(pads) else "")
                    + f", {kernel.replace('_', '-')} kernel, weights {description} ({nnz} non-zeros, density "
                    f"{nnz / matrix.size:.3g})" + (f"; input density <= {in_density:.3g}" if in_density < 1 else "")
-                   + (f"; epilogue {' -> '.join(notes)} -> {output.shape_text()}" if notes else ""))
+                   + (f"; epilogue {' -> '.join(notes)} -> {output.shape_text()}" if notes else "")
+                   + f"; {lanes} lane{'s' if lanes > 1 else ''}")
         config.comment = summary
         layer = Layer(0, op.results[0].name or "", ident, op.name, summary,
                       f"sparsecc::{function}<{config.name}>", args, [source], output, data, config, arrays,
                       kernel if storage != "complementary" else f"{kernel}+complementary", description, nnz, stored)
+        layer.lanes = lanes
+        kind = _mac_kind(function)
+        hits = tuple(_tap_hits(ky, kx, (h, w), (oh, ow), strides, pads) for ky in range(kh) for kx in range(kw))
+        layer.loops = LoopModel(kind=kind, reduce=members.get("fan_in", c * kh * kw), outputs=o * oh * ow, rows=o,
+                                inputs=source.size, taps=kh * kw, tap_hits=hits,
+                                density=in_density if kind != GATHER else 1.0,
+                                support=matrix != 0 if kind == SCATTER else None,
+                                groups=members.get("n_groups", 0), pack_size=members.get("pack_size", 0),
+                                in_channels=c, scan=kind in (SCATTER, COLUMN, PACKED_SCATTER))
+        if kind == COLUMN:
+            layer.loops.support = np.ones((o, c * kh * kw), dtype=bool)
+        self._epilogue_loops(layer, (o, oh, ow), kwta, pool, pool_first, relu)
         dense_macs = o * oh * ow * c * kh * kw
         if storage == "dense" and kernel == "dense":
             macs: float = dense_macs
@@ -514,9 +576,7 @@ class Lowering:
             macs = dense_macs * in_density
         else:  # csc scatter
             macs = dense_macs * (nnz / matrix.size) * in_density
-        sparse_input = function.endswith(("sparse_sparse", "act_sparse", "complementary_sparse"))
-        self._fill_work(layer, macs, dense_macs, sparse_input, source.size, o * oh * ow, kwta, pool, pool_first,
-                        (o, oh, ow), data, constants, accum, boost is not None, matrix, arrays)
+        self._fill_work(layer, macs, kind, source, o * oh * ow, accum)
         self._add(layer)
 
     def _linear(self, op: Operation) -> None:
@@ -528,44 +588,114 @@ class Lowering:
         weight = _constant(op.operand("weight"), "weight", op)
         assert weight is not None
         o, i = weight.shape
+        matrix = np.ascontiguousarray(weight.astype(np.float32))
+        encoding = op.operand("weight").type.encoding  # type: ignore[union-attr]
         kernel, storage = self._kernel_choice(op)
+        storage, packed, packing_note = self._packing(kernel, storage, matrix, encoding)
         function = "linear_" + _kernel_function(kernel, storage)
+        index = self._next_index()
+        lanes = self._layer_lanes(op, storage)
         ident, data, constants, accum, output = self._layer(op, suffixes=("config", "w", "idx", "val", "bias",
                                                                            "boost", "col_ptr", "row_idx"))
         config = ConfigStruct(f"{ident}_config", "sparsecc::linear_defaults")
+        config.constant("layer", index)
+        config.constant("lanes", lanes, note="MAC lanes: UNROLL factor of the MAC loop, partition factor of its "
+                                             "arrays")
         config.constant(["in_features", "out_features"], [i, o])
-        matrix = np.ascontiguousarray(weight.astype(np.float32))
-        encoding = op.operand("weight").type.encoding  # type: ignore[union-attr]
         arrays, weight_args, members, description, stored = self._weight_arrays(
-            ident, matrix, storage, constants, encoding.mnemonic if encoding else "dense", op.results[0].name or "")
+            ident, matrix, storage, constants, encoding.mnemonic if encoding else "dense", op.results[0].name or "",
+            lanes, packed)
+        if packing_note:
+            description += f"; {packing_note}"
         for member, value in members.items():
             config.constant(member, value)
         config.typedef(accum.ctype(), "accum_t")
-        notes, kwta, _, _, _ = self._epilogue(op, config, o, (1, 1), data, constants)
+        notes, kwta, _, _, relu = self._epilogue(op, config, o, (1, 1), data, constants, index, lanes)
         bias, boost = self._bias_boost(op, ident, o, constants, arrays)
-        args = [*weight_args, bias]
-        if boost:
-            args += ["nullptr", "nullptr", boost]
+        args = [*weight_args, bias, *self._epilogue_args(config, o, boost)]
         nnz = int(np.count_nonzero(matrix))
         in_density = activation_density(x)
         summary = (f"{op.name} {i} -> {o}: {kernel.replace('_', '-')} kernel, weights {description} ({nnz} "
                    f"non-zeros, density {nnz / matrix.size:.3g})"
                    + (f"; input density <= {in_density:.3g}" if in_density < 1 else "")
-                   + (f"; epilogue {' -> '.join(notes)}" if notes else ""))
+                   + (f"; epilogue {' -> '.join(notes)}" if notes else "")
+                   + f"; {lanes} lane{'s' if lanes > 1 else ''}")
         config.comment = summary
         layer = Layer(0, op.results[0].name or "", ident, op.name, summary,
                       f"sparsecc::{function}<{config.name}>", args, [source], output, data, config, arrays,
                       kernel if storage != "complementary" else f"{kernel}+complementary", description, nnz, stored)
+        layer.lanes = lanes
+        kind = _mac_kind(function)
+        layer.loops = LoopModel(kind=kind, reduce=members.get("fan_in", i), outputs=o, rows=o, inputs=i,
+                                density=in_density if kind != GATHER else 1.0,
+                                support=matrix != 0 if kind == SCATTER else None,
+                                groups=members.get("n_groups", 0), pack_size=members.get("pack_size", 0),
+                                scan=kind in (SCATTER, COLUMN, PACKED_SCATTER),
+                                replicate=function != "linear_dense")
+        if kind == COLUMN:
+            layer.loops.support = np.ones((o, i), dtype=bool)
+        self._epilogue_loops(layer, (o, 1, 1), kwta, None, False, relu)
         dense_macs = o * i
         macs = {"dense": dense_macs * (in_density if kernel == "act_sparse" else 1.0),
                 "ell": o * members.get("fan_in", 0),
                 "csc": dense_macs * (nnz / matrix.size) * in_density,
                 "complementary": members.get("n_groups", 0) * i * (in_density if kernel == "sparse_sparse" else 1.0),
                 }[storage]
-        sparse_input = function.endswith(("sparse_sparse", "act_sparse", "complementary_sparse"))
-        self._fill_work(layer, macs, dense_macs, sparse_input, i, o, kwta, None, False, (o, 1, 1), data, constants,
-                        accum, boost is not None, matrix, arrays)
+        self._fill_work(layer, macs, kind, source, o, accum)
         self._add(layer)
+
+    def _layer_lanes(self, op: Operation, storage: str) -> int:
+        lanes = self.lanes.get(op.results[0].name or "", 1)
+        return 1 if storage == "complementary" else lanes
+
+    def _epilogue_args(self, config: ConfigStruct, units: int, boost: str | None) -> list[str]:
+        """scale, shift and boost of a fused layer: batch norm is folded into the weights by the passes, so
+        scale / shift are never read; boost is the layer's array when its k-WTA boosts."""
+        unused = f"sparsecc::no_values<{config.name}::scale_t, {units}>::values"
+        return [unused, unused, boost or f"sparsecc::no_values<{config.name}::kwta_config::boost_t, {units}>::values"]
+
+    def _epilogue_loops(self, layer: Layer, dims: tuple[int, int, int], kwta: _Kwta | None,
+                        pool: tuple[int, int, int, int] | None, pool_first: bool, relu: bool) -> None:
+        """The epilogue's loops (pointwise, k-WTA, pooling) and its buffers."""
+        channels, height, width = dims
+        n = channels * height * width
+        loops = layer.loops
+        loops.pointwise, loops.pointwise_entries = n, 1
+        data_bits = layer.precision.bits
+        late_relu = relu and kwta is not None and layer.config is not None and any(
+            "relu_after_kwta" in m for m in layer.config.members)
+        kwta_size = n
+        if pool is not None:
+            pooled = channels * _pooled(height, pool[0], pool[2]) * _pooled(width, pool[1], pool[3])
+            loops.pool, loops.pool_entries = _maxpool_cycles(n, pooled, pool), 1
+            if pool_first and kwta is not None:
+                kwta_size = pooled
+        if kwta is not None:
+            groups = (kwta_size // channels) if kwta.local else 1
+            boost = next((a for a in layer.arrays if a.name.endswith("_boost")), None)
+            loops.kwta = KwtaLoops(groups, kwta_size // groups, _key_bits(layer.precision, boost), kwta.local,
+                                   self.options.radix_bits)
+        if late_relu:
+            loops.pointwise += layer.output.size
+            loops.pointwise_entries += 1
+        if kwta is not None or pool is not None:
+            kwta_lanes = layer.lanes if kwta is not None and not kwta.local else 1
+            layer.rams.append(("epilogue activations (act)", n, data_bits, kwta_lanes, 2))
+            if kwta is not None and pool is not None:
+                layer.rams.append(("k-WTA winners / pooled values", n if not pool_first else kwta_size, data_bits,
+                                   kwta_lanes, 2))
+
+    def _fill_work(self, layer: Layer, macs: float, kind: str, source: Buffer, acc_size: int,
+                   accum: Precision) -> None:
+        """MACs (for the report), constants and buffers of a conv / linear layer."""
+        layer.work = Work(macs=macs, weight_bits=sum(a.count * _element_bits(a, layer.precision) for a in layer.arrays))
+        lanes = layer.lanes
+        layer.banked_arrays = tuple(a.name for a in layer.arrays if a.name.endswith(
+            ("_w", "_idx", "_val", "_row_idx")))
+        acc_banks = lanes if kind in (SCATTER, COLUMN) else 1
+        layer.rams.append(("accumulator", acc_size, accum.bits, acc_banks, 2))
+        if kind == GATHER and lanes > 2 and layer.loops.replicate:
+            layer.rams.append(("input replicas", source.size, source.precision.bits, 1, (lanes + 1) // 2))
 
     def _bias_boost(self, op: Operation, ident: str, units: int, constants: Precision,
                     arrays: list[ConstArray]) -> tuple[str, str | None]:
@@ -581,35 +711,13 @@ class Lowering:
             else None
         if boost is None:
             return f"{ident}_bias", None
-        arrays.append(self._const(f"{ident}_boost", boost, constants,
-                                  f"{op.results[0].name}: k-WTA boost factor per channel (selection only)"))
+        arrays.append(self._boost_array(f"{ident}_boost", boost, constants, op))
         return f"{ident}_bias", f"{ident}_boost"
 
-    def _fill_work(self, layer: Layer, macs: float, dense_macs: int, sparse_input: bool, input_size: int,
-                   acc_size: int, kwta: _Kwta | None, pool: tuple[int, int, int, int] | None, pool_first: bool,
-                   dims: tuple[int, int, int], data: Precision, constants: Precision, accum: Precision,
-                   boosted: bool, matrix: np.ndarray, arrays: list[ConstArray]) -> None:
-        channels, height, width = dims
-        kwta_size = acc_size
-        pool_reads = 0
-        if pool is not None:
-            ph = (height - pool[0]) // pool[2] + 1
-            pw = (width - pool[1]) // pool[3] + 1
-            pool_reads = channels * ph * pw * pool[0] * pool[1]
-            if pool_first:
-                kwta_size = channels * ph * pw
-        groups = (kwta_size // channels if kwta.local else 1) if kwta else 0
-        key_bits = _key_bits(data, constants if boosted else None)
-        buffer_bits = layer.output.size * data.bits + acc_size * accum.bits
-        stored_bits = sum(a.count * _element_bits(a, constants) for a in arrays)
-        rows, cols = matrix.shape
-        dense_bits = rows * cols * constants.bits + sum(
-            a.count * _element_bits(a, constants) for a in arrays if a.name.endswith(("_bias", "_boost")))
-        common = dict(elements=acc_size, kwta_groups=groups, kwta_group_size=(kwta_size // groups) if groups else 0,
-                      kwta_key_bits=key_bits if kwta else 0, pool_reads=pool_reads, buffer_bits=buffer_bits,
-                      multiplier_bits=max(data.bits, constants.bits))
-        layer.work = Work(macs=macs, scan=input_size if sparse_input else 0, weight_bits=stored_bits, **common)
-        layer.dense_work = Work(macs=dense_macs, scan=0, weight_bits=dense_bits, **common)
+    def _boost_array(self, name: str, boost: np.ndarray, constants: Precision, op: Operation) -> ConstArray:
+        precision = boost_precision(constants, boost)
+        return self._const(name, boost, precision, f"{op.results[0].name}: k-WTA boost factor per channel "
+                                                   f"(selection only), {precision}")
 
     # -- k-WTA, affine, element-wise ---------------------------------------------------------------------------
     def _chw(self, buffer: Buffer) -> tuple[int, int, int]:
@@ -625,8 +733,12 @@ class Lowering:
         source = self._buffer(x, op)
         c, h, w = self._chw(source)
         mode = self._kwta_mode(op, op.attr("k"), op.attr("over"), op.attr("ties"), rank=len(source.shape) + 1)
+        index = self._next_index()
+        lanes = 1 if mode.local else self.lanes.get(op.results[0].name or "", 1)
         ident, data, constants, _, output = self._layer(op, suffixes=("config", "boost"))
         config = ConfigStruct(f"{ident}_config", "sparsecc::kwta_defaults")
+        config.constant("layer", index)
+        config.constant("lanes", lanes, note="values counted / selected per cycle (global k-WTA)")
         config.constant(["channels", "height", "width"], [c, h, w])
         config.constant("k", op.attr("k"))
         if mode.local:
@@ -635,28 +747,28 @@ class Lowering:
             config.constant("break_ties", True, "bool")
         boost = _per_channel(_constant(op.operand("boost"), "boost", op), c, "the k-WTA boost", op)
         arrays = []
-        args = []
         if boost is not None:
             config.constant("boost", True, "bool", "select on x * boost[c]")
-            config.typedef(constants.constant_ctype(), "boost_t")
-            arrays.append(self._const(f"{ident}_boost", boost, constants,
-                                      f"{op.results[0].name}: k-WTA boost factor per channel (selection only)"))
-            args.append(f"{ident}_boost")
+            arrays.append(self._boost_array(f"{ident}_boost", boost, constants, op))
+            config.typedef(arrays[0].ctype, "boost_t")
+            args = [f"{ident}_boost"]
+        else:
+            args = [f"sparsecc::no_values<{ident}_config::boost_t, {c}>::values"]
         config.constant("radix_bits", self.options.radix_bits)
         size = c * h * w
         groups = h * w if mode.local else 1
         summary = (f"{op.name} {source.shape_text()}: k-WTA k={op.attr('k')} of {size // groups} "
                    f"({'local: over C at each pixel' if mode.local else 'global'}"
-                   f"{', ties broken' if mode.break_ties else ''}{', boosted' if boost is not None else ''})")
+                   f"{', ties broken' if mode.break_ties else ''}{', boosted' if boost is not None else ''}); "
+                   f"{lanes} lane{'s' if lanes > 1 else ''}")
         config.comment = summary
         layer = Layer(0, op.results[0].name or "", ident, op.name, summary,
                       f"sparsecc::kwta<{config.name}>", args, [source], output, data, config, arrays)
-        work = Work(elements=0, kwta_groups=groups, kwta_group_size=size // groups,
-                    kwta_key_bits=_key_bits(data, constants if boost is not None else None),
-                    weight_bits=sum(a.count * constants.bits for a in arrays), buffer_bits=size * data.bits,
-                    multiplier_bits=max(data.bits, constants.bits) if boost is not None else 0)
-        layer.work = work
-        layer.dense_work = dataclasses.replace(work)
+        layer.lanes = lanes
+        layer.loops = LoopModel(kwta=KwtaLoops(groups, size // groups, _key_bits(data, arrays[0] if arrays else None),
+                                               mode.local, self.options.radix_bits))
+        layer.work = Work(weight_bits=sum(a.count * _element_bits(a, constants) for a in arrays))
+        layer.banked_arrays = ()
         self._add(layer)
 
     def _affine(self, op: Operation) -> None:
@@ -671,8 +783,10 @@ class Lowering:
         else:
             scale = _constant(op.operand("scale"), "scale", op)
             shift = _constant(op.operand("shift"), "shift", op)
+        index = self._next_index()
         ident, data, constants, accum, output = self._layer(op, suffixes=("config", "scale", "shift"))
         config = ConfigStruct(f"{ident}_config", "")
+        config.constant("layer", index)
         config.constant(["channels", "height", "width"], [c, h, w])
         config.typedef(accum.ctype(), "accum_t")
         config.typedef(constants.constant_ctype(), "scale_t")
@@ -687,31 +801,31 @@ class Lowering:
         layer = Layer(0, op.results[0].name or "", ident, op.name, summary,
                       f"sparsecc::affine<{config.name}>", [a.name for a in arrays], [source], output, data, config,
                       arrays)
-        layer.work = Work(elements=c * h * w, weight_bits=2 * c * constants.bits, buffer_bits=c * h * w * data.bits,
-                          multiplier_bits=max(data.bits, constants.bits))
-        layer.dense_work = dataclasses.replace(layer.work)
+        layer.loops = LoopModel(pointwise=c * h * w, pointwise_entries=1)
+        layer.work = Work(weight_bits=2 * c * constants.bits)
         self._add(layer)
 
-    def _simple(self, op: Operation, function: str, summary: str, work: Work, config: ConfigStruct | None = None,
-                inputs: list[Buffer] | None = None) -> None:
+    def _simple(self, op: Operation, function: str, summary: str, loops: LoopModel,
+                config: ConfigStruct | None = None, inputs: list[Buffer] | None = None) -> None:
         x = op.operand_values[0]
         sources = inputs or [self._buffer(x, op)]
+        index = self._next_index()
         ident, data, _, _, output = self._layer(op, suffixes=("config",))
+        function = function.replace("ID", str(index))
         if config is not None:
             config.name = f"{ident}_config"
             config.comment = summary
+            config.members.insert(0, f"static constexpr unsigned layer = {index};")
             function = function.replace("CONFIG", config.name)
-        work.buffer_bits = output.size * data.bits
         layer = Layer(0, op.results[0].name or "", ident, op.name, summary, function, [], sources,
                       output, data, config)
-        layer.work = work
-        layer.dense_work = dataclasses.replace(work)
+        layer.loops = loops
         self._add(layer)
 
     def _relu(self, op: Operation) -> None:
         source = self._buffer(op.operand_values[0], op)
-        self._simple(op, f"sparsecc::relu<{source.size}>", f"{op.name} {source.shape_text()}: max(x, 0)",
-                     Work(elements=source.size))
+        self._simple(op, f"sparsecc::relu<{source.size}, ID>", f"{op.name} {source.shape_text()}: max(x, 0)",
+                     LoopModel(pointwise=source.size, pointwise_entries=1))
 
     def _pool(self, op: Operation) -> None:
         source = self._buffer(op.operand_values[0], op)
@@ -730,8 +844,10 @@ class Lowering:
         out = _sample_shape(op.results[0])
         summary = (f"{op.name} {source.shape_text()} -> {'x'.join(map(str, out))}: "
                    f"{'average' if average else 'max'} pooling {window[0]}x{window[1]} stride {window[2]}x{window[3]}")
-        self._simple(op, f"sparsecc::{kind}<CONFIG>", summary,
-                     Work(pool_reads=math.prod(out) * window[0] * window[1]), config)
+        pooled = math.prod(out)
+        cycles = pooled * math.ceil(window[0] * window[1] / 2) if average else _maxpool_cycles(c * h * w, pooled,
+                                                                                                window)
+        self._simple(op, f"sparsecc::{kind}<CONFIG>", summary, LoopModel(pool=cycles, pool_entries=1), config)
 
     def _global_avgpool(self, op: Operation) -> None:
         source = self._buffer(op.operand_values[0], op)
@@ -741,7 +857,7 @@ class Lowering:
         _, _, accum, _ = self._precision(op)
         config.typedef(accum.ctype(), "accum_t")
         self._simple(op, "sparsecc::global_avgpool<CONFIG>", f"{op.name} {source.shape_text()} -> {c}: mean over HxW",
-                     Work(pool_reads=c * h * w), config)
+                     LoopModel(pool=c * h * w, pool_entries=c), config)
 
     def _softmax(self, op: Operation) -> None:
         source = self._buffer(op.operand_values[0], op)
@@ -751,8 +867,9 @@ class Lowering:
             raise CompileError(f"{op.name} over axis {op.attr('axis')} of a rank-{rank} tensor: the HLS kernels take "
                                "(log-)softmax over the features of (batch, features)", op_type=op.name)
         kind = "log_softmax" if isinstance(op, ops.LogSoftmax) else "softmax"
-        self._simple(op, f"sparsecc::{kind}<{source.size}>", f"{op.name} over {source.size} values (float math)",
-                     Work(elements=3 * source.size))
+        n = source.size
+        self._simple(op, f"sparsecc::{kind}<{n}, ID>", f"{op.name} over {n} values (float math)",
+                     LoopModel(pointwise=3 * n - 1, pointwise_entries=3))
 
     def _concat(self, op: Operation) -> None:
         values = op.operand_group("inputs")
@@ -765,8 +882,8 @@ class Lowering:
             raise CompileError(f"{op.name} of {len(sources)} inputs: the HLS kernel concatenates two", op_type=op.name)
         a, b = sources
         summary = f"{op.name} {a.shape_text()} ++ {b.shape_text()} along channels"
-        self._simple(op, f"sparsecc::concat_channels<{a.size}, {b.size}>", summary, Work(elements=a.size + b.size),
-                     inputs=sources)
+        self._simple(op, f"sparsecc::concat_channels<{a.size}, {b.size}, ID>", summary,
+                     LoopModel(pointwise=a.size + b.size, pointwise_entries=2), inputs=sources)
 
 
 def _kernel_function(kernel: str, storage: str) -> str:
@@ -778,8 +895,39 @@ def _kernel_function(kernel: str, storage: str) -> str:
     return {"ell": "ell", "csc": "sparse_sparse"}[storage]
 
 
+def _mac_kind(function: str) -> str:
+    """The MAC loop kind (loops.py) of a conv2d_* / linear_* kernel."""
+    suffix = function.split("_", 1)[1]
+    return {"dense": GATHER, "ell": GATHER, "sparse_sparse": SCATTER, "act_sparse": COLUMN,
+            "complementary": PACKED, "complementary_sparse": PACKED_SCATTER}[suffix]
+
+
+def _tap_hits(ky: int, kx: int, size: tuple[int, int], out: tuple[int, int], strides: tuple[int, ...],
+              pads: tuple[int, ...]) -> int:
+    """Output pixels whose input under tap (ky, kx) lies inside the image (not in the zero padding)."""
+    rows = sum(0 <= oy * strides[0] + ky - pads[0] < size[0] for oy in range(out[0]))
+    cols = sum(0 <= ox * strides[1] + kx - pads[1] < size[1] for ox in range(out[1]))
+    return rows * cols
+
+
+def _pooled(size: int, kernel: int, stride: int) -> int:
+    return 0 if size < kernel else (size - kernel) // stride + 1
+
+
+def _maxpool_cycles(inputs: int, outputs: int, window: tuple[int, int, int, int]) -> int:
+    """Cycles of maxpool_impl (pool.h): one pass over the input for windows that do not overlap, else
+    ceil(KH*KW / 2) per output (reads of a dual-port buffer)."""
+    kh, kw, sh, sw = window
+    if sh >= kh and sw >= kw:
+        return inputs
+    return outputs * math.ceil(kh * kw / 2)
+
+
 def _element_bits(array: ConstArray, constants: Precision) -> int:
     """Bits of one stored element: the value type's width for values, the index type's for indices."""
     if array.ctype.startswith("uint"):
         return int(array.ctype[4:-2])
-    return constants.bits
+    match = re.search(r"ap_u?fixed<(\d+)", array.ctype)
+    if match:
+        return int(match.group(1))
+    return 32 if array.ctype == "float" else constants.bits

@@ -15,7 +15,14 @@ packing            ``"none"``                  ``complementary``: weight-sparse 
                                                sparsity packing (formats.h) instead of ELL / CSC
 pack_size          ``4``                       units per complementary group
 radix_bits         ``4``                       digit width of the k-WTA radix select (1..8)
-csim_cache         ``~/.cache/sparsecc/hls``   where C-simulation builds are cached (by content hash)
+lanes              ``1``                       MAC / k-WTA lanes of every layer (snapped to what it accepts)
+reuse_factor       (none)                      hls4ml's knob: lanes = ceil(loop length / reuse_factor) per layer
+target_fps         (none)                      fewest lanes per layer that reach this many samples/s
+budget             (none)                      ``zcu104`` or ``u250``: the fastest lanes that fit that part
+layer_lanes        ``""``                      per-layer lanes ``"NAME:L;NAME:L"`` (after the choices above)
+dense              ``False``                   generate the dense twin (every conv / linear dense)
+csim_cache         ``~/.cache/sparsecc/hls``   where C-simulation builds are cached (API only; never in a
+                                               manifest: a loaded project takes it from its caller)
 csim_stack_mib     derived from the buffers    stack of the C-simulation thread (feature maps are locals)
 emit_source        (ignored)                   accepted for the CLI: the project *is* source
 =================  ==========================  ================================================================
@@ -32,6 +39,7 @@ from sparsecc.compiler.errors import CompileError
 from .precision import FLOAT, Precision, parse_layer_precisions, parse_precision
 
 INTERFACES = ("array", "axis")
+BUDGETS = ("zcu104", "u250")
 PACKINGS = ("none", "complementary")
 DEFAULT_PART = "xcu250-figd2104-2L-e"
 DEFAULT_CLOCK_MHZ = 250.0
@@ -58,6 +66,12 @@ class HLSOptions:
     radix_bits: int = 4
     csim_cache: Path | None = None
     csim_stack_mib: int | None = None
+    lanes: int = 1
+    reuse_factor: int | None = None
+    target_fps: float | None = None
+    budget: str | None = None
+    layer_lanes: tuple[tuple[str, int], ...] = ()
+    dense: bool = False
 
     @staticmethod
     def from_options(options: dict[str, Any]) -> HLSOptions:
@@ -97,6 +111,29 @@ class HLSOptions:
             values["csim_stack_mib"] = _number(options["csim_stack_mib"], "csim_stack_mib", int, 8, 65536)
         if options.get("csim_cache") is not None:
             values["csim_cache"] = Path(options["csim_cache"])
+        if options.get("lanes") is not None:
+            values["lanes"] = _number(options["lanes"], "lanes", int, 1, 4096)
+        if options.get("reuse_factor") is not None:
+            values["reuse_factor"] = _number(options["reuse_factor"], "reuse_factor", int, 1, 10**9)
+        if options.get("target_fps") is not None:
+            values["target_fps"] = _number(options["target_fps"], "target_fps", float, 1e-3, 1e12)
+        if options.get("budget") is not None:
+            if options["budget"] not in BUDGETS:
+                raise CompileError(f"budget must be one of {', '.join(BUDGETS)}, got '{options['budget']}'")
+            values["budget"] = options["budget"]
+        chosen = [n for n in ("reuse_factor", "target_fps", "budget") if n in values]
+        if len(chosen) > 1 or (chosen and "lanes" in values):
+            raise CompileError(f"give one of lanes, reuse_factor, target_fps, budget (got {', '.join(chosen)}"
+                               f"{', lanes' if 'lanes' in values and chosen else ''})")
+        if options.get("layer_lanes"):
+            values["layer_lanes"] = tuple(sorted(_layer_lanes(options["layer_lanes"]).items()))
+        if options.get("dense") is not None:
+            dense = options["dense"]
+            if isinstance(dense, str):
+                if dense.lower() not in ("true", "false", "1", "0"):
+                    raise CompileError(f"dense must be true or false, got '{dense}'")
+                dense = dense.lower() in ("true", "1")
+            values["dense"] = bool(dense)
         result = HLSOptions(**values)
         result.check_mixing()
         return result
@@ -142,7 +179,30 @@ class HLSOptions:
             out["accum_precision"] = str(self.accum_precision)
         if self.csim_stack_mib:
             out["csim_stack_mib"] = self.csim_stack_mib
+        if self.lanes != 1:
+            out["lanes"] = self.lanes
+        for name in ("reuse_factor", "target_fps", "budget"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.layer_lanes:
+            out["layer_lanes"] = ";".join(f"{n}:{v}" for n, v in self.layer_lanes)
+        if self.dense:
+            out["dense"] = True
         return out
+
+
+def _layer_lanes(value: Any) -> dict[str, int]:
+    """``NAME:L;NAME:L`` (or a dict) -> lanes by layer name."""
+    if isinstance(value, dict):
+        items = list(value.items())
+    else:
+        items = []
+        for item in filter(None, (part.strip() for part in str(value).split(";"))):
+            name, sep, lanes = item.rpartition(":")
+            if not sep or not name.strip():
+                raise CompileError(f"layer_lanes: bad entry '{item}' (expected NAME:LANES, e.g. 'conv1:4')")
+            items.append((name.strip(), lanes))
+    return {name: _number(lanes, f"layer_lanes entry '{name}'", int, 1, 4096) for name, lanes in items}
 
 
 def _number(value: Any, name: str, kind: type, low: float, high: float) -> Any:

@@ -39,13 +39,15 @@ _FIXED = re.compile(
 
 @dataclasses.dataclass(frozen=True)
 class Precision:
-    """``float`` (``width`` None) or a signed ``ap_fixed<width, integer>`` with optional modes."""
+    """``float`` (``width`` None) or ``ap_fixed<width, integer>`` (``ap_ufixed`` when not ``signed``) with
+    optional modes."""
 
     width: int | None = None
     integer: int = 0
     quantization: str | None = None
     overflow: str | None = None
     saturation_bits: int | None = None
+    signed: bool = True
 
     @property
     def is_float(self) -> bool:
@@ -69,7 +71,8 @@ class Precision:
         extra = [m for m in (self.quantization, self.overflow) if m]
         if self.saturation_bits is not None:
             extra.append(str(self.saturation_bits))
-        return f"ap_fixed<{', '.join([str(self.width), str(self.integer), *extra])}>"
+        kind = "ap_fixed" if self.signed else "ap_ufixed"
+        return f"{kind}<{', '.join([str(self.width), str(self.integer), *extra])}>"
 
     def __str__(self) -> str:
         return self.ctype()
@@ -77,8 +80,9 @@ class Precision:
     def storage_type(self) -> str:
         """The C integer type holding the raw bits of one constant (fixed point only)."""
         assert self.width is not None
+        needed = self.width if self.signed else self.width + 1  # raw bits of an ap_ufixed stay non-negative
         for bits in (8, 16, 32, 64):
-            if self.width <= bits:
+            if needed <= bits:
                 return f"int{bits}_t"
         raise CompileError(f"{self}: constants wider than {MAX_WIDTH} bits are not supported")
 
@@ -96,7 +100,7 @@ class Precision:
             return array.astype(np.float32)
         scaled = np.ldexp(array, self.fraction)
         rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
-        low, high = -(2 ** (self.width - 1)), 2 ** (self.width - 1) - 1
+        low, high = (-(2 ** (self.width - 1)), 2 ** (self.width - 1) - 1) if self.signed else (0, 2**self.width - 1)
         return np.clip(rounded, low, high).astype(np.int64)
 
     def dequantize(self, raw: np.ndarray) -> np.ndarray:
@@ -109,10 +113,27 @@ class Precision:
         """The largest representable value (float: float32 max)."""
         if self.width is None:
             return float(np.finfo(np.float32).max)
-        return float(np.ldexp(2.0 ** (self.width - 1) - 1, -self.fraction))
+        return float(np.ldexp(2.0 ** (self.width - (1 if self.signed else 0)) - 1, -self.fraction))
 
 
 FLOAT = Precision()
+
+
+def saturating(precision: Precision) -> bool:
+    """Whether values beyond the range of a fixed-point type saturate (AP_SAT*) instead of wrapping."""
+    return bool(precision.overflow and precision.overflow.startswith("AP_SAT"))
+
+
+def boost_precision(constants: Precision, factors: np.ndarray | None) -> Precision:
+    """The type of the k-WTA boost factors: ``exp(-b * duty)`` lies in (0, 1], so fixed-point designs store
+    them as ``ap_ufixed<W, 1>`` (W the constants' width, round to nearest): 2^(I-1) times finer than the
+    constants' ``ap_fixed<W, I>``. Factors outside [0, 2) keep the constants' type; float stays float."""
+    if constants.is_float or factors is None:
+        return constants
+    values = np.asarray(factors, dtype=np.float64)
+    if values.size and (values.min() < 0 or values.max() >= 2):
+        return constants
+    return Precision(constants.bits, 1, "AP_RND", None, None, signed=False)
 
 
 def parse_precision(text: str, where: str = "precision") -> Precision:

@@ -20,8 +20,10 @@ from .precision import accumulator_for
 TESTBENCH_SAMPLES = 4
 #: Tolerance of the testbench for float designs (the same as ``sparsecc check``).
 RTOL, ATOL = 1e-4, 1e-5
-#: Entry point of the C-simulation bridge (csim/bridge.cpp).
+#: Entry points of the C-simulation bridge (csim/bridge.cpp): the run, and the loop counters of an
+#: instrumented build.
 BRIDGE_SYMBOL = "sparsecc_csim"
+COUNTS_SYMBOL = "sparsecc_csim_counts"
 
 #: The files of a project and what they hold (``{top}`` is the top function's name).
 LAYOUT = (
@@ -36,7 +38,8 @@ LAYOUT = (
     ("firmware/weights/<layer>.h", "compressed constants of each layer (only non-zeros and their indices)"),
     ("firmware/sparsecc/*.h", "the sparsecc kernel header library"),
     ("tb_data/tb_input_features.dat", "one sample per line (all inputs, NCHW order)"),
-    ("tb_data/tb_output_predictions.dat", "expected outputs (sparsecc's reference interpreter)"),
+    ("tb_data/tb_output_predictions.dat", "expected outputs, bit-exact: a C-simulation of this design"),
+    ("tb_data/tb_output_reference.dat", "outputs of sparsecc's reference interpreter (float, for information)"),
     ("csim/bridge.cpp", 'extern "C" entry used by sparsecc\'s C-simulation (ctypes)'),
     ("report/estimate.json, .md", "cycles, II, latency, DSP/BRAM/URAM/LUT: sparse vs dense, U250 and ZCU104"),
 )
@@ -47,6 +50,12 @@ def layout(top: str) -> str:
     rows = [(path.format(top=top), what) for path, what in LAYOUT]
     width = max(len(path) for path, _ in rows) + 2
     return "\n".join(["PROJECT/", *(f"  {path:<{width}}{what}" for path, what in rows)])
+
+
+def testbench_lines(arrays: list[np.ndarray], samples: int) -> str:
+    """Outputs (or inputs) of ``samples`` samples, one sample a line, float32 values that read back exactly."""
+    rows = np.concatenate([np.asarray(a, dtype=np.float32).reshape(samples, -1) for a in arrays], axis=1)
+    return "".join(" ".join(np.char.mod("%.9g", row).tolist()) + "\n" for row in rows)
 
 
 def _guard(name: str) -> str:
@@ -110,7 +119,8 @@ class ProjectWriter:
             out[f"firmware/sparsecc/{header.name}"] = header.read_text()
         inputs, expected = self.testbench_data()
         out["tb_data/tb_input_features.dat"] = inputs
-        out["tb_data/tb_output_predictions.dat"] = expected
+        out["tb_data/tb_output_reference.dat"] = expected
+        out["tb_data/tb_output_predictions.dat"] = expected  # replaced by a C-simulation run at export
         report = report if report is not None else estimate_design(self.design)
         out["report/estimate.json"] = to_json(report)
         out["report/estimate.md"] = markdown(report)
@@ -155,11 +165,12 @@ class ProjectWriter:
                  "in the model precision",
                  f"typedef {self.options.constants.ctype()} weight_t;  // weights, biases, scale/shift, boost",
                  "typedef data_t input_t;   // input ports"]
+        if design.layer_types:
+            lines += ["", "// per-layer precision (layer_precision option; model outputs saturate: AP_SAT)"]
+            lines += [f"typedef {p.ctype()} {name};" for name, p in design.layer_types.items()]
+        lines.append("")
         for i, port in enumerate(design.outputs):
             lines.append(f"typedef {port.buffer.ctype} {self._port_type(i)};   // output port '{port.name}'")
-        if design.layer_types:
-            lines += ["", "// per-layer precision (layer_precision option)"]
-            lines += [f"typedef {p.ctype()} {name};" for name, p in design.layer_types.items()]
         lines += ["", "// port sizes (one sample, NCHW order)"]
         for port in (*design.inputs, *design.outputs):
             lines.append(f"constexpr unsigned N_{port.ident.upper()} = {port.buffer.size};   // "
@@ -292,12 +303,30 @@ class ProjectWriter:
                  *["        " + line for line in loads],
                  f"        {self.top}({', '.join(call)});",
                  *["        " + line for line in stores],
-                 "    }", "}", ""]
+                 "    }", "}", "",
+                 "#ifdef SPARSECC_INSTRUMENT",
+                 "// The loop counters of an instrumented build (common.h): copied out, or reset when `reset`.",
+                 f'extern "C" void {COUNTS_SYMBOL}(unsigned long long* cycles, unsigned long long* entries, '
+                 "int reset) {",
+                 "    sparsecc::instrument::counts& table = sparsecc::instrument::table();",
+                 "    const unsigned n = sparsecc::instrument::MAX_LAYERS * sparsecc::instrument::STAGES;",
+                 "    for (unsigned i = 0; i < n; i++) {",
+                 "        unsigned long long* c = &table.cycles[0][0] + i;",
+                 "        unsigned long long* e = &table.entries[0][0] + i;",
+                 "        if (reset) {",
+                 "            *c = 0;",
+                 "            *e = 0;",
+                 "        } else {",
+                 "            cycles[i] = *c;",
+                 "            entries[i] = *e;",
+                 "        }",
+                 "    }",
+                 "}",
+                 "#endif", ""]
         return "\n".join(lines)
 
     def testbench(self) -> str:
         design = self.design
-        float_design = self.options.precision.is_float and not design.layer_types
         n_in = " + ".join(f"N_{p.ident.upper()}" for p in design.inputs)
         n_out = " + ".join(f"N_{p.ident.upper()}" for p in design.outputs)
         loads, call, stores = self._io_blocks(None)
@@ -313,11 +342,10 @@ class ProjectWriter:
         return "\n".join([
             self._banner(f"{self.top}_test.cpp — testbench (C simulation and C/RTL co-simulation)."),
             "// Reads tb_data/tb_input_features.dat (one sample per line: all inputs, NCHW order) and",
-            "// tb_data/tb_output_predictions.dat (the expected outputs), runs the top function on every sample,",
-            "// and prints the max abs error and the top-1 agreement of the first output. Float designs fail (exit",
-            "// status 1) when an output differs by more than atol + rtol * |expected| "
-            f"(rtol {RTOL:g}, atol {ATOL:g}).",
-            "// Argument: the data directory (default tb_data).",
+            "// tb_data/tb_output_predictions.dat (the expected outputs: a C-simulation of this same design, written",
+            "// by sparsecc at export), runs the top function on every sample and compares BIT-EXACTLY (NaN equals",
+            "// NaN): any difference fails the test (exit status 1). It also prints the max abs error and the top-1",
+            "// agreement of the first output. Argument: the data directory (default tb_data).",
             "#include <cmath>", "#include <cstdio>", "#include <fstream>", "#include <sstream>", "#include <string>",
             "#include <vector>", "", f'#include "firmware/{self.top}.h"', "",
             "static bool read_sample(std::ifstream& file, std::vector<float>& values, size_t count) {",
@@ -343,8 +371,6 @@ class ProjectWriter:
             "dir.c_str());",
             "        return 2;",
             "    }",
-            f"    const bool float_design = {'true' if float_design else 'false'};",
-            f"    const double rtol = {RTOL:g}, atol = {ATOL:g};",
             "    std::vector<float> features, reference, results;",
             "    unsigned samples = 0, mismatched = 0, top1 = 0;",
             "    double max_error = 0.0;",
@@ -361,18 +387,21 @@ class ProjectWriter:
             *["        " + line for line in stores],
             "        bool ok = true;",
             "        for (size_t i = 0; i < results.size(); i++) {",
+            "            const bool both_nan = std::isnan(results[i]) && std::isnan(reference[i]);",
             "            const double error = std::fabs(double(results[i]) - double(reference[i]));",
             "            if (error > max_error) max_error = error;",
-            "            if (!(error <= atol + rtol * std::fabs(double(reference[i])))) ok = false;",
+            "            if (!both_nan && !(results[i] == reference[i] && "
+            "std::signbit(results[i]) == std::signbit(reference[i]))) ok = false;",
             "        }",
             f"        if (argmax(results.data(), N_{first}) == argmax(reference.data(), N_{first})) top1++;",
             "        if (!ok) mismatched++;",
             "        samples++;",
             "    }",
-            '    std::printf("%u sample(s): max abs error %.3g, top-1 agreement %u/%u, %u outside tolerance\\n", '
+            '    std::printf("%u sample(s): max abs error %.3g, top-1 agreement %u/%u, %u mismatched\\n", '
             "samples, max_error, top1, samples, mismatched);",
             "    if (samples == 0) return 2;",
-            "    return float_design && mismatched ? 1 : 0;",
+            '    std::printf(mismatched ? "FAIL\\n" : "PASS\\n");',
+            "    return mismatched ? 1 : 0;",
             "}", ""])
 
     def testbench_data(self) -> tuple[str, str]:
@@ -381,12 +410,8 @@ class ProjectWriter:
         outputs = interpret(self.module, feeds)
         names = [a.name or "" for a in self.module.func.args]
 
-        def lines(arrays: list[np.ndarray]) -> str:
-            rows = np.concatenate([np.asarray(a, dtype=np.float32).reshape(TESTBENCH_SAMPLES, -1) for a in arrays],
-                                  axis=1)
-            return "".join(" ".join(np.char.mod("%.9g", row).tolist()) + "\n" for row in rows)
-
-        return lines([feeds[n] for n in names]), lines(outputs)
+        return (testbench_lines([feeds[n] for n in names], TESTBENCH_SAMPLES),
+                testbench_lines(outputs, TESTBENCH_SAMPLES))
 
     # -- build script and README ------------------------------------------------------------------------------
     def build_tcl(self) -> str:
@@ -407,7 +432,7 @@ class ProjectWriter:
             f"set part {{{self.options.part}}}",
             f"set clock_mhz {self.options.clock_mhz:g}",
             f"set top {top}",
-            "set cflags {-std=c++17 -Ifirmware}",
+            "set cflags {-std=c++14 -Ifirmware}",
             "",
             "open_project -reset ${top}_prj",
             "set_top $top",
@@ -441,13 +466,12 @@ class ProjectWriter:
         for layer in design.layers:
             rows.append(f"| {layer.index + 1} | `{layer.name}` | `{layer.function}` | "
                         f"{layer.weight_format or ''} | {layer.output.shape_text()} |")
-        ratios = []
-        for entry in report["total"]["parts"].values():
-            ratio = entry["throughput_ratio"]
-            free = entry.get("throughput_ratio_ignoring_memory")
-            text = f"{ratio:.1f}x" if ratio is not None else entry["note"]
-            ratios.append(f"- {entry['board']}: {text}" + (f" ({free:.1f}x if on-chip memory were unlimited)"
-                                                           if free is not None else ""))
+        sparse = report["total"]["sparse"]
+        ratio = report["total"].get("throughput_ratio")
+        ratios = [f"- this design: interval {sparse['ii_cycles']:,} cycles ({sparse['throughput']:,.0f} samples/s "
+                  f"at {opts.clock_mhz:g} MHz), lanes per layer {sparse['lanes']}"]
+        if ratio is not None:
+            ratios.append(f"- the dense twin with the same lanes policy: {ratio:.1f}x slower")
         ports = ", ".join(f"`{p.ident}` ({p.buffer.shape_text()})" for p in (*design.inputs, *design.outputs))
         overrides = ", ".join(f"`{name}`: `{p}`" for name, p in opts.layer_precision)
         layer_types = f" (layers: {overrides})" if overrides else ""
@@ -493,7 +517,7 @@ class ProjectWriter:
             "`hls4ml/templates/vivado/ap_types`):",
             "",
             "```",
-            f"g++ -std=c++17 -O2 -ffp-contract=off -Wno-unknown-pragmas -Ifirmware -isystem AP_TYPES_DIR "
+            f"g++ -std=c++14 -O2 -ffp-contract=off -Wno-unknown-pragmas -Ifirmware -isystem AP_TYPES_DIR "
             f"{top}_test.cpp firmware/{top}.cpp -o {top}_csim && ./{top}_csim tb_data",
             "```",
             "",
@@ -501,14 +525,23 @@ class ProjectWriter:
             "(`ulimit -s unlimited`). `sparsecc check MODEL --target hls` and `sparsecc.load(PROJECT)` compile "
             "`csim/bridge.cpp` into a shared library and run it on a thread with a large stack.",
             "",
-            "The kernel headers use C++17 (`if constexpr`); use a Vitis HLS release whose front end accepts "
-            "`-std=c++17`. This project was generated and C-simulated with g++; Vitis itself was not run.",
+            "The sources are C++14 (the language level Vitis HLS documents). This project was generated and "
+            "C-simulated with g++; Vitis itself was not run. The testbench compares bit-exactly with "
+            "`tb_output_predictions.dat`, a C-simulation of this design; `tb_output_reference.dat` holds the "
+            "reference interpreter's float outputs.",
+            "",
+            "## Numerics",
+            "",
+            "Sparse kernels form only the products of stored (non-zero) weights: ELL padding and the empty "
+            "entries of banked CSC and complementary packings are skipped, so a +-inf input yields +-inf wherever "
+            "the dense product does. The dense product's 0 x inf = NaN for a unit whose weight on an infinite "
+            "input is zero is not formed here (such units stay finite where onnxruntime gives NaN); fixed-point "
+            "designs have no inf or NaN.",
             "",
             "## Estimates",
             "",
-            "`report/estimate.md` / `.json`: per layer and total cycles, II, latency, DSP/BRAM18/URAM/LUT for this "
-            "design and for the same network dense, on the Alveo U250 and the ZCU104. Sparse/dense throughput "
-            "(whole chip):",
+            "`report/estimate.md` / `.json`: per layer the lanes written into its config, cycles per stage, interval, "
+            "latency and DSP/BRAM18/URAM/LUT of this design (one instance) and of its dense twin:",
             "",
             *ratios,
             "",

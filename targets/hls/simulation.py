@@ -20,7 +20,10 @@ import numpy as np
 
 from sparsecc.runtime.hls.csim import SharedLibrary, compile_cpp
 
-from .project import BRIDGE_SYMBOL, write_files
+from .project import BRIDGE_SYMBOL, COUNTS_SYMBOL, write_files
+
+#: Shape of the instrumentation tables (common.h: instrument::MAX_LAYERS x instrument::STAGES).
+COUNTER_LAYERS, COUNTER_STAGES = 512, 5
 
 #: Project files that take part in the C-simulation build.
 BUILD_PREFIXES = ("firmware/", "csim/")
@@ -40,11 +43,14 @@ def source_key(files: Mapping[str, bytes]) -> str:
 class CSimulation:
     """The compiled C-simulation of one project (built on first use)."""
 
-    def __init__(self, files: Mapping[str, bytes], top: str, cache_dir: Path, stack_mib: int) -> None:
+    def __init__(self, files: Mapping[str, bytes], top: str, cache_dir: Path, stack_mib: int,
+                 instrument: bool = False) -> None:
+        """``instrument``: compile with -DSPARSECC_INSTRUMENT (loop counters, see common.h)."""
         self.sources = build_sources(files)
         self.top = top
         self.cache_dir = cache_dir
         self.stack_mib = stack_mib
+        self.instrument = instrument
         self._library: SharedLibrary | None = None
         self._lock = threading.Lock()
 
@@ -72,7 +78,9 @@ class CSimulation:
         if self._library is None:
             root = self._materialise()
             path = compile_cpp([root / "csim" / "bridge.cpp", root / "firmware" / f"{self.top}.cpp"], root / "build",
-                               "csim", shared=True, include_dirs=[root / "firmware"])
+                               "csim-instrumented" if self.instrument else "csim", shared=True,
+                               include_dirs=[root / "firmware"],
+                               defines={"SPARSECC_INSTRUMENT": None} if self.instrument else None)
             self._library = SharedLibrary(path)
         return self._library
 
@@ -85,3 +93,20 @@ class CSimulation:
         with self._lock:  # one run at a time per model (each holds a large stack)
             library.call(BRIDGE_SYMBOL, *arrays, *outputs, batch, stack_mib=self.stack_mib)
         return outputs
+
+    def run_counting(self, inputs: Sequence[np.ndarray], output_shapes: Sequence[tuple[int, ...]]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Run an instrumented build; returns the (cycles issued, entries) tables, (MAX_LAYERS, stages) each,
+        summed over the batch."""
+        assert self.instrument, "run_counting needs an instrumented build"
+        library = self.library()
+        cycles = np.zeros((COUNTER_LAYERS, COUNTER_STAGES), dtype=np.uint64)
+        entries = np.zeros_like(cycles)
+        with self._lock:
+            library.call(COUNTS_SYMBOL, cycles, entries, 1)  # reset
+            arrays = [np.ascontiguousarray(x, dtype=np.float32) for x in inputs]
+            outputs = [np.zeros(shape, dtype=np.float32) for shape in output_shapes]
+            batch = int(arrays[0].shape[0])
+            library.call(BRIDGE_SYMBOL, *arrays, *outputs, batch, stack_mib=self.stack_mib)
+            library.call(COUNTS_SYMBOL, cycles, entries, 0)
+        return cycles.astype(np.float64), entries.astype(np.float64)

@@ -123,7 +123,8 @@ def _conv2d(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
                                        isa=lo.isa)
     else:
         name = _unique(lo, op, "conv2d_dense")
-        built = K.conv2d_dense(in_shape, weight, bias, strides, pads, relu, kwta, pool, pool_first, name)
+        built = K.conv2d_dense(in_shape, weight, bias, strides, pads, relu, kwta, pool, pool_first, name,
+                               isa=lo.isa)
     return _emit(lo, op, built)
 
 

@@ -116,7 +116,7 @@ const typename CFG::kwta_config::boost_t* boost_arg(const D* boost) {
     if constexpr (CFG::kwta_config::enabled)
         return boost;
     else
-        return nullptr;
+        return sparsecc::no_values<typename CFG::kwta_config::boost_t, 1>::values;
 }
 
 // ----- runners ---------------------------------------------------------------------------------------------
@@ -149,7 +149,9 @@ void with_epilogue(IO& io, F kernel) {
     if constexpr (has_epilogue_arrays<CFG>())
         kernel(io.scale, io.shift, boost_arg<CFG>(io.boost));
     else
-        kernel();
+        kernel(sparsecc::no_values<typename CFG::scale_t, sizeof(io.bias) / sizeof(io.bias[0])>::values,
+               sparsecc::no_values<typename CFG::scale_t, sizeof(io.bias) / sizeof(io.bias[0])>::values,
+               sparsecc::no_values<typename CFG::kwta_config::boost_t, sizeof(io.bias) / sizeof(io.bias[0])>::values);
 }
 
 template <class CFG, class T>
@@ -299,7 +301,7 @@ void run_kwta(const float* x, float* y, const float* boost) {
     if constexpr (KCFG::boost)
         sparsecc::kwta<KCFG>(xd, yd, bd);
     else
-        sparsecc::kwta<KCFG>(xd, yd);
+        sparsecc::kwta<KCFG>(xd, yd, sparsecc::no_values<typename KCFG::boost_t, KCFG::channels>::values);
     store(yd, y);
 }
 
@@ -344,9 +346,9 @@ void run_elementwise(const float* x, const float* scale, const float* shift, con
     load(scale, sd);
     load(shift, hd);
     load(other, od);
-    sparsecc::relu<N>(xd, relud);
+    sparsecc::relu<N, 0>(xd, relud);
     sparsecc::affine<map_cfg<T> >(xd, affined, sd, hd);
-    sparsecc::concat_channels<N, M>(xd, od, concatd);
+    sparsecc::concat_channels<N, M, 0>(xd, od, concatd);
     sparsecc::flatten<N>(xd, flatd);
     store(relud, relu_out);
     store(affined, affine_out);
@@ -359,8 +361,8 @@ void run_softmax(const float* x, float* log_softmax_out, float* softmax_out) {
     typedef typename T::data_t D;
     D xd[12], ld[12], sd[12];
     load(x, xd);
-    sparsecc::log_softmax<12>(xd, ld);
-    sparsecc::softmax<12>(xd, sd);
+    sparsecc::log_softmax<12, 0>(xd, ld);
+    sparsecc::softmax<12, 0>(xd, sd);
     store(ld, log_softmax_out);
     store(sd, softmax_out);
 }

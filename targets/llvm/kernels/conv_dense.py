@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from tvm.script import tirx as T
 
-from .common import LANES, Kernel, ceil_div, for_each_sample, make_kernel, transpose_square
+from .common import LANES, TILE_VECTORS, Kernel, ceil_div, for_each_sample, host_isa, make_kernel, transpose_square
 from .epilogue import KwtaSpec, conv_epilogue, epilogue_boost, epilogue_scratch
 
 #: pixels per register tile of the 6 x 64 tile
@@ -59,6 +59,7 @@ def conv2d_dense(
     pool: int | None = None,
     pool_first: bool = False,
     name: str = "conv2d_dense",
+    isa: str | None = None,
 ) -> Kernel:
     """Fused dense conv2d (+bias, +ReLU, +k-WTA, +max-pool) for NCHW input (B, C, H, W), batch symbolic.
 
@@ -80,12 +81,19 @@ def conv2d_dense(
     # maps (per-lane stores at a channel stride of >= 1 KiB thrash L1 sets) and for weights too big for L2
     # (the weights are streamed once per pixel tile, so the tile should hold as many pixels as possible).
     weight_bytes = 4 * o_ch * c_in * kh * kw
-    transposed = npix >= TRANSPOSE_MIN_PIXELS or weight_bytes > STREAMED_WEIGHT_BYTES
+    budget = TILE_VECTORS[isa or host_isa()]
+    # the 16 x 16 transposed tile needs 16 accumulator vectors: only where the registers hold them (AVX-512)
+    transposed = budget >= lanes and (npix >= TRANSPOSE_MIN_PIXELS or weight_bytes > STREAMED_WEIGHT_BYTES)
     if transposed:
         ov, xt_full = 1, lanes
-    else:
+    elif budget >= 4 * PIXEL_TILE:
         ov = 4 if nvec % 4 == 0 else (2 if nvec % 2 == 0 else 1)
         xt_full = min(PIXEL_TILE * 4 // ov, 12)
+    else:  # narrower register files (AVX2, SSE2, NEON): fewer accumulators, same micro-kernel; streamed
+        # weights want the most pixels per tile
+        streamed = weight_bytes > STREAMED_WEIGHT_BYTES
+        ov = 2 if nvec % 2 == 0 and budget >= 4 and not streamed else 1
+        xt_full = max(1, budget // ov)
     ob_ch = ov * lanes
     nob = nvec // ov
     wpk = pack_dense_weight(np.asarray(weight, np.float32), ob_ch)

@@ -29,86 +29,166 @@
 namespace sparsecc {
 namespace detail {
 
-/// acc -> [affine] -> [relu when RELU] -> res_t, over C channels of HW pixels.
-template <class CONFIG, bool RELU, unsigned C, unsigned HW, class acc_t, class res_t>
-void epilogue_pointwise(const acc_t acc[C * HW], res_t y[C * HW], const typename CONFIG::scale_t* scale,
-                        const typename CONFIG::scale_t* shift) {
+/// The affine stage of the pointwise loop: v * scale[c] + shift[c] when ON, v otherwise (scale / shift are then
+/// not read).
+template <bool ON>
+struct affine_stage {
+    template <class acc_t, class scale_t>
+    static acc_t apply(const acc_t& v, const scale_t* /*scale*/, const scale_t* /*shift*/, unsigned /*c*/) {
+#pragma HLS INLINE
+        return v;
+    }
+};
+template <>
+struct affine_stage<true> {
+    template <class acc_t, class scale_t>
+    static acc_t apply(const acc_t& v, const scale_t* scale, const scale_t* shift, unsigned c) {
+#pragma HLS INLINE
+        return v * value_of(scale[c]) + value_of(shift[c]);
+    }
+};
+
+/// acc -> [affine] -> [relu when RELU] -> res_t, over C channels of HW pixels. The accumulator comes in BANKS
+/// blocks of N / BANKS elements (the MAC loop's banks: block b holds elements b * N / BANKS ...).
+template <class CONFIG, bool RELU, unsigned C, unsigned HW, unsigned BANKS, class acc_t, class res_t>
+void epilogue_pointwise(const acc_t acc[BANKS][C * HW / BANKS], res_t y[C * HW],
+                        const typename CONFIG::scale_t* scale, const typename CONFIG::scale_t* shift) {
+    const unsigned BANK = C * HW / BANKS;
+    SPARSECC_ENTER(CONFIG::layer, instrument::POINTWISE);
 epilogue_pointwise:
     for (unsigned i = 0; i < C * HW; i++) {
 #pragma HLS PIPELINE II = 1
-        acc_t v = acc[i];
-        if constexpr (CONFIG::affine) {   // scale / shift are not referenced (may be nullptr) otherwise
-            const unsigned c = i / HW;
-            v = v * value_of(scale[c]) + value_of(shift[c]);
-        }
-        if constexpr (RELU) {
-            if (v < acc_t(0)) v = acc_t(0);
-        }
+        SPARSECC_COUNT(CONFIG::layer, instrument::POINTWISE, 1);
+        acc_t v = affine_stage<CONFIG::affine>::apply(acc[i / BANK][i % BANK], scale, shift, i / HW);
+        if (RELU && v < acc_t(0)) v = acc_t(0);
         y[i] = res_t(v);
     }
 }
 
 /// y = max(x, 0) over N values (the ReLU after a k-WTA).
-template <unsigned N, class res_t>
+template <unsigned N, unsigned ID, class res_t>
 void epilogue_relu(const res_t x[N], res_t y[N]) {
+    SPARSECC_ENTER(ID, instrument::POINTWISE);
 epilogue_relu:
     for (unsigned i = 0; i < N; i++) {
 #pragma HLS PIPELINE II = 1
+        SPARSECC_COUNT(ID, instrument::POINTWISE, 1);
         y[i] = x[i] < res_t(0) ? res_t(0) : x[i];
     }
 }
 
-/// k-WTA and max pooling of the pointwise result, in the configured order, into `y`.
-template <class CONFIG, unsigned C, unsigned H, unsigned W, class res_t>
-void epilogue_select_pool(const res_t act[C * H * W], res_t y[epilogue_output<CONFIG, C, H, W>::size],
-                          const typename CONFIG::kwta_config::boost_t* boost) {
-#pragma HLS INLINE
-    typedef typename CONFIG::kwta_config KCFG;
-    typedef typename CONFIG::pool_config PCFG;
-    typedef epilogue_output<CONFIG, C, H, W> out;
-    if constexpr (KCFG::enabled && PCFG::enabled && CONFIG::pool_before_kwta) {
-        res_t pooled[out::size];
-        maxpool_apply<PCFG, C, H, W>(act, pooled);
-        kwta_apply<KCFG, C, out::height * out::width>(pooled, y, boost);
-    } else if constexpr (KCFG::enabled && PCFG::enabled) {
-        res_t winners[C * H * W];
-        kwta_apply<KCFG, C, H * W>(act, winners, boost);
-        maxpool_apply<PCFG, C, H, W>(winners, y);
-    } else if constexpr (KCFG::enabled) {
-        kwta_apply<KCFG, C, H * W>(act, y, boost);
-    } else {
-        maxpool_apply<PCFG, C, H, W>(act, y);
-    }
-}
+/// k-WTA and max pooling of the pointwise result, in the configured order (one specialisation per order).
+template <class CONFIG, unsigned C, unsigned H, unsigned W, bool KWTA = CONFIG::kwta_config::enabled,
+          bool POOL = CONFIG::pool_config::enabled, bool POOL_FIRST = CONFIG::pool_before_kwta>
+struct select_pool;
 
-/// The whole epilogue of a layer whose output is C x H x W (H = W = 1 for linear layers).
-template <class CONFIG, unsigned C, unsigned H, unsigned W, class acc_t, class res_t>
-void epilogue(const acc_t acc[C * H * W], res_t y[epilogue_output<CONFIG, C, H, W>::size],
+/// k-WTA only.
+template <class CONFIG, unsigned C, unsigned H, unsigned W>
+struct select_pool<CONFIG, C, H, W, true, false, false> {
+    template <class res_t>
+    static void run(const res_t act[C * H * W], res_t y[C * H * W],
+                    const typename CONFIG::kwta_config::boost_t* boost) {
+#pragma HLS INLINE
+        kwta_apply<typename CONFIG::kwta_config, C, H * W>(act, y, boost);
+    }
+};
+
+/// Max pooling only.
+template <class CONFIG, unsigned C, unsigned H, unsigned W>
+struct select_pool<CONFIG, C, H, W, false, true, false> {
+    template <class res_t>
+    static void run(const res_t act[C * H * W], res_t y[epilogue_output<CONFIG, C, H, W>::size],
+                    const typename CONFIG::kwta_config::boost_t* /*boost*/) {
+#pragma HLS INLINE
+        maxpool_apply<typename CONFIG::pool_config, C, H, W, CONFIG::layer>(act, y);
+    }
+};
+
+/// k-WTA, then max pooling of the winners.
+template <class CONFIG, unsigned C, unsigned H, unsigned W>
+struct select_pool<CONFIG, C, H, W, true, true, false> {
+    template <class res_t>
+    static void run(const res_t act[C * H * W], res_t y[epilogue_output<CONFIG, C, H, W>::size],
+                    const typename CONFIG::kwta_config::boost_t* boost) {
+#pragma HLS INLINE
+        res_t winners[C * H * W];
+        kwta_apply<typename CONFIG::kwta_config, C, H * W>(act, winners, boost);
+        maxpool_apply<typename CONFIG::pool_config, C, H, W, CONFIG::layer>(winners, y);
+    }
+};
+
+/// Max pooling, then k-WTA over the pooled values.
+template <class CONFIG, unsigned C, unsigned H, unsigned W>
+struct select_pool<CONFIG, C, H, W, true, true, true> {
+    template <class res_t>
+    static void run(const res_t act[C * H * W], res_t y[epilogue_output<CONFIG, C, H, W>::size],
+                    const typename CONFIG::kwta_config::boost_t* boost) {
+#pragma HLS INLINE
+        typedef epilogue_output<CONFIG, C, H, W> out;
+        res_t pooled[out::size];
+        maxpool_apply<typename CONFIG::pool_config, C, H, W, CONFIG::layer>(act, pooled);
+        kwta_apply<typename CONFIG::kwta_config, C, out::height * out::width>(pooled, y, boost);
+    }
+};
+
+/// The stages after the pointwise loop: none (the pointwise loop writes y), select/pool, or select/pool then
+/// the late ReLU.
+template <class CONFIG, unsigned C, unsigned H, unsigned W,
+          bool SELECT = CONFIG::kwta_config::enabled || CONFIG::pool_config::enabled,
+          bool LATE_RELU = CONFIG::relu && CONFIG::relu_after_kwta && CONFIG::kwta_config::enabled>
+struct epilogue_tail;
+
+template <class CONFIG, unsigned C, unsigned H, unsigned W>
+struct epilogue_tail<CONFIG, C, H, W, false, false> {
+    template <unsigned BANKS, class acc_t, class res_t>
+    static void run(const acc_t acc[BANKS][C * H * W / BANKS], res_t y[C * H * W],
+                    const typename CONFIG::scale_t* scale, const typename CONFIG::scale_t* shift,
+                    const typename CONFIG::kwta_config::boost_t* /*boost*/) {
+#pragma HLS INLINE
+        epilogue_pointwise<CONFIG, CONFIG::relu, C, H * W, BANKS>(acc, y, scale, shift);
+    }
+};
+
+template <class CONFIG, unsigned C, unsigned H, unsigned W>
+struct epilogue_tail<CONFIG, C, H, W, true, false> {
+    template <unsigned BANKS, class acc_t, class res_t>
+    static void run(const acc_t acc[BANKS][C * H * W / BANKS], res_t y[epilogue_output<CONFIG, C, H, W>::size],
+                    const typename CONFIG::scale_t* scale, const typename CONFIG::scale_t* shift,
+                    const typename CONFIG::kwta_config::boost_t* boost) {
+#pragma HLS INLINE
+        res_t act[C * H * W];
+        epilogue_pointwise<CONFIG, CONFIG::relu, C, H * W, BANKS>(acc, act, scale, shift);
+        select_pool<CONFIG, C, H, W>::run(act, y, boost);
+    }
+};
+
+template <class CONFIG, unsigned C, unsigned H, unsigned W>
+struct epilogue_tail<CONFIG, C, H, W, true, true> {
+    template <unsigned BANKS, class acc_t, class res_t>
+    static void run(const acc_t acc[BANKS][C * H * W / BANKS], res_t y[epilogue_output<CONFIG, C, H, W>::size],
+                    const typename CONFIG::scale_t* scale, const typename CONFIG::scale_t* shift,
+                    const typename CONFIG::kwta_config::boost_t* boost) {
+#pragma HLS INLINE
+        const unsigned OUT = epilogue_output<CONFIG, C, H, W>::size;
+        res_t act[C * H * W];
+        res_t selected[OUT];
+        epilogue_pointwise<CONFIG, false, C, H * W, BANKS>(acc, act, scale, shift);
+        select_pool<CONFIG, C, H, W>::run(act, selected, boost);
+        epilogue_relu<OUT, CONFIG::layer>(selected, y);
+    }
+};
+
+/// The whole epilogue of a layer whose output is C x H x W (H = W = 1 for linear layers); the accumulator
+/// arrives in BANKS blocks (see epilogue_pointwise).
+template <class CONFIG, unsigned C, unsigned H, unsigned W, unsigned BANKS, class acc_t, class res_t>
+void epilogue(const acc_t acc[BANKS][C * H * W / BANKS], res_t y[epilogue_output<CONFIG, C, H, W>::size],
               const typename CONFIG::scale_t* scale, const typename CONFIG::scale_t* shift,
               const typename CONFIG::kwta_config::boost_t* boost) {
-#pragma HLS DATAFLOW
-    typedef typename CONFIG::kwta_config KCFG;
-    typedef typename CONFIG::pool_config PCFG;
-    constexpr unsigned N = C * H * W;
-    constexpr unsigned OUT = epilogue_output<CONFIG, C, H, W>::size;
-    constexpr bool late_relu = CONFIG::relu && CONFIG::relu_after_kwta && KCFG::enabled;
-    constexpr bool early_relu = CONFIG::relu && !late_relu;
-    static_assert(!CONFIG::pool_before_kwta || (KCFG::enabled && PCFG::enabled),
+#pragma HLS INLINE
+    static_assert(!CONFIG::pool_before_kwta || (CONFIG::kwta_config::enabled && CONFIG::pool_config::enabled),
                   "epilogue: pool_before_kwta needs both a k-WTA and a pooling stage");
-    SPARSECC_CSIM_ASSERT(!CONFIG::affine || (scale != nullptr && shift != nullptr));
-    if constexpr (!KCFG::enabled && !PCFG::enabled) {
-        epilogue_pointwise<CONFIG, early_relu, C, H * W>(acc, y, scale, shift);
-    } else {
-        res_t act[N];
-        epilogue_pointwise<CONFIG, early_relu, C, H * W>(acc, act, scale, shift);
-        if constexpr (late_relu) {
-            res_t selected[OUT];
-            epilogue_select_pool<CONFIG, C, H, W>(act, selected, boost);
-            epilogue_relu<OUT>(selected, y);
-        } else {
-            epilogue_select_pool<CONFIG, C, H, W>(act, y, boost);
-        }
-    }
+    static_assert((C * H * W) % BANKS == 0, "epilogue: the accumulator banks must split the output evenly");
+    epilogue_tail<CONFIG, C, H, W>::template run<BANKS>(acc, y, scale, shift, boost);
 }
 
 }  // namespace detail

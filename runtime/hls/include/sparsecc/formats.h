@@ -11,6 +11,10 @@
 // CSC     col_ptr[COLS + 1], row_idx[nnz], val[nnz]: the non-zeros of column j are at positions
 //         col_ptr[j] .. col_ptr[j + 1] - 1, each row at most once per column. nnz >= 1 (an all-zero
 //         weight is stored as one explicit zero).
+// banked CSC (the sparse-sparse kernels, CONFIG::lanes = L dividing O): the rows are split into L banks of
+//         O / L consecutive rows; a column is a run of slots of L entries, entry l of a slot holding a
+//         non-zero of bank l or the empty marker row O (value 0). col_ptr counts slots; row_idx / val hold
+//         slots * L entries (nnz = slots * L). Lane l only ever updates accumulator bank l. L = 1 is CSC.
 //
 // Complementary (Numenta's "complementary sparsity" packing; n_groups = G, pack_size = P):
 //   The output units are partitioned into G groups of at most P units whose non-zero columns are pairwise

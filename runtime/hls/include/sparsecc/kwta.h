@@ -30,8 +30,9 @@
 //                                   float, R = 1: 32 * (N + 2) + N  ~ 33 N
 // Global: one group, N = C*H*W. Local: H*W groups of N = C. No extra storage: the key is recomputed from
 // x and boost in every pass (one multiplier), so x must stay readable for P + 1 passes (a PIPO buffer).
-// GSC layer 1 (N = 50176, float, R = 4): ~9 x 50176 = 0.45 M cycles. To go faster, unroll the count and
-// select loops by U with x partitioned cyclic by U (U histograms summed in the scan): ~9 N / U cycles.
+// GSC layer 1 (N = 50176, float, R = 4): ~9 x 50176 = 0.45 M cycles at one lane. With U = KCFG::lanes
+// (global selection) the count and select loops handle U values per cycle (x and y partitioned cyclic by U,
+// U histograms summed in the scan): P * (ceil(N / U) + 2^R) + ceil(N / U) cycles.
 // NaN values are not supported.
 #ifndef SPARSECC_KWTA_H
 #define SPARSECC_KWTA_H
@@ -151,8 +152,16 @@ struct kwta_groups {
     }
 };
 
+/// Lanes of a k-WTA unit: KCFG::lanes for global selection (consecutive values, x partitioned cyclic),
+/// 1 for local selection (its group's values are strided).
+template <class KCFG>
+struct kwta_lanes {
+    static constexpr unsigned value = KCFG::local ? 1 : KCFG::lanes;
+};
+
 /// Exact radix select in one group: the key of the K-th largest selection value (`threshold`) and how
-/// many elements equal to it are needed to make K winners (`ties_needed`, >= 1).
+/// many elements equal to it are needed to make K winners (`ties_needed`, >= 1). U = kwta_lanes lanes
+/// each count into their own histogram (registers); the bin scan adds the U counts of a bin.
 template <class KCFG, unsigned C, unsigned HW, class data_t, class boost_t>
 void kwta_threshold(const data_t x[C * HW], const boost_t* boost, unsigned g,
                     typename order_key<typename selection_value<KCFG::boost, data_t, boost_t>::type>::type& threshold,
@@ -162,10 +171,12 @@ void kwta_threshold(const data_t x[C * HW], const boost_t* boost, unsigned g,
     typedef order_key<typename sel::type> keys;
     typedef typename keys::type key_t;
     typedef kwta_groups<C, HW, KCFG::local> groups;
-    constexpr unsigned R = KCFG::radix_bits;
-    constexpr unsigned BINS = 1u << R;
-    constexpr unsigned PASSES = (keys::bits + R - 1) / R;
-    constexpr unsigned N = groups::size;
+    const unsigned R = KCFG::radix_bits;
+    const unsigned BINS = 1u << R;
+    const unsigned PASSES = (keys::bits + R - 1) / R;
+    const unsigned N = groups::size;
+    const unsigned U = kwta_lanes<KCFG>::value;
+    const unsigned STEPS = ceil_div(N, U);
 
     key_t prefix = 0;   // digits chosen so far
     key_t known = 0;    // mask of the bits chosen so far
@@ -173,33 +184,53 @@ void kwta_threshold(const data_t x[C * HW], const boost_t* boost, unsigned g,
 kwta_passes:
     for (unsigned p = 0; p < PASSES; p++) {
         const unsigned shift = (PASSES - 1 - p) * R;
-        unsigned hist[BINS];
-#pragma HLS ARRAY_PARTITION variable = hist complete
+        unsigned hist[U][BINS];
+#pragma HLS ARRAY_PARTITION variable = hist complete dim = 0
     kwta_clear:
-        for (unsigned b = 0; b < BINS; b++) {
+        for (unsigned u = 0; u < U; u++) {
 #pragma HLS UNROLL
-            hist[b] = 0;
+            for (unsigned b = 0; b < BINS; b++) {
+#pragma HLS UNROLL
+                hist[u][b] = 0;
+            }
         }
+        SPARSECC_ENTER(KCFG::layer, instrument::KWTA);
     kwta_count:
-        for (unsigned j = 0; j < N; j++) {
+        for (unsigned s = 0; s < STEPS; s++) {
 #pragma HLS PIPELINE II = 1
-            const unsigned i = groups::index(g, j);
-            const key_t key = keys::of(sel::of(x[i], boost, groups::channel(g, j)));
-            if ((key & known) == prefix) hist[key_digit<R>(key, shift)]++;
+            SPARSECC_COUNT(KCFG::layer, instrument::KWTA, 1);
+        kwta_count_lanes:
+            for (unsigned u = 0; u < U; u++) {
+#pragma HLS UNROLL
+                const unsigned j = s * U + u;
+                if (j < N) {
+                    const unsigned i = groups::index(g, j);
+                    const key_t key = keys::of(sel::of(x[i], boost, groups::channel(g, j)));
+                    if ((key & known) == prefix) hist[u][key_digit<R>(key, shift)]++;
+                }
+            }
         }
         unsigned above = 0;   // matching keys in bins above the chosen one
         unsigned chosen = 0;
         bool found = false;
+        SPARSECC_ENTER(KCFG::layer, instrument::KWTA);
     kwta_scan:
         for (unsigned t = 0; t < BINS; t++) {
 #pragma HLS PIPELINE II = 1
+            SPARSECC_COUNT(KCFG::layer, instrument::KWTA, 1);
             const unsigned b = BINS - 1 - t;   // from the largest digit down
+            unsigned count = 0;
+        kwta_scan_lanes:
+            for (unsigned u = 0; u < U; u++) {
+#pragma HLS UNROLL
+                count += hist[u][b];
+            }
             if (!found) {
-                if (above + hist[b] >= rank) {
+                if (above + count >= rank) {
                     chosen = b;
                     found = true;
                 } else {
-                    above += hist[b];
+                    above += count;
                 }
             }
         }
@@ -211,7 +242,8 @@ kwta_passes:
     ties_needed = rank;
 }
 
-/// k-WTA over a C x (H*W) sample; the kernel behind `kwta<>` and the fused epilogue.
+/// k-WTA over a C x (H*W) sample; the kernel behind `kwta<>` and the fused epilogue. With U lanes, x and y
+/// are read / written U consecutive elements per cycle (partition them cyclic by U).
 template <class KCFG, unsigned C, unsigned HW, class data_t, class res_t, class boost_t>
 void kwta_apply(const data_t x[C * HW], res_t y[C * HW], const boost_t* boost) {
     typedef selection_value<KCFG::boost, data_t, boost_t> sel;
@@ -220,7 +252,11 @@ void kwta_apply(const data_t x[C * HW], res_t y[C * HW], const boost_t* boost) {
     typedef kwta_groups<C, HW, KCFG::local> groups;
     static_assert(KCFG::k >= 1 && KCFG::k <= groups::size, "k-WTA: k must be in [1, group size]");
     static_assert(KCFG::radix_bits >= 1 && KCFG::radix_bits <= 8, "k-WTA: radix_bits must be in [1, 8]");
-    SPARSECC_CSIM_ASSERT(!KCFG::boost || boost != nullptr);
+    static_assert(KCFG::lanes >= 1, "k-WTA: lanes must be >= 1");
+    const unsigned U = kwta_lanes<KCFG>::value;
+    const unsigned STEPS = ceil_div(groups::size, U);
+#pragma HLS ARRAY_PARTITION variable = x cyclic factor = U
+#pragma HLS ARRAY_PARTITION variable = y cyclic factor = U
 
 kwta_groups_loop:
     for (unsigned g = 0; g < groups::count; g++) {
@@ -228,17 +264,28 @@ kwta_groups_loop:
         unsigned ties_needed = 0;
         kwta_threshold<KCFG, C, HW>(x, boost, g, threshold, ties_needed);
         unsigned ties_taken = 0;
+        SPARSECC_ENTER(KCFG::layer, instrument::KWTA);
     kwta_select:
-        for (unsigned j = 0; j < groups::size; j++) {
+        for (unsigned s = 0; s < STEPS; s++) {
 #pragma HLS PIPELINE II = 1
-            const unsigned i = groups::index(g, j);
-            const key_t key = keys::of(sel::of(x[i], boost, groups::channel(g, j)));
-            bool keep = key > threshold;
-            if (key == threshold) {
-                keep = !KCFG::break_ties || ties_taken < ties_needed;
-                ties_taken++;
+            SPARSECC_COUNT(KCFG::layer, instrument::KWTA, 1);
+            unsigned equal_before = 0;   // ties met by the lower lanes of this step (index order)
+        kwta_select_lanes:
+            for (unsigned u = 0; u < U; u++) {
+#pragma HLS UNROLL
+                const unsigned j = s * U + u;
+                if (j < groups::size) {
+                    const unsigned i = groups::index(g, j);
+                    const key_t key = keys::of(sel::of(x[i], boost, groups::channel(g, j)));
+                    bool keep = key > threshold;
+                    if (key == threshold) {
+                        keep = !KCFG::break_ties || ties_taken + equal_before < ties_needed;
+                        equal_before++;
+                    }
+                    y[i] = keep ? res_t(x[i]) : res_t(0);
+                }
             }
-            y[i] = keep ? res_t(x[i]) : res_t(0);
+            ties_taken += equal_before;
         }
     }
 }
@@ -248,10 +295,11 @@ kwta_groups_loop:
 /// Standalone k-WTA (KWinners / KWinners2d) on one sample.
 /// KCFG derives from kwta_defaults and sets k, channels (and height, width for 2-D).
 /// `boost[channels]` is read only when KCFG::boost; its type is KCFG::boost_t.
+/// Unboosted layers pass `no_values<boost_t, channels>::values`.
 template <class KCFG, class data_t, class res_t>
 void kwta(const data_t x[KCFG::channels * KCFG::height * KCFG::width],
           res_t y[KCFG::channels * KCFG::height * KCFG::width],
-          const typename KCFG::boost_t boost[KCFG::channels] = nullptr) {
+          const typename KCFG::boost_t boost[KCFG::channels]) {
     detail::kwta_apply<KCFG, KCFG::channels, KCFG::height * KCFG::width>(x, y, boost);
 }
 

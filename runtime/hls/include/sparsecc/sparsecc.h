@@ -1,7 +1,7 @@
 // sparsecc HLS kernel library — umbrella header. Generated HLS projects include only this file:
 //     #include <sparsecc/sparsecc.h>
 // and compile with the directory holding `sparsecc/` and the ap_types headers on the include path
-// (C-simulation: g++ -std=c++17 -O2 -ffp-contract=off -Wno-unknown-pragmas -Wno-unused-label, see
+// (C-simulation: g++ -std=c++14 -O2 -ffp-contract=off -Wno-unknown-pragmas -Wno-unused-label, see
 // sparsecc.runtime.hls.csim).
 //
 // common.h       configuration building blocks (kwta_defaults, pool2d, epilogue_defaults), helpers,
@@ -10,6 +10,7 @@
 // kwta.h         k-winners-take-all unit (exact radix select)
 // pool.h         maxpool2d, avgpool2d, global_avgpool
 // elementwise.h  relu, affine (batch norm), copy / flatten, concat_channels, softmax, log_softmax
+// maths.h        exp / log: hls:: maths in synthesis, std:: in C-simulation
 // epilogue.h     fused epilogue: [affine] -> [relu] -> [k-WTA] -> [maxpool] (also pool before k-WTA, ReLU after)
 // linear.h       linear_{dense, ell, act_sparse, sparse_sparse, complementary, complementary_sparse}
 // conv2d.h       conv2d_{dense, ell, act_sparse, sparse_sparse, complementary, complementary_sparse}
@@ -19,6 +20,8 @@
 //
 //     typedef ap_fixed<16, 6> data_t;
 //     struct conv1_config : sparsecc::conv2d_defaults {            // Conv2d(1, 64, 5), 12 of 25 per filter
+//         static constexpr unsigned layer = 0;                     // instrumentation counters
+//         static constexpr unsigned lanes = 4;                     // MAC / k-WTA lanes (chosen by sparsecc)
 //         static constexpr unsigned in_channels = 1, in_height = 32, in_width = 32;
 //         static constexpr unsigned out_channels = 64, out_height = 28, out_width = 28;
 //         static constexpr unsigned kernel_h = 5, kernel_w = 5;
@@ -49,8 +52,8 @@
 //         sparsecc::log_softmax<12>(logits, y);
 //     }
 //
-// Unused trailing epilogue arrays are omitted, or passed as nullptr when a later one is needed
-// (e.g. `..., bias, nullptr, nullptr, boost)` for k-WTA without batch norm).
+// Unused epilogue arrays are passed as sparsecc::no_values<T, N>::values (never read), e.g.
+// `..., bias, no_values<conv1_config::scale_t, 64>::values, <the same>, boost)` for k-WTA without batch norm.
 #ifndef SPARSECC_SPARSECC_H
 #define SPARSECC_SPARSECC_H
 
@@ -62,6 +65,7 @@
 #include "io.h"
 #include "kwta.h"
 #include "linear.h"
+#include "maths.h"
 #include "pool.h"
 
 #endif  // SPARSECC_SPARSECC_H
