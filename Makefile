@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sparsecc-installed
 
-.PHONY: demo test lint zoo zoo-trained bench gpu-check aarch64-env clean
+.PHONY: demo test lint zoo zoo-trained bench gpu-check aarch64-env fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ aarch64-env: $(STAMP)
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then PYTHON=$(PY) scripts/setup_aarch64.sh \
 	  || echo "aarch64-env: set-up failed (see above); the aarch64 tests will skip"; \
 	else echo "aarch64-env: needs root and apt-get; the aarch64 tests will skip"; fi
+
+# Longer fuzzing than the bounded run in `make test` (FUZZ_EXAMPLES cases per fuzz target, fresh seeds).
+FUZZ_EXAMPLES ?= 5000
+fuzz: $(STAMP)
+	SPARSECC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from ..compiler.arguments import MAX_BATCH, positive_int_list, positive_seconds
 from ..compiler.errors import CliParser, SparseccError
 
 ENGINES = ("onnxruntime", "tvm_dense", "sparsecc")
@@ -240,7 +241,11 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(models) - set(zoo.ZOO))
     if unknown:
         raise SparseccError(f"unknown model(s) {unknown}; zoo: {', '.join(zoo.ZOO)}")
-    batches = [int(b) for b in args.batches.split(",")]
+    batches = positive_int_list(args.batches, "--batches", MAX_BATCH)
+    thread_counts = positive_int_list(args.threads, "--threads", 4096)
+    positive_seconds(args.seconds, "--seconds")
+    if not getattr(args, "worker", False) and not args.out.parent.is_dir():
+        raise SparseccError(f"--out: directory {args.out.parent} does not exist")
     from ..runtime.host import cannot_execute
     from ..targets.llvm.cpu import resolve_cpu
 
@@ -256,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="sparsecc-bench-") as tmp:
         onnx_dir = Path(tmp)
-        for threads in (int(t) for t in args.threads.split(",")):
+        for threads in thread_counts:
             out_json = onnx_dir / f"rows-{threads}.json"
             env = dict(os.environ, TVM_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
             cmd = [sys.executable, "-m", "sparsecc.benchmarks.cpu", "--worker", "--threads", str(threads),

@@ -112,13 +112,23 @@ def _typed(op: Operation, array: Any) -> np.ndarray:
     return np.asarray(array).astype(op.result.type.numpy_dtype, copy=False)
 
 
+def _broadcastable(op: Operation, *arrays: Any) -> tuple[Any, ...]:
+    """The operands, when their run-time shapes broadcast (dynamic sizes can disagree); else InputError."""
+    try:
+        np.broadcast_shapes(*(np.shape(a) for a in arrays))
+    except ValueError:
+        shapes = " and ".join(str(list(np.shape(a))) for a in arrays)
+        raise InputError(f"operands of shapes {shapes} do not broadcast at run time", op_type=op.name) from None
+    return arrays
+
+
 for _cls, _fn in [
     (ops.Add, np.add), (ops.Sub, np.subtract), (ops.Mul, np.multiply),
     (ops.Less, np.less), (ops.LessEqual, np.less_equal), (ops.Greater, np.greater),
     (ops.GreaterEqual, np.greater_equal), (ops.Equal, np.equal),
     (ops.And, np.logical_and), (ops.Or, np.logical_or),
 ]:
-    implements(_cls)(lambda op, ctx, a, b, _fn=_fn: _typed(op, _fn(a, b)))
+    implements(_cls)(lambda op, ctx, a, b, _fn=_fn: _typed(op, _fn(*_broadcastable(op, a, b))))
 
 for _cls, _fn in [(ops.Exp, np.exp), (ops.Neg, np.negative), (ops.Sqrt, np.sqrt), (ops.Not, np.logical_not)]:
     implements(_cls)(lambda op, ctx, x, _fn=_fn: _typed(op, _fn(x)))
@@ -138,7 +148,7 @@ def _cast(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
 
 @implements(ops.Where)
 def _where(op: Operation, ctx: Context, cond: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return _typed(op, np.where(cond, a, b))
+    return _typed(op, np.where(*_broadcastable(op, cond, a, b)))
 
 
 @implements(ops.MatMul)
@@ -361,7 +371,11 @@ def _transpose(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
 
 @implements(ops.Concat)
 def _concat(op: Operation, ctx: Context, xs: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(xs, axis=op.attr("axis"))
+    axis = normalize_axis(op.attr("axis"), xs[0].ndim)
+    if len({x.shape[:axis] + x.shape[axis + 1:] for x in xs}) > 1:
+        raise InputError(f"operands of shapes {[list(x.shape) for x in xs]} do not concatenate along axis {axis} "
+                         "at run time", op_type=op.name)
+    return np.concatenate(xs, axis=axis)
 
 
 @implements(ops.Slice)
@@ -392,7 +406,10 @@ def topk(x: np.ndarray, k: int, axis: int, largest: bool) -> tuple[np.ndarray, n
 @implements(ops.TopK)
 def _topk(op: Operation, ctx: Context, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # sorted=False leaves the order unspecified; returning it sorted is one valid order.
-    return topk(x, op.attr("k"), normalize_axis(op.attr("axis"), x.ndim), op.attr("largest"))
+    axis = normalize_axis(op.attr("axis"), x.ndim)
+    if op.attr("k") > x.shape[axis]:
+        raise InputError(f"k={op.attr('k')} exceeds the size {x.shape[axis]} of axis {axis}", op_type=op.name)
+    return topk(x, op.attr("k"), axis, op.attr("largest"))
 
 
 @implements(ops.ScatterElements)
@@ -412,4 +429,5 @@ def _full_like(op: Operation, ctx: Context, like: np.ndarray) -> np.ndarray:
 @implements(ops.Expand)
 def _expand(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
     target = tuple(1 if d == -1 else d for d in op.attr("shape"))
+    x, _ = _broadcastable(op, x, np.broadcast_to(np.int8(0), target))
     return np.ascontiguousarray(np.broadcast_to(x, np.broadcast_shapes(x.shape, target)))

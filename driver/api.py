@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any, TextIO
 import numpy as np
 import onnx
 
-from ..compiler.errors import SparseccError
+from ..compiler.errors import CompileError, IRParseError, SparseccError
 from ..compiler.ir.core import Module
 from ..compiler.ir.parser import parse_module
 from ..compiler.passes.base import Pass, PassManager
@@ -36,11 +37,18 @@ def load_module(model: ModelLike) -> Module:
         from ..frontends.onnx import import_onnx
 
         return import_onnx(model)
+    if not isinstance(model, str | os.PathLike):
+        raise SparseccError("model must be a path (ONNX or .sir file), an onnx.ModelProto or a Module, got "
+                            f"{type(model).__name__}")
     path = Path(model)
     if path.suffix == ".sir":
         if not path.is_file():
             raise SparseccError(f"IR file not found: {path}")
-        return parse_module(path.read_text())
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise IRParseError(f"cannot read {path} as UTF-8 IR text: {exc}") from None
+        return parse_module(text)
     from ..frontends.onnx import import_onnx
 
     return import_onnx(path)
@@ -81,12 +89,41 @@ def compile(model: ModelLike, target: str = "llvm", passes: str | Sequence[Pass]
     from ..targets import get_target
 
     backend = get_target(target)
+    _check_target_options(target, backend.compile, target_options)
     validate = getattr(backend, "validate_options", None)
     # before any work (a bad CPU name is an error now, not after the passes); it names the kernel profile
     profile = validate(**target_options) if validate is not None else None
     module, manager = optimize(model, passes, batch=batch, progress=progress, target=target, profile=profile)
+    _check_float32(module, target)
     pipeline = ",".join(str(p) for p in manager.passes)
     return backend.compile(module, pipeline=pipeline, batch=batch, progress=progress, **target_options)
+
+
+def _check_float32(module: Module, target: str) -> None:
+    """The targets compute in float32: a float16/float64 input, constant or result is a CompileError naming it
+    (the interpreter runs such models; the targets do not)."""
+    for arg in module.func.args:
+        if arg.type.dtype in ("f16", "f64"):
+            raise CompileError(f"input '{arg.name}' is {arg.type.dtype}: the {target} target supports float32 "
+                               "models only (convert the model to float32)")
+    for op in module.walk():
+        for result in op.results:
+            if result.type.dtype in ("f16", "f64"):
+                raise CompileError(f"%{result.name} is {result.type.dtype}: the {target} target supports float32 "
+                                   "models only (convert the model to float32)", op_type=op.name)
+
+
+def _check_target_options(target: str, compile_fn: Callable[..., Any], options: dict[str, Any]) -> None:
+    """Unknown options of ``target`` are a SparseccError (not a TypeError deep in the target)."""
+    params = inspect.signature(compile_fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # the target validates its own options (hls)
+    known = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
+             and n not in ("pipeline", "batch", "progress")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise CompileError(f"unknown option(s) {', '.join(unknown)} for target '{target}'; its options: "
+                           f"{', '.join(known) or 'none'}")
 
 
 def load(path: str | os.PathLike[str]) -> Any:

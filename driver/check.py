@@ -1,9 +1,10 @@
 """``sparsecc check``: compile a model for a target and compare it with onnxruntime on random inputs.
 
-For each batch size: seeded standard-normal inputs; onnxruntime runs the ONNX file; the compiled model
-runs the same inputs; the reference interpreter runs the imported IR to find k-WTA near-ties; the outputs
-are compared tie-aware (:mod:`sparsecc.compiler.compare`). The check passes when no sample differs
-without a near-tie.
+The compiled model is exported to a temporary directory and loaded back (or uploaded to an RPC device), so
+what is checked is the artifact a user gets. For each batch size: seeded standard-normal inputs; onnxruntime
+runs the ONNX file; the reloaded model runs the same inputs; the reference interpreter runs the imported IR to
+find k-WTA near-ties; the outputs are compared tie-aware (:mod:`sparsecc.compiler.compare`). The check passes
+when no sample differs without a near-tie and near-ties excuse no more samples than the budget.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..compiler.compare import (
@@ -63,12 +66,14 @@ def check_model(model_path: str | os.PathLike[str], target: str = "llvm", batche
     ``remote`` (a :class:`sparsecc.runtime.rpc.RemoteOptions`) runs the llvm build on a TVM RPC server or
     tracker; without it, a build for aarch64 on another host runs under the local aarch64 emulator.
     """
+    from ..compiler.arguments import MAX_BATCH, check_input_bytes, positive_int
     from ..runtime.rpc import RemoteOptions, emulated
     from .api import compile as compile_model
-    from .api import load_module
+    from .api import load, load_module
 
-    if not batches or any(b < 1 for b in batches):
-        raise SparseccError(f"batch sizes must be positive, got {list(batches)}")
+    if isinstance(batches, str | bytes) or not batches:
+        raise SparseccError(f"batches must be a non-empty list of batch sizes, got {batches!r}")
+    batches = [positive_int(b, "batch size", MAX_BATCH) for b in batches]
     from ..targets import get_target
 
     remote = remote or RemoteOptions()
@@ -79,6 +84,8 @@ def check_model(model_path: str | os.PathLike[str], target: str = "llvm", batche
     if require_device is not None:
         require_device()  # say at once, not after compiling, when the device is missing
     reference = load_module(model_path)
+    for batch in batches:
+        check_input_bytes([(a.type.shape, a.type.numpy_dtype) for a in reference.func.args], batch)
     session = onnxruntime_session(model_path)
     with contextlib.ExitStack() as stack:
         where, device_session = target, None
@@ -110,11 +117,15 @@ def check_model(model_path: str | os.PathLike[str], target: str = "llvm", batche
         if device_session is not None:
             chosen = compiled.manifest.target_options
             where += f" (--mtriple {chosen.get('mtriple')} --mcpu {chosen.get('mcpu')})"
-        runner = compiled
         if device_session is not None:
             from ..runtime.rpc import exported_remote_model
 
             runner = stack.enter_context(exported_remote_model(compiled, device_session))
+        else:  # what is checked is what a user gets: the artifact exported to disk and loaded back
+            if progress:
+                progress("exporting and reloading the artifact")
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="sparsecc-check-"))
+            runner = load(compiled.export(Path(scratch) / "artifact"))
         results = []
         for i, batch in enumerate(batches):
             feeds = random_inputs(reference, batch, seed + i)

@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import os
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -60,22 +62,44 @@ def _load_plugin(path: str) -> None:
     spec.loader.exec_module(module)
 
 
+def _check_output_file(path: str | None) -> None:
+    """Refuse an output file path before any work: a directory, or a missing parent directory."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise SparseccError(f"output path {target} is a directory; give a file name")
+    if not target.parent.is_dir():
+        raise SparseccError(f"output directory {target.parent} does not exist")
+
+
+def _write_atomically(path: str, write: Callable[[Path], None], suffix: str = "") -> None:
+    """Write through a temporary sibling file, renamed into place; nothing is left behind on failure."""
+    _check_output_file(path)
+    target = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _write_text(path: str | None, text: str) -> None:
     if path is None:
         sys.stdout.write(text)
         return
-    target = Path(path)
-    if not target.parent.exists():
-        raise SparseccError(f"output directory {target.parent} does not exist")
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(target)
+    _write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     from ..compiler.ir.printer import print_module
     from ..frontends.onnx import import_onnx
 
+    _check_output_file(args.output)
     module = import_onnx(args.model, cleanup=not args.raw)
     _write_text(args.output, print_module(module, elide_blobs=args.output is None and not args.emit_constants))
     return 0
@@ -93,6 +117,7 @@ def cmd_opt(args: argparse.Namespace) -> int:
     from ..compiler.ir.printer import print_module
     from .api import optimize
 
+    _check_output_file(args.output)
     dump = sys.stdout if args.print_ir_after_all else None
     module, manager = optimize(args.model, args.passes, batch=args.batch, print_ir_after_all=dump)
     if not args.print_ir_after_all or args.output:
@@ -173,9 +198,11 @@ def _target_options(args: argparse.Namespace) -> dict[str, object]:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    from ..runtime.artifact import check_output_path
     from .api import compile as compile_model
 
     options = _target_options(args)
+    check_output_path(args.output)  # before compiling, and before --emit-source writes anything
     if args.emit_source:
         options["emit_source"] = args.output
     progress = _progress(args.quiet)
@@ -211,6 +238,7 @@ def _read_inputs(specs: Sequence[str], names: list[str]) -> dict[str, np.ndarray
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ..compiler.arguments import check_input_bytes
     from ..compiler.feeds import random_inputs
     from ..runtime.artifact import read_manifest
     from ..runtime.rpc import RemoteModel, remote_session
@@ -220,19 +248,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise SparseccError("give either --input FILE (one or more) or --random")
     if args.batch is not None and not args.random:
         raise SparseccError("--batch applies to --random only (the batch of --input comes from the file)")
+    _check_output_file(args.output)
     manifest = read_manifest(args.artifact)
     with remote_session(manifest, _remote_options(args)) as device_session, contextlib.ExitStack() as stack:
         model = (load(args.artifact) if device_session is None
                  else stack.enter_context(RemoteModel.load(args.artifact, device_session)))
         if args.random:
             from ..compiler.ir.core import Function, Module, Value
-            from ..compiler.ir.types import TensorType
+            from ..compiler.ir.types import DTYPES, TensorType
 
             fixed = model.manifest.batch
             if args.batch is not None and fixed is not None and args.batch != fixed:
                 raise SparseccError(f"{args.artifact} was compiled for batch {fixed}, not --batch {args.batch} "
                                     "(compile without --batch for a dynamic batch)")
             batch = args.batch or fixed or 1
+            check_input_bytes([(t.shape, DTYPES[t.dtype]) for t in model.manifest.inputs], batch)
             args_ = [Value(TensorType(t.shape, t.dtype), t.name) for t in model.manifest.inputs]
             feeds = random_inputs(Module("m", Function("main", args_)), batch, args.seed)
         else:
@@ -245,19 +275,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{name}: {out.dtype}{list(out.shape)} {preview}{' ...' if out.size > 6 else ''}")
         print(f"ran in {elapsed * 1e3:.2f} ms", file=sys.stderr)
         if args.output:
-            tmp = Path(args.output).with_name(f".{Path(args.output).name}.tmp.npz")
-            np.savez(tmp, **dict(zip(model.output_names, outputs, strict=True)))
-            tmp.replace(args.output)
+            arrays = dict(zip(model.output_names, outputs, strict=True))
+            _write_atomically(args.output, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from ..compiler.arguments import MAX_BATCH, positive_int_list
     from .check import check_model
 
-    try:
-        batches = [int(b) for b in args.batches.split(",") if b.strip()]
-    except ValueError:
-        raise SparseccError(f"--batches must be a comma-separated list of ints, got '{args.batches}'") from None
+    batches = positive_int_list(args.batches, "--batches", MAX_BATCH)
     options = _target_options(args)
     precision = str(options.get("precision", "float"))
     if args.target == "hls" and (precision != "float" or "layer_precision" in options):
@@ -409,10 +436,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 for plugin in args.plugin:
                     _load_plugin(plugin)
-                for attr in ("batch",):
+                from ..compiler.arguments import MAX_BATCH, positive_int
+
+                for attr in ("batch", "runs"):
                     value = getattr(args, attr, None)
-                    if value is not None and value < 1:
-                        raise SparseccError(f"--{attr} must be >= 1, got {value}")
+                    if value is not None:
+                        positive_int(value, f"--{attr}", MAX_BATCH if attr == "batch" else None)
                 return int(args.fn(args))
             finally:
                 for warning in caught:

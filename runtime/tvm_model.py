@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from ..compiler.errors import ArtifactError, DeviceUnavailableError
-from .artifact import MANIFEST, CompiledModel, Manifest, read_manifest, write_artifact
+from .artifact import MANIFEST, CompiledModel, Manifest, check_output_path, read_manifest, write_artifact
+from .artifact_files import verify_file
 from .host import cannot_execute
 from .native_stderr import filtered_native_stderr
 
@@ -36,11 +38,13 @@ def device_for(target: str) -> Any:
 class TVMModel(CompiledModel):
     """A Relax VM executable plus its manifest and, on request, the generated source (``--emit-source``)."""
 
-    def __init__(self, manifest: Manifest, executable: Any, library_file: Path | None = None,
+    def __init__(self, manifest: Manifest, executable: Any, library_file: Path | bytes | None = None,
                  sources: dict[str, str] | None = None, not_here: str | None = None) -> None:
         super().__init__(manifest)
         self._executable = executable  # relax.VMExecutable (fresh build), runtime.Module (loaded), or None
-        self._library_file = library_file
+        # the library this model runs and exports: the bytes read (and verified) at load, or the file of a
+        # fresh build in the model's own build directory
+        self._library = library_file
         self._not_here = not_here  # why this host cannot run it (code for another CPU), when executable is None
         self._vm: Any = None
         self.sources = dict(sources or {})  # file name -> generated source text
@@ -79,13 +83,26 @@ class TVMModel(CompiledModel):
                     buffer = self._inputs[i] = tvm.runtime.empty(x.shape, str(x.dtype), dev)
                 buffer.copyfrom(x)
                 args.append(buffer)
-            result = self._main(*args)
+            try:
+                result = self._main(*args)
+            except Exception as exc:  # TVM checks arguments against the compiled signature
+                raise ArtifactError("the compiled module rejected its inputs (does the manifest match the library?): "
+                                    f"{_first_line(exc)}") from None
             outs = [result] if hasattr(result, "numpy") else list(result)
+            if len(outs) != len(self.manifest.outputs):
+                raise ArtifactError(f"the compiled module returned {len(outs)} output(s), the manifest lists "
+                                    f"{len(self.manifest.outputs)}")
             return [o.numpy() for o in outs]
 
     # -- generated source -----------------------------------------------------------------------------------
     def write_sources(self, directory: Path) -> list[Path]:
-        """Write the generated source files into ``directory`` (created)."""
+        """Write the generated source files into ``directory`` (created). An existing file with other
+        content is not overwritten: ArtifactError before anything is written."""
+        clashes = [name for name, text in self.sources.items()
+                   if (directory / name).is_symlink() or ((directory / name).exists()
+                                                          and (directory / name).read_bytes() != text.encode())]
+        if clashes:
+            raise ArtifactError(f"{directory} already holds {', '.join(clashes)}; refusing to overwrite it")
         directory.mkdir(parents=True, exist_ok=True)
         written = []
         for name, text in self.sources.items():
@@ -94,27 +111,39 @@ class TVMModel(CompiledModel):
         return written
 
     def request_sources(self, where: str | os.PathLike[str]) -> None:
-        """``--emit-source``: write the sources to ``where/source/``. When ``where`` is (or will be) the
+        """``emit_source``: write the sources to ``where/source/``. When ``where`` is (or will be) the
         artifact directory, they are written inside the artifact when it is exported; a plain non-empty
-        folder gets them now."""
+        folder gets them now (never overwriting a different file); an existing artifact elsewhere is refused."""
         directory = Path(where)
-        if directory.is_dir() and any(directory.iterdir()) and not (directory / MANIFEST).exists():
+        if (directory / MANIFEST).exists():
+            check_output_path(directory)  # an artifact: only ever replaced whole, at export
+            self._emit_source = directory
+        elif directory.is_dir() and any(directory.iterdir()):
             self.write_sources(directory / SOURCE_DIR)
         else:
             self._emit_source = directory
 
     # -- export ---------------------------------------------------------------------------------------------
     def _write_library(self, file: Path) -> None:
-        if self._library_file is not None:
-            shutil.copyfile(self._library_file, file)
+        if isinstance(self._library, bytes):
+            file.write_bytes(self._library)
+        elif self._library is not None:
+            shutil.copyfile(self._library, file)
         else:
             with filtered_native_stderr():
                 self._executable.export_library(str(file))
 
     def export(self, path: str | os.PathLike[str]) -> Path:
+        if not isinstance(path, str | os.PathLike):
+            raise ArtifactError(f"the output path must be a str or os.PathLike, got {type(path).__name__}")
         dest = Path(path)
+        if self._emit_source is not None:
+            check_output_path(dest)  # before the sources are written
         inside = self._emit_source is not None and os.path.abspath(self._emit_source) == os.path.abspath(dest)
         if self._emit_source is not None and not inside:
+            if (self._emit_source / MANIFEST).exists():
+                raise ArtifactError(f"emit_source {self._emit_source} is another artifact; sources go into the "
+                                    "artifact being exported or into a plain folder")
             self.write_sources(self._emit_source / SOURCE_DIR)
 
         def write(root: Path) -> None:
@@ -126,8 +155,20 @@ class TVMModel(CompiledModel):
 
     @staticmethod
     def load(path: str | os.PathLike[str]) -> TVMModel:
-        manifest = read_manifest(path)
-        library = Path(path) / manifest.files["library"]
+        """Load an llvm/cuda artifact. The library is read once, checked against the manifest's size and
+        SHA-256, and loaded from a private copy: the model owns those bytes (a later change of ``path`` does
+        not affect it, and ``export`` writes exactly what runs)."""
+        root = Path(path)
+        manifest = read_manifest(root, verify=False)
+        if manifest.target not in ("llvm", "cuda"):
+            raise ArtifactError(f"{root} was compiled for '{manifest.target}', not llvm or cuda")
+        name = manifest.files.get("library")
+        if name is None:
+            raise ArtifactError(f"{root / MANIFEST} names no library file")
+        for other, entry in manifest.contents.items():
+            if other != name:
+                verify_file(root, other, entry)
+        library = verify_file(root, name, manifest.contents[name])
         if manifest.target == "llvm":
             problem = cannot_execute(manifest.target_options)
             if problem:
@@ -139,7 +180,14 @@ class TVMModel(CompiledModel):
             problem = check_architecture(dev, list(manifest.target_options.get("archs", [])))
             if problem:
                 raise DeviceUnavailableError(problem)
-        return TVMModel(manifest, load_library(library), library)
+        with tempfile.TemporaryDirectory(prefix="sparsecc-load-") as scratch:
+            private = Path(scratch) / LIBRARY
+            private.write_bytes(library)
+            try:
+                lib = load_library(private)
+            except ArtifactError as error:
+                raise ArtifactError(str(error).replace(str(private), str(root / name))) from None
+        return TVMModel(manifest, lib, library)
 
 
 def load_library(library: Path) -> Any:
@@ -150,4 +198,9 @@ def load_library(library: Path) -> Any:
         with filtered_native_stderr():
             return tvm.runtime.load_module(str(library))
     except Exception as exc:  # TVM raises its own error types
-        raise ArtifactError(f"cannot load {library}: {str(exc).splitlines()[0]}") from None
+        raise ArtifactError(f"cannot load {library}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

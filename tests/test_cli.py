@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import ort_run
 
 from sparsecc.compiler.ir import parse_module
 from sparsecc.driver.cli import main
@@ -160,6 +161,11 @@ def test_run_random_follows_a_fixed_batch_and_rejects_another(zoo_onnx, tmp_path
     assert main(["compile", str(zoo_onnx("gsc_dense_small1")), "-o", str(artifact), "--batch", "3", "-q"]) == 0
     assert main(["run", str(artifact), "--random"]) == 0
     assert capsys.readouterr().out.startswith("output: float32[3, 12]")
+    x = np.random.default_rng(7).standard_normal((3, 1, 32, 32)).astype(np.float32)
+    np.save(tmp_path / "x3.npy", x)
+    assert main(["run", str(artifact), "--input", str(tmp_path / "x3.npy"), "-o", str(tmp_path / "y.npz")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "y.npz")["output"],
+                               ort_run(zoo_onnx("gsc_dense_small1"), {"input": x})[0], rtol=1e-4, atol=1e-5)
     assert_one_line_error(run_cli("run", str(artifact), "--random", "--batch", "2"),
                           "was compiled for batch 3, not --batch 2")
     np.save(tmp_path / "x.npy", np.zeros((3, 1, 32, 32), np.float32))

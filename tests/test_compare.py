@@ -58,3 +58,30 @@ def test_tolerance_scales_with_the_sample_not_each_element() -> None:
     far = [np.array([[1.5, 0.0205]], np.float32)]      # 5e-4 off: beyond rtol * 1.5
     assert compare_outputs(close, expected).ok
     assert not compare_outputs(far, expected).ok
+
+
+def test_nan_where_nan_is_expected_and_equal_infinities_match() -> None:
+    expected = np.array([[np.nan, 1.0, np.inf], [-np.inf, np.nan, np.nan]], np.float32)
+    result = compare_outputs([expected.copy()], [expected])
+    assert result.ok and result.max_abs_error == 0.0, result.summary()
+    for position, value in (((0, 0), 1.0), ((0, 1), np.nan), ((0, 2), -np.inf), ((1, 0), 0.0)):
+        actual = expected.copy()
+        actual[position] = value
+        result = compare_outputs([actual], [expected])
+        assert not result.ok and result.unexplained == [position[0]], (position, value)
+
+
+def test_near_ties_excuse_a_bounded_number_of_samples() -> None:
+    x = np.tile(np.array([[5.0, 3.0, 3.0 - 1e-7, 1.0, 0.0, -1.0]], np.float32), (8, 1))  # a near-tie in each
+    near = find_near_ties(KWTA, {"x": x})
+    assert len(near.by_sample) == 8
+    other = near.outputs[0].copy()
+    other[:, 1], other[:, 2] = 0.0, x[:, 2]
+    two = near.outputs[0].copy()
+    two[:2] = other[:2]
+    within = compare_outputs([two], near.outputs, near)  # 2 of 8 differ: within the budget of 8 // 4
+    assert within.ok and within.tie_budget == 2 and len(within.excused) == 2
+    beyond = compare_outputs([other], near.outputs, near)  # every sample differs at its near-tie
+    assert not beyond.ok and beyond.over_budget and not beyond.unexplained
+    assert "TOO MANY near-tie differences (8 > budget 2)" in beyond.summary()
+    assert compare_outputs([other], near.outputs, near, max_excused=8).ok

@@ -6,6 +6,7 @@ so a project compiled for ``check`` is not compiled again when it is exported an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -18,7 +19,7 @@ import pytest
 from support import GSC_MODELS, make_model
 
 from sparsecc.compiler.compare import compare_outputs, find_near_ties
-from sparsecc.compiler.errors import CompileError
+from sparsecc.compiler.errors import ArtifactError, CompileError
 from sparsecc.compiler.ir import ops
 from sparsecc.compiler.ir.core import Function, Module, Value
 from sparsecc.compiler.ir.ops.sparse import KWTAStage, MaxPoolStage, ReluStage
@@ -285,6 +286,13 @@ def test_loading_a_project_whose_source_does_not_compile_quotes_gcc(gsc_exported
     shutil.copytree(gsc_exported, broken)
     top = broken / "firmware" / "gsc_sparse_cnn.cpp"
     top.write_text(top.read_text().replace("sparsecc::log_softmax<12,", "sparsecc::no_such_kernel<12,"))
+    with pytest.raises(ArtifactError, match="firmware/gsc_sparse_cnn.cpp has [0-9]+ bytes, the manifest says"):
+        hls.load_project(broken, csim_cache=tmp_path / "cache")  # an edited file no longer matches the manifest
+    manifest = json.loads((broken / "manifest.json").read_text())
+    data = top.read_bytes()  # record the edit in the manifest, as a deliberate change would
+    digest = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    manifest["contents"]["firmware/gsc_sparse_cnn.cpp"] = digest
+    (broken / "manifest.json").write_text(json.dumps(manifest))
     model = hls.load_project(broken, csim_cache=tmp_path / "cache")
     with pytest.raises(CompileError, match=r"g\+\+ failed to compile 'csim'.*\n.*error"):
         model.run(None, {"input": np.zeros((1, 1, 32, 32), dtype=np.float32)})

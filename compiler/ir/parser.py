@@ -371,10 +371,23 @@ class _Parser:
 
 
 def parse_module(text: str, *, verify: bool = True) -> Module:
-    """Parse IR text. With ``verify`` (default) the result is checked by the verifier."""
-    module = _Parser(text).module()
-    if verify:
-        from .verifier import verify_module
+    """Parse IR text. With ``verify`` (default) the result is checked by the verifier.
 
-        verify_module(module)
+    Any text gives a module or a SparseccError: nesting too deep for the recursive parser and values that
+    an op or type rejects while being built are reported as IRParseError."""
+    if not isinstance(text, str):
+        raise IRParseError(f"IR text must be a str, got {type(text).__name__}")
+    try:
+        module = _Parser(text).module()
+        if verify:
+            from .verifier import verify_module
+
+            verify_module(module)
+    except RecursionError:
+        raise IRParseError("the IR is nested too deeply to parse") from None
+    except SparseccError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, ArithmeticError, AttributeError) as exc:
+        raise IRParseError(f"malformed IR: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") \
+            from None
     return module

@@ -235,6 +235,11 @@ def _identity(ctx: ImportContext) -> list[Output]:
     node = _node(ctx)
     if node.op_type == "Dropout" and len(node.output) > 1 and node.output[1]:
         raise UnsupportedOpError("Dropout's mask output")
+    if node.op_type == "Dropout" and ctx.input_name(2):  # training_mode (opset >= 12)
+        training = ctx.required_const(2, "Dropout's training_mode")
+        if training.size != 1 or bool(training.reshape(-1)[0]):
+            raise UnsupportedOpError("Dropout with training_mode=1 (random masking) is not supported; export "
+                                     "the model in eval mode")
     entry = ctx.entry(ctx.input_name(0))
     if isinstance(entry, SymVec):
         return [entry]

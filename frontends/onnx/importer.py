@@ -44,6 +44,8 @@ def load_model(model: str | os.PathLike[str] | onnx.ModelProto) -> onnx.ModelPro
         raise FrontendError(f"model path is not a file: {path}")
     try:
         proto = onnx.load(str(path))
+    except onnx.checker.ValidationError as exc:  # external data missing, not a regular file, or outside the dir
+        raise FrontendError(f"{path}: bad external data: {str(exc).strip().splitlines()[0]}") from None
     except (DecodeError, ValueError, RuntimeError, OSError) as exc:
         raise FrontendError(f"{path} is not a readable ONNX model (truncated or corrupt?): {exc}") from None
     if not proto.HasField("graph"):
@@ -76,7 +78,8 @@ def _model_name(model: object, proto: onnx.ModelProto) -> str:
 def _infer(proto: onnx.ModelProto) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(proto, data_prop=True)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, ValueError) as exc:
+        # ValueError: an unknown element type, or a string field that is not UTF-8
         raise FrontendError(f"ONNX shape inference failed: {str(exc).splitlines()[0]}") from None
 
 
@@ -107,8 +110,8 @@ def import_onnx(model: str | os.PathLike[str] | onnx.ModelProto, *, cleanup: boo
     proto = _infer(original)
     try:
         onnx.checker.check_model(proto)
-    except onnx.checker.ValidationError as exc:
-        raise FrontendError(f"invalid ONNX model: {str(exc).splitlines()[0]}") from None
+    except (onnx.checker.ValidationError, UnicodeDecodeError) as exc:  # the latter: a string field is not UTF-8
+        raise FrontendError(f"invalid ONNX model: {(str(exc).splitlines() or [type(exc).__name__])[0]}") from None
     opset = default_opset(proto)
     graph = proto.graph
     shapes = _shapes(proto)
@@ -118,6 +121,7 @@ def import_onnx(model: str | os.PathLike[str] | onnx.ModelProto, *, cleanup: boo
         if vi.name in init_names:
             continue
         args.append(Value(type_of_value_info(vi), vi.name))
+    _check_one_batch([vi for vi in graph.input if vi.name not in init_names])
     func = Function("main", args)
     ctx = ImportContext(func, opset)
     for arg in args:
@@ -125,7 +129,7 @@ def import_onnx(model: str | os.PathLike[str] | onnx.ModelProto, *, cleanup: boo
     for tensor in graph.initializer:
         try:
             data = onnx.numpy_helper.to_array(tensor)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, KeyError) as exc:  # KeyError: an unknown element type
             raise FrontendError(f"initializer '{tensor.name}' cannot be read: {exc}") from None
         ir_dtype_check(data, f"initializer '{tensor.name}'")
         ctx.values[tensor.name] = ctx.constant(data, _pretty(tensor.name))
@@ -151,6 +155,20 @@ def import_onnx(model: str | os.PathLike[str] | onnx.ModelProto, *, cleanup: boo
         annotate_weight_sparsity(module)
         verify_module(module)
     return module
+
+
+def _check_one_batch(inputs: list[onnx.ValueInfoProto]) -> None:
+    """sparsecc has one dynamic batch shared by all inputs: inputs whose axis 0 carry different symbolic
+    names (independent sizes) are refused here rather than having valid feeds rejected at run time."""
+    names: dict[str, str] = {}
+    for vi in inputs:
+        dims = vi.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_param") and dims[0].dim_param:
+            names.setdefault(dims[0].dim_param, vi.name)
+    if len(names) > 1:
+        listed = ", ".join(f"'{inp}' ({dim})" for dim, inp in names.items())
+        raise FrontendError(f"inputs have independent dynamic batch dimensions: {listed}; sparsecc supports one "
+                            "batch dimension shared by all inputs (give them the same dim_param, or fix the sizes)")
 
 
 def _convert_node(ctx: ImportContext, node: onnx.NodeProto, shapes: dict[str, tuple[int | None, ...]],

@@ -118,6 +118,9 @@ class Slice(Operation):
             a = normalize_axis(axis, x.rank)
             check(a not in seen, f"{self.name}: axis {a} sliced twice")
             seen.add(a)
+            # the dynamic batch may only be kept whole: any other slice of it would change the batch size
+            check(x.shape[a] is not None or (start == 0 and end >= 2**31 - 1 and step == 1),
+                  f"{self.name}: slicing the dynamic batch axis {a} ({start}:{end}:{step}) is not supported")
             shape[a] = slice_dim(x.shape[a], start, end, step)
         return [TensorType(tuple(shape), x.dtype)]
 
@@ -154,6 +157,7 @@ class TopK(Operation):
         a = normalize_axis(self.attr("axis"), x.rank)
         k = self.attr("k")
         check(k >= 0, f"{self.name}: k must be >= 0")
+        check(x.dtype != "i1", f"{self.name}: the input must be numeric, not boolean")
         check(x.shape[a] is None or k <= x.shape[a], f"{self.name}: k={k} exceeds axis size {x.shape[a]}")
         shape = (*x.shape[:a], k, *x.shape[a + 1 :])
         return [TensorType(shape, x.dtype), TensorType(shape, "i64")]
