@@ -20,7 +20,7 @@ demo: $(STAMP)
 # aarch64 cross compiler, plus an emulated aarch64 Python with TVM under ~/.cache/sparsecc/aarch64); without root
 # those tests say why they skip.
 test: $(STAMP) aarch64-env
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 # qemu-user, g++-aarch64-linux-gnu and an emulated aarch64 Python 3.11 with TVM's aarch64 wheels (for
 # `sparsecc check --mtriple aarch64-linux-gnu`); skipped with a notice where apt or root is missing.
