@@ -310,22 +310,14 @@ def cmd_passes(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_profile(args: argparse.Namespace) -> int:
-    from ..benchmarks.profile import run
-
-    return run(args)
-
-
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    from ..benchmarks.calibrate import run
-
-    return run(args)
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from ..benchmarks.cpu import run
-
-    return run(args)
+#: subcommands that live in their own modules (each has ``add_arguments(parser)`` and ``run(args) -> int``);
+#: imported when the parser is built, so they must load TVM and onnxruntime lazily
+MODULE_COMMANDS = (
+    ("profile", "sparsecc.benchmarks.profile", "per-kernel times of a model compiled for llvm"),
+    ("calibrate", "sparsecc.benchmarks.calibrate", "measure this CPU's kernel crossovers into a kernel profile"),
+    ("bench", "sparsecc.benchmarks.cpu", "benchmark against onnxruntime and TVM (see benchmarks/)"),
+    ("evaluate", "sparsecc.driver.evaluate", "accuracy and noise robustness on labelled data, engines side by side"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -395,32 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("passes", help="list the registered passes")
     p.set_defaults(fn=cmd_passes)
 
-    from ..benchmarks import cpu as bench  # imported here: the benchmarks load TVM and onnxruntime lazily
-    from ..benchmarks import profile
-
-    p = sub.add_parser("profile", help="per-kernel times of a model compiled for llvm",
-                       description=profile.__doc__.splitlines()[0])
-    profile.add_arguments(p)
-    p.set_defaults(fn=cmd_profile)
-
-    from ..benchmarks import calibrate
-
-    p = sub.add_parser("calibrate", help="measure this CPU's kernel crossovers into a kernel profile (.json)",
-                       description=calibrate.__doc__.splitlines()[0])
-    calibrate.add_arguments(p)
-    p.set_defaults(fn=cmd_calibrate)
-
-    p = sub.add_parser("bench", help="benchmark against onnxruntime and TVM (see benchmarks/)",
-                       description=bench.__doc__.splitlines()[0])
-    bench.add_arguments(p)
-    p.set_defaults(fn=cmd_bench)
-
-    from ..driver import evaluate
-
-    p = sub.add_parser("evaluate", help="accuracy and noise robustness on labelled data, engines side by side",
-                       description=evaluate.__doc__.splitlines()[0])
-    evaluate.add_arguments(p)
-    p.set_defaults(fn=evaluate.run)
+    for command, module_name, text in MODULE_COMMANDS:
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(command, help=text, description=(module.__doc__ or text).splitlines()[0])
+        module.add_arguments(p)
+        p.set_defaults(fn=module.run)
     for command in ("import", "stats", "opt", "compile", "check"):  # also accepted after the command
         sub.choices[command].add_argument("--strict", action="store_true", default=argparse.SUPPRESS,
                                           help="treat warnings (e.g. an unrecognised k-WTA) as errors")

@@ -19,9 +19,9 @@ from onnx import TensorProto, helper
 from support import make_model, ort_run
 
 import sparsecc
-from sparsecc.driver import api
 from sparsecc.compiler.errors import CompileError, FrontendError, IRParseError, PassError, SparseccError
 from sparsecc.compiler.ir import parse_module
+from sparsecc.driver import api
 from sparsecc.driver.check import check_model
 
 
