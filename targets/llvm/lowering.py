@@ -146,7 +146,8 @@ def _linear(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
         built = K.linear_sparse(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_sparse"),
                                 isa=lo.isa)
     else:
-        built = K.linear_dense(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_dense"))
+        built = K.linear_dense(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_dense"),
+                               isa=lo.isa)
     return _emit(lo, op, built)
 
 
