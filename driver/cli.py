@@ -146,14 +146,6 @@ HLS_OPTIONS = {
 }
 
 
-def _add_hls_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("hls target options")
-    for name, text in HLS_OPTIONS.items():
-        group.add_argument(f"--{name.replace('_', '-')}", dest=name, help=text,
-                           type=int if name in ("pack_size", "lanes", "reuse_factor")
-                           else float if name in ("clock_mhz", "target_fps") else str)
-
-
 LLVM_OPTIONS = {
     "mcpu": "CPU to compile for, as LLVM names it (haswell, znver3, skylake-avx512, neoverse-n1; default: this host)",
     "mtriple": "target triple (default: this host's; aarch64-linux-gnu cross-compiles for 64-bit Arm)",
@@ -162,11 +154,23 @@ LLVM_OPTIONS = {
 }
 
 
-def add_llvm_options(parser: argparse.ArgumentParser) -> None:
-    """The llvm target's CPU flags (shared by compile, check, profile and bench)."""
-    group = parser.add_argument_group("llvm target options")
-    for name, text in LLVM_OPTIONS.items():
-        group.add_argument(f"--{name}", dest=name, help=text)
+#: each target's own CLI options (name -> help); flags are ``--name-with-dashes``
+TARGET_OPTIONS = {"llvm": LLVM_OPTIONS, "hls": HLS_OPTIONS}
+#: option types other than str
+OPTION_TYPES: dict[str, type] = {"pack_size": int, "lanes": int, "reuse_factor": int, "clock_mhz": float,
+                                 "target_fps": float}
+
+
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def add_target_options(parser: argparse.ArgumentParser) -> None:
+    """Every target's own options, one argument group per target (compile and check)."""
+    for target, options in TARGET_OPTIONS.items():
+        group = parser.add_argument_group(f"{target} target options")
+        for name, text in options.items():
+            group.add_argument(_flag(name), dest=name, help=text, type=OPTION_TYPES.get(name, str))
 
 
 def add_rpc_options(parser: argparse.ArgumentParser) -> None:
@@ -186,15 +190,15 @@ def _remote_options(args: argparse.Namespace) -> RemoteOptions:
 
 
 def _target_options(args: argparse.Namespace) -> dict[str, object]:
-    given = {name: getattr(args, name) for name in HLS_OPTIONS if getattr(args, name, None) is not None}
-    if given and args.target != "hls":
-        flags = ", ".join(f"--{n.replace('_', '-')}" for n in given)
-        raise SparseccError(f"{flags} {'applies' if len(given) == 1 else 'apply'} to --target hls only")
-    llvm = {name: getattr(args, name) for name in LLVM_OPTIONS if getattr(args, name, None) is not None}
-    if llvm and args.target != "llvm":
-        flags = ", ".join(f"--{n}" for n in llvm)
-        raise SparseccError(f"{flags} {'applies' if len(llvm) == 1 else 'apply'} to --target llvm only")
-    return {**given, **llvm}
+    """The target options given on the command line; another target's option is an error."""
+    chosen: dict[str, object] = {}
+    for target, options in TARGET_OPTIONS.items():
+        given = {name: getattr(args, name) for name in options if getattr(args, name, None) is not None}
+        if given and args.target != target:
+            flags = ", ".join(_flag(n) for n in given)
+            raise SparseccError(f"{flags} {'applies' if len(given) == 1 else 'apply'} to --target {target} only")
+        chosen.update(given)
+    return chosen
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -357,8 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, help="fix the batch size (default: dynamic)")
     p.add_argument("--emit-source", action="store_true", help="also write the generated source")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
-    add_llvm_options(p)
-    _add_hls_options(p)
+    add_target_options(p)
     p.set_defaults(fn=cmd_compile)
 
     p = sub.add_parser("run", help="run a compiled artifact")
@@ -379,9 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--passes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-q", "--quiet", action="store_true")
-    add_llvm_options(p)
+    add_target_options(p)
     add_rpc_options(p)
-    _add_hls_options(p)
     p.set_defaults(fn=cmd_check)
 
     p = sub.add_parser("passes", help="list the registered passes")
