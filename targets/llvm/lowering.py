@@ -116,7 +116,8 @@ def _conv2d(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
     kernel = op.attr("kernel")
     if kernel in ("act_sparse", "sparse_sparse") and strides == (1, 1):
         name = _unique(lo, op, "conv2d_act_sparse")
-        built = K.conv2d_sparse_sparse(in_shape, weight, bias, pads, relu, kwta, pool, pool_first, name)
+        built = K.conv2d_sparse_sparse(in_shape, weight, bias, pads, relu, kwta, pool, pool_first, name,
+                                       isa=lo.isa)
     elif kernel in ("weight_sparse", "sparse_sparse", "act_sparse") and strides == (1, 1):
         name = _unique(lo, op, "conv2d_weight_sparse")
         built = K.conv2d_weight_sparse(in_shape, weight, bias, strides, pads, relu, kwta, pool, pool_first, name,
@@ -141,7 +142,8 @@ def _linear(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
     if pool is not None or x.type.shape[1] is None:
         return None
     if op.attr("kernel") == "sparse_sparse":
-        built = K.linear_scatter(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_scatter"))
+        built = K.linear_scatter(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_scatter"),
+                                 isa=lo.isa)
     elif op.attr("kernel") == "weight_sparse":
         built = K.linear_sparse(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_sparse"),
                                 isa=lo.isa)
@@ -168,10 +170,10 @@ def _kwta(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
     boost_flat = None if boost is None else boost.reshape(-1)
     if over == tuple(range(1, t.rank)):
         shape = tuple(int(d) for d in t.shape[1:])  # type: ignore[arg-type]
-        built = K.kwta_global(shape, k, boost_flat, ties == "break", _unique(lo, op, "kwta_global"))
+        built = K.kwta_global(shape, k, boost_flat, ties == "break", _unique(lo, op, "kwta_global"), isa=lo.isa)
     elif over == (1,) and t.rank == 4:
         c, h, w = (int(d) for d in t.shape[1:])  # type: ignore[arg-type]
-        built = K.kwta_local(c, h, w, k, boost_flat, ties == "break", _unique(lo, op, "kwta_local"))
+        built = K.kwta_local(c, h, w, k, boost_flat, ties == "break", _unique(lo, op, "kwta_local"), isa=lo.isa)
     else:
         return None
     return _emit(lo, op, built)

@@ -30,6 +30,7 @@ from .common import (
     ceil_div,
     for_each_sample,
     host_isa,
+    isa_scoped,
     make_kernel,
     masked_load,
     masked_store,
@@ -81,6 +82,7 @@ def _row_tile(height: int, chunks: int, max_tile: int) -> int:
     return best
 
 
+@isa_scoped
 def conv2d_weight_sparse(
     in_shape: tuple[int, int, int],
     weight: np.ndarray,
