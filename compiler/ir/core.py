@@ -215,7 +215,7 @@ class OptOperandDef(_OperandDef):
     def __get__(self, obj: None, owner: type | None = None) -> Self: ...
     @overload
     def __get__(self, obj: Operation, owner: type | None = None) -> Value | None: ...
-    def __get__(self, obj: Operation | None, owner: type | None = None) -> Value | None | Self:
+    def __get__(self, obj: Operation | None, owner: type | None = None) -> Value | Self | None:
         return self if obj is None else obj.operand(self.name)
 
 
@@ -481,8 +481,13 @@ class Operation:
             start += size
         return out
 
-    def set_operand(self, index: int, value: Value) -> None:
-        """Replace the flat operand ``index``, keeping use lists right."""
+    def set_operand(self, index: int | str, value: Value) -> None:
+        """Replace the flat operand ``index`` (or the value of the single/optional slot so named, which must
+        hold one), keeping use lists right."""
+        if isinstance(index, str):
+            spec, index, size = self._slot_range(index)
+            if spec.kind == "variadic" or not size:
+                raise VerificationError(f"{self.name}: operand slot '{spec.name}' holds no single value to replace")
         old = self._operands[index]
         old.uses = [u for u in old.uses if not (u.op is self and u.index == index)]
         self._operands[index] = value
@@ -543,6 +548,9 @@ def _attr_equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+OpT = TypeVar("OpT", bound=Operation)
+
+
 class Function:
     """A straight-line SSA function: arguments, ops in order, returned values with their output names."""
 
@@ -583,6 +591,10 @@ class Function:
         self.ops.remove(op)
         op.function = None
 
+    @overload
+    def walk(self, op_type: None = None) -> Iterator[Operation]: ...
+    @overload
+    def walk(self, op_type: type[OpT] | tuple[type[OpT], ...]) -> Iterator[OpT]: ...
     def walk(self, op_type: type[Operation] | tuple[type[Operation], ...] | None = None) -> Iterator[Operation]:
         """Ops in order (a snapshot, safe against mutation), optionally only of the given class(es)."""
         for op in list(self.ops):
@@ -603,7 +615,12 @@ class Module:
         self.name = name
         self.func = func
 
+    @overload
+    def walk(self, op_type: None = None) -> Iterator[Operation]: ...
+    @overload
+    def walk(self, op_type: type[OpT] | tuple[type[OpT], ...]) -> Iterator[OpT]: ...
     def walk(self, op_type: type[Operation] | tuple[type[Operation], ...] | None = None) -> Iterator[Operation]:
+        """Ops of ``func`` in order, optionally only of the given class(es) (see :meth:`Function.walk`)."""
         return self.func.walk(op_type)
 
     def count(self, op_type: type[Operation] | tuple[type[Operation], ...]) -> int:

@@ -210,6 +210,13 @@ class TensorType:
     def numpy_dtype(self) -> np.dtype:
         return DTYPES[self.dtype]
 
+    @property
+    def static_shape(self) -> tuple[int, ...]:
+        """The shape of a type without dynamic dimensions (a constant's); VerificationError otherwise."""
+        dims = tuple(d for d in self.shape if d is not None)
+        check(len(dims) == len(self.shape), f"expected a static shape, got {list(self.shape)}")
+        return dims
+
     def numel(self) -> int | None:
         """Number of elements, or None when a dimension is dynamic."""
         return None if not self.is_static else math.prod(self.shape)  # type: ignore[arg-type]

@@ -35,7 +35,7 @@ class ConvWindow(Operation):
     groups = attr_def(int, 1)
 
 
-class LayerOperands(Operation):
+class WeightedLayer(Operation):
     """The operands shared by the conv2d and linear ops (not an op itself)."""
 
     input = operand_def()
@@ -43,7 +43,7 @@ class LayerOperands(Operation):
     bias = opt_operand_def()
 
 
-class ConvLike(ConvWindow, LayerOperands):
+class ConvLike(ConvWindow, WeightedLayer):
     """A conv2d-like op (``nn.conv2d``, ``sparse.conv2d``); not an op itself."""
 
 
@@ -83,7 +83,7 @@ class Conv2D(ConvLike):
         return [TensorType(conv2d_output_shape(self), self.input.type.dtype)]
 
 
-def linear_output_shape(op: LayerOperands) -> tuple[int | None, ...]:
+def linear_output_shape(op: WeightedLayer) -> tuple[int | None, ...]:
     """Output shape of a linear-like op (``nn.linear``, ``sparse.linear``)."""
     x = _check_float(op, "input", op.input)
     w = _check_float(op, "weight", op.weight)
@@ -95,7 +95,7 @@ def linear_output_shape(op: LayerOperands) -> tuple[int | None, ...]:
 
 
 @register_op
-class Linear(LayerOperands):
+class Linear(WeightedLayer):
     """Fully connected layer ``y = x @ weight.T + bias``; x is (B, in), weight (out, in): one row per unit."""
 
     name = "nn.linear"

@@ -22,7 +22,7 @@ from ..attributes import StructAttr, check, struct_attr
 from ..core import Operation, attr_def, operand_def, opt_operand_def, register_op
 from ..shapes import window_output_dim
 from ..types import BSR, CSC, CSR, ELL, KWTABound, TensorType
-from .nn import ConvLike, LayerOperands, conv2d_output_shape, linear_output_shape, pooled_bound
+from .nn import ConvLike, WeightedLayer, conv2d_output_shape, linear_output_shape, pooled_bound
 
 TIES = ("keep", "break")
 KERNELS = ("auto", "dense", "weight_sparse", "act_sparse", "sparse_sparse")
@@ -104,7 +104,7 @@ class MaxPoolStage(StructAttr):
         check(len(self.pads) == 4 and min(self.pads) >= 0, "#epi.maxpool: pads must be four non-negative ints")
 
 
-class FusedLayer(LayerOperands):
+class FusedLayer(WeightedLayer):
     """The operands and attributes shared by the fused layers ``sparse.conv2d`` and ``sparse.linear``
     (not an op itself): boost factors for the k-WTA stage, the epilogue stages and the kernel choice."""
 
