@@ -27,8 +27,6 @@ from sparsecc.compiler.ir import Module, SparseWeights, ops
 from sparsecc.compiler.ir.weights import measure_weight_sparsity
 from sparsecc.compiler.passes import Pass, Rewriter, register_pass
 
-LAYERS = (ops.Conv2D, ops.Linear, ops.SparseConv2D, ops.SparseLinear)
-
 
 @register_pass
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +43,7 @@ class MagnitudePrune(Pass):
 
     def apply(self, module: Module) -> None:
         rewriter = Rewriter(module.func)
-        for layer in module.walk(LAYERS):
+        for layer in module.walk(ops.WeightedLayer):  # conv2d and linear, plain or fused
             weight = layer.weight
             if not isinstance(weight.owner, ops.Constant) or weight.owner.value.size < self.min_size:
                 continue

@@ -199,11 +199,7 @@ class OperandDef(_OperandDef):
     @overload
     def __get__(self, obj: Operation, owner: type | None = None) -> Value: ...
     def __get__(self, obj: Operation | None, owner: type | None = None) -> Value | Self:
-        if obj is None:
-            return self
-        value = obj.operand(self.name)
-        assert value is not None  # a required slot always holds a value (checked at construction)
-        return value
+        return self if obj is None else obj.operand_group(self.name)[0]  # a required slot holds one value
 
 
 class OptOperandDef(_OperandDef):
@@ -283,7 +279,7 @@ _Default = Any  # a default value; omitted = the attribute is required
 @overload
 def attr_def(kind: type[bool], default: bool = ...) -> AttrDef[bool]: ...
 @overload
-def attr_def(kind: type[int], default: int = ...) -> AttrDef[int]: ...  # type: ignore[overload-overlap]
+def attr_def(kind: type[int], default: int = ...) -> AttrDef[int]: ...
 @overload
 def attr_def(kind: type[float], default: float = ...) -> AttrDef[float]: ...
 @overload

@@ -176,10 +176,8 @@ class KWTABound(Encoding):
 
 def group_size(shape: Sequence[int | None], axes: Sequence[int]) -> int | None:
     """The number of elements in one selection group over ``axes`` (None if any of them is dynamic)."""
-    dims = [shape[a] for a in axes]
-    if any(d is None for d in dims):
-        return None
-    return math.prod(dims)  # type: ignore[arg-type]
+    dims = [d for d in (shape[a] for a in axes) if d is not None]
+    return math.prod(dims) if len(dims) == len(axes) else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +217,7 @@ class TensorType:
 
     def numel(self) -> int | None:
         """Number of elements, or None when a dimension is dynamic."""
-        return None if not self.is_static else math.prod(self.shape)  # type: ignore[arg-type]
+        return group_size(self.shape, range(self.rank))
 
     def with_encoding(self, encoding: Encoding | None) -> TensorType:
         return TensorType(self.shape, self.dtype, encoding)

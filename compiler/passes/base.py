@@ -120,7 +120,8 @@ def make_pass(name: str, options: dict[str, str] | None = None) -> Pass:
     cls = _PASSES.get(name)
     if cls is None:
         raise PassError(f"unknown pass '{name}'; known passes: {', '.join(sorted(_PASSES))}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init} if dataclasses.is_dataclass(cls) else {}
+    fields: dict[str, dataclasses.Field[Any]] = (
+        {f.name: f for f in dataclasses.fields(cls) if f.init} if dataclasses.is_dataclass(cls) else {})
     kwargs = {}
     for key, text in (options or {}).items():
         field = fields.get(key.replace("-", "_"))

@@ -51,7 +51,7 @@ class FoldConstants(RewritePattern[Operation]):
             return False
         if any(not r.type.is_static or (r.type.numel() or 0) > FOLD_LIMIT for r in op.results):
             return False
-        slots = []
+        slots: list[np.ndarray | list[np.ndarray | None] | None] = []
         for slot in op.operand_slots():
             if slot is None:
                 slots.append(None)

@@ -454,7 +454,7 @@ def unrecognised_kwta(module: Module) -> list[tuple[ops.TopK, str]]:
         reached = _downstream(top)
         if not any(isinstance(o, _MASK_OPS) for o in reached):
             continue
-        reasons = []
+        reasons: list[str] = []
         for user in reached:
             if not isinstance(user, ops.Where | ops.Mul):
                 continue

@@ -152,7 +152,7 @@ def check_kernel(op: FusedLayer) -> None:
     compressed = isinstance(weight_enc, STORED_FORMATS)
     if kernel in ("weight_sparse", "sparse_sparse") and not compressed:
         raise VerificationError(f"{op.name}: kernel '{kernel}' needs compressed weights (#csr, #csc, #ell, #bsr)")
-    if kernel in ("dense", "act_sparse") and compressed:
+    if kernel in ("dense", "act_sparse") and isinstance(weight_enc, STORED_FORMATS):
         raise VerificationError(f"{op.name}: kernel '{kernel}' reads dense weights, got #{weight_enc.mnemonic}")
     bounded = isinstance(op.input.type.encoding, KWTABound)
     if kernel in ("act_sparse", "sparse_sparse") and not bounded:
