@@ -8,13 +8,14 @@ produce, which must then be unused). Register with ``@converter("OpType", since=
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import overload
 
 import numpy as np
 import onnx
 
 from ...compiler.errors import FrontendError, UnsupportedOpError
 from ...compiler.ir import ops
-from ...compiler.ir.core import Value
+from ...compiler.ir.core import Operation, Value
 from ...compiler.ir.shapes import normalize_axis
 from .context import BATCH, ImportContext, SymVec, attr, attr_float, attr_int, ir_dtype, reshape_target
 
@@ -49,9 +50,19 @@ def supported_ops() -> list[str]:
     return sorted(CONVERTERS)
 
 
+@overload
+def _ints(node: onnx.NodeProto, name: str, default: Sequence[int]) -> tuple[int, ...]: ...
+@overload
+def _ints(node: onnx.NodeProto, name: str, default: None = None) -> tuple[int, ...] | None: ...
 def _ints(node: onnx.NodeProto, name: str, default: Sequence[int] | None = None) -> tuple[int, ...] | None:
+    """An integer-list attribute (``default`` when absent; TypeError, reported against the node, when it is
+    not a list)."""
     value = attr(node, name, default)
-    return None if value is None else tuple(int(v) for v in value)  # type: ignore[union-attr]
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"attribute '{name}' must be a list of integers, got {value!r}")
+    return tuple(int(v) for v in value)
 
 
 def _node(ctx: ImportContext) -> onnx.NodeProto:
@@ -64,7 +75,7 @@ def _name(ctx: ImportContext, index: int = 0) -> str | None:
     return node.output[index] if index < len(node.output) and node.output[index] else None
 
 
-def _emit(ctx: ImportContext, cls: type[ops.Operation], *operands: Value | Sequence[Value],
+def _emit(ctx: ImportContext, cls: type[Operation], *operands: Value | Sequence[Value],
           **kw: object) -> list[Output]:
     return [ctx.emit(cls, *operands, name=_name(ctx), **kw)]
 
@@ -77,7 +88,6 @@ def _window_pads(ctx: ImportContext, in_hw: Sequence[int | None], kernel: Sequen
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
     if auto_pad in ("NOTSET", ""):
         pads = _ints(node, "pads", (0, 0, 0, 0))
-        assert pads is not None
         if len(pads) != 4:
             raise FrontendError(f"pads must have 4 entries for a 2-D window, got {list(pads)}")
         return pads[0], pads[1], pads[2], pads[3]
@@ -110,7 +120,6 @@ def _conv(ctx: ImportContext) -> list[Output]:
         raise FrontendError(f"kernel_shape {list(kernel)} does not match the weight {list(w.type.shape)}")
     strides = _ints(node, "strides", (1, 1))
     dilations = _ints(node, "dilations", (1, 1))
-    assert strides is not None and dilations is not None
     pads = _window_pads(ctx, x.type.shape[2:], kernel, strides, dilations)  # type: ignore[arg-type]
     return _emit(ctx, ops.Conv2D, x, w, bias=bias, strides=strides, pads=pads, dilations=dilations,
                  groups=attr_int(node, "group", 1))
@@ -170,8 +179,7 @@ def _pool_attrs(ctx: ImportContext, x: Value) -> dict[str, object]:
     strides = _ints(node, "strides", (1, 1))
     dilations = _ints(node, "dilations", (1, 1))
     if dilations != (1, 1):
-        raise UnsupportedOpError(f"pooling with dilations {list(dilations or ())}")
-    assert strides is not None
+        raise UnsupportedOpError(f"pooling with dilations {list(dilations)}")
     pads = _window_pads(ctx, x.type.shape[2:], kernel, strides, (1, 1))
     return {"kernel": kernel, "strides": strides, "pads": pads, "ceil_mode": bool(attr(node, "ceil_mode", 0))}
 
