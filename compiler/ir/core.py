@@ -273,9 +273,6 @@ class AttrDef(Generic[T]):
         raise AttributeError(f"attribute '{self.name}' is changed with set_attrs or the rewriter, not assigned")
 
 
-_Default = Any  # a default value; omitted = the attribute is required
-
-
 @overload
 def attr_def(kind: type[bool], default: bool = ...) -> AttrDef[bool]: ...
 @overload
@@ -299,7 +296,7 @@ def attr_def(kind: Literal["floats"], default: tuple[float, ...] = ...) -> AttrD
 def attr_def(kind: Literal["structs"], default: tuple[StructAttr, ...] = ...) -> AttrDef[tuple[StructAttr, ...]]: ...
 @overload
 def attr_def(kind: Literal["tensor"], default: np.ndarray = ...) -> AttrDef[np.ndarray]: ...
-def attr_def(kind: Any, default: _Default = _REQUIRED, *, choices: tuple[str, ...] | None = None) -> AttrDef[Any]:
+def attr_def(kind: Any, default: Any = _REQUIRED, *, choices: tuple[str, ...] | None = None) -> AttrDef[Any]:
     """Declare an attribute of ``kind`` (see :class:`Attr`; ``"ints2"``/``"ints4"``: exactly 2/4 ints) with
     an optional ``default`` (none: the attribute is required)."""
     length = {"ints2": 2, "ints4": 4}.get(kind) if isinstance(kind, str) else None
@@ -307,12 +304,12 @@ def attr_def(kind: Any, default: _Default = _REQUIRED, *, choices: tuple[str, ..
 
 
 def _declared(cls: type, base: type) -> list[Any]:
-    """The descriptors of type ``base`` visible on ``cls``, base classes' first, in declaration order."""
+    """The descriptors of type ``base`` visible on ``cls``, base classes' first, in declaration order (a
+    subclass that declares a name again replaces the declaration in its place)."""
     found: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):
         for attr_name, value in vars(klass).items():
             if isinstance(value, base):
-                found.pop(attr_name, None)
                 found[attr_name] = value
     return list(found.values())
 
