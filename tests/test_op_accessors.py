@@ -58,9 +58,9 @@ def test_accessors_follow_set_operand_and_set_attrs() -> None:
 def test_accessors_cannot_be_assigned() -> None:
     conv = _conv()
     with pytest.raises(AttributeError, match="set_operand"):
-        conv.weight = conv.input  # type: ignore[misc]  # the point of the test: assignment is refused
+        conv.weight = conv.input  # the point of the test: assignment is refused
     with pytest.raises(AttributeError, match="set_attrs"):
-        conv.strides = (1, 1)  # type: ignore[misc]
+        conv.strides = (1, 1)
 
 
 def test_set_operand_by_name_refuses_an_empty_optional_slot() -> None:
