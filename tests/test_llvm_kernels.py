@@ -204,6 +204,56 @@ def test_weight_sparse_conv_stride2_relu_asymmetric_padding():
     np.testing.assert_array_equal(run(kern, x, want.shape), want)
 
 
+#: (in_shape, filters, kernel, keep, padding, relu, k-WTA (k, local, break ties) or None, pool, pool first):
+#: output widths below, at and above one native vector, channel blocks (64 channels), GSC conv1/conv2 shapes
+FLAT_CASES = [
+    ((2, 7, 7), 8, 3, 10, (0, 0, 0, 0), True, None, None, False),
+    ((3, 12, 14), 16, 5, 30, (0, 0, 0, 0), False, (70, False, False), 2, False),
+    ((64, 14, 14), 16, 5, 320, (0, 0, 0, 0), False, (200, False, True), 2, False),
+    ((1, 32, 32), 16, 5, 12, (0, 0, 0, 0), False, (1200, False, False), 2, False),
+    ((4, 9, 13), 16, 3, 20, (1, 2, 0, 1), True, (3, True, False), None, False),
+    ((5, 11, 11), 16, 3, 25, (1, 1, 1, 1), False, (40, False, False), 2, True),
+]
+
+
+@pytest.mark.parametrize("mcpu", ["haswell", "x86-64-v2"])
+def test_weight_sparse_conv_flat_planes_for_every_width(mcpu):
+    """Stride-1 layers whose output width is not a multiple of the native vector run as one flat pixel plane
+    (AVX2, SSE2, NEON): every width, padding, channel blocking and epilogue order matches numpy exactly."""
+    from sparsecc.runtime.host import cannot_execute
+    from sparsecc.targets.llvm.cpu import resolve_cpu
+
+    cpu = resolve_cpu(mcpu)
+    if cannot_execute(cpu.manifest_entry()) is not None:
+        pytest.skip(f"this host cannot run {mcpu} code")
+    rng = np.random.default_rng(21)
+    kernels, cases = [], []
+    for i, (shape, filters, ks, keep, pad, relu, kw, pool, pool_first) in enumerate(FLAT_CASES):
+        w = sparse_filters(rng, (filters, shape[0], ks, ks), keep)
+        b = ints(rng, filters)
+        x = ints(rng, (3, *shape))
+        spec = None if kw is None else KwtaSpec(kw[0], kw[1], rng.choice([0.5, 1.0, 2.0], filters).astype(np.float32),
+                                                 kw[2])
+        kernels.append(conv2d_weight_sparse(shape, w, b, padding=pad, relu=relu, kwta=spec, pool=pool,
+                                            pool_first=pool_first, name=f"flat{i}", isa=cpu.isa))
+        want = ref_conv(x, w, b, pad=pad)
+        if relu:
+            want = np.maximum(want, 0)
+        if pool and pool_first:
+            want = ref_pool(want, pool)
+        if spec is not None:
+            want = ref_kwta(want, spec.k, spec.boost, spec.local, spec.break_ties)
+        if pool and not pool_first:
+            want = ref_pool(want, pool)
+        cases.append((x, want))
+    mod = build(kernels, cpu.tvm_target())
+    for kernel, (x, want) in zip(kernels, cases, strict=True):
+        for batch in (1, 3):
+            y = tvm.runtime.tensor(np.zeros((batch, *want.shape[1:]), np.float32))
+            mod[kernel.name](tvm.runtime.tensor(x[:batch]), *[tvm.runtime.tensor(c) for c in kernel.constants], y)
+            np.testing.assert_array_equal(y.numpy(), want[:batch], err_msg=f"{kernel.name} batch {batch} {mcpu}")
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 def test_dense_conv_small_map_odd_channel_count(batch):
     rng = np.random.default_rng(8)

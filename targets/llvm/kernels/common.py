@@ -52,6 +52,9 @@ LANES = 16
 #: file holds the broadcast weight, the input loads and addresses.
 TILE_VECTORS = {"avx512": 20, "avx2": 6, "sse2": 3, "neon": 6}
 
+#: float32 lanes of one vector register per ISA class (kernels that vectorise in the native width).
+NATIVE_LANES = {"avx512": 16, "avx2": 8, "sse2": 4, "neon": 4}
+
 #: int32 value of the sign bit (0x80000000).
 SIGN_BIT = -2147483648
 

@@ -25,11 +25,11 @@ from tvm.script import tirx as T
 
 from .common import (
     LANES,
+    NATIVE_LANES,
     TILE_VECTORS,
     Kernel,
     ceil_div,
     for_each_sample,
-    host_isa,
     isa_scoped,
     make_kernel,
     masked_load,
@@ -71,6 +71,16 @@ def pack_tap_lists(
     off_arr = np.concatenate(offs).astype(np.int32) if pos else np.zeros(1, np.int32)
     w_arr = np.concatenate(vals).astype(np.float32) if pos else np.zeros(1, np.float32)
     return ptr, off_arr, w_arr
+
+
+#: per-tap cost of a register tile beyond its FMAs (weight broadcast, offset load, loop), in vector FMAs
+TAP_OVERHEAD = 3
+
+
+def _vector_tile(count: int, max_tile: int) -> int:
+    """Vectors per register tile for a flat plane of ``count`` vectors: the fewest FMAs plus per-tap overheads
+    over all tiles (a tile of one vector would pay the broadcast and the offset load per FMA)."""
+    return min(range(1, min(count, max_tile) + 1), key=lambda r: (ceil_div(count, r) * (r + TAP_OVERHEAD), -r))
 
 
 def _row_tile(height: int, chunks: int, max_tile: int) -> int:
@@ -119,7 +129,18 @@ def conv2d_weight_sparse(
     lanes = LANES
     shifted = sh == 1 and sw == 1
     hp = h_in + pt + pb
-    if shifted:
+    # flat: rows of the shifted planes `wo` apart, so the output plane is one contiguous run of ho*wo pixels,
+    # vectorised in the ISA's native width (no lanes lost to rows narrower than a vector: GSC conv2's 10-wide
+    # rows fill 10 of 16 lanes row by row, 100 of 104 flat). Kept off on AVX-512, whose 64-byte loads would
+    # straddle cache lines at the unaligned flat offsets.
+    flat = shifted and isa != "avx512" and wo % NATIVE_LANES[isa] != 0
+    if flat:
+        lanes = NATIVE_LANES[isa]
+        chunks = 1
+        wp = wo
+        planes = kw
+        col_pitch = c_in * hp * wp
+    elif shifted:
         chunks = ceil_div(wo, lanes)
         wp = chunks * lanes  # row pitch of the shifted planes
         planes = kw
@@ -129,14 +150,22 @@ def conv2d_weight_sparse(
         wp = max(w_in + pl + pr, (lanes - 1) * sw + kw)
         planes = 1
         col_pitch = 1
-    xs_size = planes * c_in * hp * wp
+    total = ho * wo
+    out_rows = ceil_div(total, lanes) if flat else ho  # flat: "rows" are the vectors of the flat plane
     chan_bytes = planes * hp * wp * 4
     cblock = max(1, min(c_in, L1_INPUT_BYTES // chan_bytes))
     ncb = ceil_div(c_in, cblock)
     tap_ptr, tap_off, tap_w = pack_tap_lists(weight, hp * wp, wp, col_pitch, cblock)
     nnz = tap_off.size
     bias_arr = np.zeros(o_ch, np.float32) if bias is None else np.asarray(bias, np.float32).reshape(o_ch)
-    rows = _row_tile(ho, chunks, TILE_VECTORS[isa or host_isa()])
+    budget = TILE_VECTORS[isa] * LANES // lanes  # in vectors of this kernel's width
+    rows = _vector_tile(out_rows, budget) if flat else _row_tile(out_rows, chunks, budget)
+    n_tiles = ceil_div(out_rows, rows)
+    if flat:
+        # tiles never overlap (an overlapped vector would add a channel block's partial sum twice): the last
+        # tile runs past the plane, on input slack and with masked stores
+        out_rows = n_tiles * rows
+    xs_size = planes * c_in * hp * wp + (out_rows * lanes - total if flat else 0)
     n_out = o_ch * ho * wo
     boost_arr, mode = epilogue_boost(kwta, o_ch, (ho // pool) * (wo // pool) if (pool and pool_first) else ho * wo)
     nb = 1 if boost_arr is None else boost_arr.size
@@ -145,7 +174,7 @@ def conv2d_weight_sparse(
     hq, wq = (ho // pool, wo // pool) if pool else (ho, wo)
     n_in = c_in * h_in * w_in
     n_y = o_ch * hq * wq
-    partial_size = o_ch * ho * chunks * lanes if ncb > 1 else 1
+    partial_size = o_ch * out_rows * chunks * lanes if ncb > 1 else 1
 
     def chunk_x0(i: int) -> int:
         if shifted or wo < lanes:
@@ -155,7 +184,7 @@ def conv2d_weight_sparse(
     def emit_fma(acc, src, off, w, y0) -> None:
         for r in range(rows):
             for i in range(chunks):
-                start = off + (y0 + r) * sh * wp + chunk_x0(i) * sw
+                start = off + (y0 + r) * lanes if flat else off + (y0 + r) * sh * wp + chunk_x0(i) * sw
                 v = src[T.ramp(start, 1 if shifted else sw, lanes)]
                 a = acc[r * chunks + i]
                 T.buffer_store(a, a[T.ramp(0, 1, lanes)] + T.broadcast(w, lanes) * v, [T.ramp(0, 1, lanes)])
@@ -165,7 +194,7 @@ def conv2d_weight_sparse(
             T.buffer_store(a, T.broadcast(b, lanes), [T.ramp(0, 1, lanes)])
 
     def partial_at(o, y0, r, i):
-        return ((o * ho + y0 + r) * chunks + i) * lanes
+        return ((o * out_rows + y0 + r) * chunks + i) * lanes
 
     def emit_load_partial(acc, partial, o, y0) -> None:
         for r in range(rows):
@@ -186,7 +215,18 @@ def conv2d_weight_sparse(
                 v = acc[r * chunks + i][T.ramp(0, 1, lanes)]
                 if relu:
                     v = T.max(v, T.broadcast(T.float32(0), lanes))
-                masked_store(dst, o * ho * wo + (y0 + r) * wo + x0, v, min(wo - x0, lanes), lanes)
+                if not flat:
+                    masked_store(dst, o * ho * wo + (y0 + r) * wo + x0, v, min(wo - x0, lanes), lanes)
+                elif out_rows * lanes > total:  # the last tile reaches past the plane: store only its pixels
+                    last = (n_tiles - 1) * rows + r
+                    with T.If(y0 + r == last):
+                        with T.Then():
+                            if total > last * lanes:
+                                masked_store(dst, o * total + last * lanes, v, total - last * lanes, lanes)
+                        with T.Else():
+                            T.buffer_store(dst, v, [T.ramp(o * total + (y0 + r) * lanes, 1, lanes)])
+                else:
+                    T.buffer_store(dst, v, [T.ramp(o * total + (y0 + r) * lanes, 1, lanes)])
 
     def emit_input_copy(xp, xs_, c, yy) -> None:
         """Copy input row (c, yy) into the padded (and, for stride 1, pre-shifted) scratch."""
@@ -222,8 +262,8 @@ def conv2d_weight_sparse(
                 emit_input_copy(xp, xs, c, yy)
         for cb in range(ncb):
             for o in range(o_ch):
-                for tile in range(ceil_div(ho, rows)):
-                    y0 = T.meta_var(T.min(tile * rows, ho - rows))
+                for tile in range(n_tiles):
+                    y0 = T.meta_var(tile * rows if flat else T.min(tile * rows, out_rows - rows))
                     if cb == 0:
                         emit_init(acc, bias_buf[o])
                     else:
