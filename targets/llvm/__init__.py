@@ -67,7 +67,8 @@ def validate_options(mcpu: str | None = None, mtriple: str | None = None, mattr:
 
 def compile(module: Module, *, pipeline: str, batch: int | None, progress: Callable[[str], None] | None = None,
             mcpu: str | None = None, mtriple: str | None = None, mattr: str | list[str] | None = None,
-            profile: str | None = None, emit_source: str | os.PathLike[str] | None = None) -> TVMModel:
+            profile: str | None = None, emit_source: str | os.PathLike[str] | None = None,
+            fast_math: bool = False) -> TVMModel:
     """Compile an optimised module for a CPU (default: this host); returns a runnable, exportable model.
 
     ``mcpu``/``mtriple``/``mattr`` choose the CPU as LLVM names it (see :func:`targets.llvm.cpu.resolve_cpu`);
@@ -77,7 +78,7 @@ def compile(module: Module, *, pipeline: str, batch: int | None, progress: Calla
     cpu = resolve_cpu(mcpu, mtriple, mattr)
     cross = _cross_compiler(cpu)
     target = cpu.tvm_target()
-    irmod = RelaxLowering(module, KERNELS, progress, isa=cpu.isa).build()
+    irmod = RelaxLowering(module, KERNELS, progress, isa=cpu.isa, fast_math=fast_math).build()
     if progress:
         progress(f"compiling with TVM for {cpu.describe()} ({len(irmod.functions)} functions)")
     workdir = Path(tempfile.mkdtemp(prefix="sparsecc-llvm-"))
@@ -85,7 +86,8 @@ def compile(module: Module, *, pipeline: str, batch: int | None, progress: Calla
     llvm_ir = workdir / "model.ll" if emit_source is not None else None
     try:
         build_library(irmod, target, library, cross_compiler=cross, llvm_ir=llvm_ir)
-        options = {**cpu.manifest_entry(), "profile": profile or profile_for("llvm", cpu.isa)}
+        options = {**cpu.manifest_entry(), "profile": profile or profile_for("llvm", cpu.isa),
+                   "fast_math": fast_math}
         manifest = make_manifest(module, "llvm", pipeline, batch, {"library": LIBRARY}, options)
         problem = cannot_execute(cpu.manifest_entry())
         model = TVMModel(manifest, None if problem else load_library(library), library, not_here=problem)
