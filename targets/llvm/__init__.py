@@ -54,9 +54,11 @@ def _cross_compiler(cpu: CpuTarget) -> str | None:
 
 
 def validate_options(mcpu: str | None = None, mtriple: str | None = None, mattr: str | list[str] | None = None,
-                     profile: str | None = None, **_: object) -> str:
+                     profile: str | None = None, fast_math: object = False, **_: object) -> str:
     """Check the CPU choice before any work (raises CompileError); returns the kernel profile to plan with:
     ``profile`` (a built-in name or a file from ``sparsecc calibrate``) or the built-in one of the CPU's ISA."""
+    if not isinstance(fast_math, bool):
+        raise CompileError(f"fast_math must be True or False, got {type(fast_math).__name__} {fast_math!r}")
     cpu = resolve_cpu(mcpu, mtriple, mattr)
     _cross_compiler(cpu)
     if profile is not None:
@@ -72,7 +74,8 @@ def compile(module: Module, *, pipeline: str, batch: int | None, progress: Calla
     """Compile an optimised module for a CPU (default: this host); returns a runnable, exportable model.
 
     ``mcpu``/``mtriple``/``mattr`` choose the CPU as LLVM names it (see :func:`targets.llvm.cpu.resolve_cpu`);
-    code for another architecture is cross-compiled and can be exported, not run here. ``emit_source``: a
+    code for another architecture is cross-compiled and can be exported, not run here. ``fast_math``: no IEEE
+    guard around the specialised kernels (:mod:`.ieee`; recorded in the manifest). ``emit_source``: a
     directory that receives ``source/module.py`` (the Relax program and the TIR kernels as TVMScript) and
     ``source/model.ll`` (the LLVM IR), inside the artifact when it is exported there."""
     cpu = resolve_cpu(mcpu, mtriple, mattr)
