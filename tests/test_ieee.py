@@ -3,6 +3,7 @@ reference evaluator, and every llvm kernel family against the interpreter (READM
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,9 @@ from sparsecc.compiler.compare import compare_outputs, find_near_ties
 from sparsecc.compiler.errors import CompileError
 from sparsecc.compiler.feeds import special_value_inputs
 from sparsecc.compiler.interpreter import interpret, kwta, pool2d
+from sparsecc.compiler.ir import Module, ops
+from sparsecc.compiler.ir.types import KWTABound
+from sparsecc.compiler.passes import Pass, Rewriter, parse_pipeline
 from sparsecc.driver.api import load_module, optimize
 from sparsecc.examples.models.layers import KWinners, KWinners2d, SparseWeights, SparseWeights2d
 from sparsecc.frontends.onnx.importer import import_onnx
@@ -172,10 +176,24 @@ def _kwta_first() -> nn.Module:
                          nn.Linear(32, 10))
 
 
-def _pipeline(fmt: str, act_sparse: bool, fuse: bool = True) -> str:
-    options = f"target=llvm,act_sparse_below={1 if act_sparse else 0}"
-    return (f"canonicalize,{'fuse-kwta,' if fuse else ''}compress-weights{{format={fmt},target=llvm}},"
-            f"schedule-sparse{{{options}}}")
+@dataclasses.dataclass
+class _ActivationSparseKernels(Pass):
+    """Give every layer whose input has a k-WTA bound the kernel that skips zero activations."""
+
+    name = "test-activation-sparse-kernels"
+
+    def apply(self, module: Module) -> None:
+        rewriter = Rewriter(module.func)
+        for op in module.walk((ops.SparseConv2D, ops.SparseLinear)):
+            if isinstance(op.operand("input").type.encoding, KWTABound):  # type: ignore[union-attr]
+                kernel = {"dense": "act_sparse", "weight_sparse": "sparse_sparse"}[op.attr("kernel")]
+                rewriter.set_attrs(op, kernel=kernel)
+
+
+def _pipeline(fmt: str, act_sparse: bool, fuse: bool = True) -> list:
+    text = (f"canonicalize,{'fuse-kwta,' if fuse else ''}compress-weights{{format={fmt},target=llvm}},"
+            "schedule-sparse{target=llvm,act_sparse_below=0}")
+    return [*parse_pipeline(text), *([_ActivationSparseKernels()] if act_sparse else [])]
 
 
 #: family -> (model, pipeline, the kernels its layers must get, in order)
@@ -252,3 +270,12 @@ def test_special_value_feeds_hold_every_kind() -> None:
     assert np.signbit(x[3][x[3] == 0]).sum() == 2 and ((np.abs(x[4]) < 1.2e-38) & (x[4] != 0)).sum() == 2
     assert np.isinf(x[5]).sum() == 2 and np.isnan(x[5]).sum() == 1
 
+
+
+def test_a_weight_holding_inf_is_one_compile_error_naming_the_layer(tmp_path: Path) -> None:
+    w = np.ones((4, 6), np.float32)
+    w[2, 3] = np.inf
+    model = make_model([oh.make_node("Gemm", ["x", "w"], ["y"], transB=1, name="fc")], [_vi("x", ["n", 6])],
+                       [_vi("y", ["n", 4])], [numpy_helper.from_array(w, "w")])
+    with pytest.raises(CompileError, match=r"sparse.linear.*the weight of %y holds inf or NaN"):
+        sparsecc.compile(model, "llvm")

@@ -90,6 +90,17 @@ def np_all_finite(x: np.ndarray) -> bool:
     return bool(np.isfinite(x).all())
 
 
+def refuse_non_finite_constants(op: Operation) -> None:
+    """The specialised kernels skip zero activations, so ``0 * inf`` of an infinite weight would be lost:
+    weights, biases and boost factors holding inf or NaN are a CompileError naming the layer."""
+    for name in ("weight", "bias", "boost"):
+        value = op.operand(name)
+        if value is not None and isinstance(value.owner, ops.Constant) and not np.all(
+                np.isfinite(np.asarray(value.owner.value))):
+            raise CompileError(f"the {name} of %{op.result.name} holds inf or NaN; the llvm target compiles finite "
+                               "constants only", op_type=op.name)
+
+
 def guarded_call(lo: RelaxLowering, op: Operation, prim_func: tirx.PrimFunc, name: str,
                  constants: Sequence[np.ndarray]) -> list[relax.Expr]:
     """Emit ``op`` as a call of the guarded function (see module docstring) around the specialised kernel

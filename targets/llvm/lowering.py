@@ -30,7 +30,7 @@ from ...compiler.ir.ops.sparse import KWTAStage, MaxPoolStage, ReluStage
 from ...compiler.ir.types import TensorType
 from ..relax_lowering import KernelSet, RelaxLowering
 from . import kernels as K
-from .ieee import guarded_call
+from .ieee import guarded_call, refuse_non_finite_constants
 
 KERNELS = KernelSet()
 
@@ -89,6 +89,7 @@ def _epilogue(op: Operation, rank: int) -> tuple[bool, K.KwtaSpec | None, int | 
 
 def _emit(lo: RelaxLowering, op: Operation, kernel: K.Kernel) -> list[relax.Expr]:
     """Call the kernel; unless ``fast_math``, inside the IEEE guard (:mod:`.ieee`)."""
+    refuse_non_finite_constants(op)
     if not lo.fast_math:
         return guarded_call(lo, op, kernel.prim_func, kernel.name, kernel.constants)
     x = op.operand("input")
