@@ -279,3 +279,29 @@ def test_a_weight_holding_inf_is_one_compile_error_naming_the_layer(tmp_path: Pa
                        [_vi("y", ["n", 4])], [numpy_helper.from_array(w, "w")])
     with pytest.raises(CompileError, match=r"sparse.linear.*the weight of %y holds inf or NaN"):
         sparsecc.compile(model, "llvm")
+
+
+def test_ap_fixed_inputs_wrap_or_saturate_special_values(tmp_path: Path) -> None:
+    """An ap_fixed design's input port has the model precision's C type (``input_t``); what becomes of
+    inf, -inf, NaN, -0.0, a denormal and 1e6 is the ap_types conversion, compiled as C-simulation does:
+    AP_WRAP (the default) gives 0 for all of them, AP_SAT clamps to the range (NaN to its top)."""
+    import subprocess
+
+    from sparsecc.runtime.hls.csim import ap_types_include_dir
+    from sparsecc.targets.hls.precision import parse_precision
+
+    wrap, sat = (parse_precision(p).ctype() for p in ("ap_fixed<16,6>", "ap_fixed<16,6,AP_RND,AP_SAT>"))
+    source = tmp_path / "convert.cpp"
+    source.write_text(
+        "#include <cmath>\n#include <cstdio>\n#include \"ap_fixed.h\"\n"
+        "int main() {\n"
+        "    const float values[] = {INFINITY, -INFINITY, NAN, -0.0f, 1e-40f, 1e6f, 1.5f};\n"
+        f"    for (float v : values) std::printf(\"%.17g %.17g\\n\", {wrap}(v).to_double(), {sat}(v).to_double());\n"
+        "}\n")
+    subprocess.run(["g++", "-std=c++14", "-I", str(ap_types_include_dir()), str(source), "-o",
+                    str(tmp_path / "convert")], check=True)
+    out = subprocess.run([str(tmp_path / "convert")], capture_output=True, text=True, check=True).stdout
+    rows = [[float(v) for v in line.split()] for line in out.splitlines()]
+    top = 32 - 2**-10
+    assert [r[0] for r in rows] == [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.5]
+    assert [r[1] for r in rows] == [top, -32.0, top, 0.0, 0.0, top, 1.5]

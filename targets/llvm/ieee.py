@@ -93,8 +93,9 @@ def np_all_finite(x: np.ndarray) -> bool:
 def refuse_non_finite_constants(op: Operation) -> None:
     """The specialised kernels skip zero activations, so ``0 * inf`` of an infinite weight would be lost:
     weights, biases and boost factors holding inf or NaN are a CompileError naming the layer."""
+    declared = {operand.name for operand in type(op).operands}
     for name in ("weight", "bias", "boost"):
-        value = op.operand(name)
+        value = op.operand(name) if name in declared else None
         if value is not None and isinstance(value.owner, ops.Constant) and not np.all(
                 np.isfinite(np.asarray(value.owner.value))):
             raise CompileError(f"the {name} of %{op.result.name} holds inf or NaN; the llvm target compiles finite "
