@@ -90,6 +90,17 @@ def np_all_finite(x: np.ndarray) -> bool:
     return bool(np.isfinite(x).all())
 
 
+#: kernel families that form every product of the dense weight, so that ``0 * inf = NaN`` happens as in the
+#: interpreter; without an epilogue (ReLU, k-WTA and max-pool rank or compare, and assume no NaN) they need no guard
+DENSE_FAMILIES = ("conv2d_dense", "linear_dense")
+
+
+def needs_guard(op: Operation, family: str | None) -> bool:
+    """Whether a specialised kernel of ``family`` for ``op`` can differ from the interpreter on inf/NaN."""
+    epilogue = op.attr("epilogue") if isinstance(op, ops.SparseConv2D | ops.SparseLinear) else ()
+    return not (family in DENSE_FAMILIES and not epilogue)
+
+
 def refuse_non_finite_constants(op: Operation) -> None:
     """The specialised kernels skip zero activations, so ``0 * inf`` of an infinite weight would be lost:
     weights, biases and boost factors holding inf or NaN are a CompileError naming the layer."""
