@@ -17,6 +17,7 @@ from pathlib import Path
 import tvm
 
 from ...compiler.errors import CompileError
+from ...compiler.ir import ops
 from ...compiler.ir.core import Module
 from ...compiler.kernel_profile import load_profile, profile_for
 from ...runtime.artifact import make_manifest
@@ -25,6 +26,7 @@ from ...runtime.tvm_model import LIBRARY, TVMModel, load_library
 from ..relax_lowering import RelaxLowering
 from .build import build_library
 from .cpu import CpuTarget, resolve_cpu
+from .ieee import refuse_non_finite_constants
 from .lowering import KERNELS
 
 
@@ -81,6 +83,8 @@ def compile(module: Module, *, pipeline: str, batch: int | None, progress: Calla
     cpu = resolve_cpu(mcpu, mtriple, mattr)
     cross = _cross_compiler(cpu)
     target = cpu.tvm_target()
+    for op in module.walk((ops.SparseConv2D, ops.SparseLinear, ops.KWinners)):
+        refuse_non_finite_constants(op)  # before any lowering: the sparse kernels would lose 0 * inf
     irmod = RelaxLowering(module, KERNELS, progress, isa=cpu.isa, fast_math=fast_math).build()
     if progress:
         progress(f"compiling with TVM for {cpu.describe()} ({len(irmod.functions)} functions)")
