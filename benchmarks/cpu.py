@@ -100,7 +100,7 @@ def _tvm_dense_runner(path: Path, feeds: dict[str, np.ndarray], cpu: dict[str, A
 
 
 def worker(models: list[str], batches: list[int], threads: int, budget: float, onnx_dir: Path,
-           cpu: dict[str, Any]) -> list[dict[str, Any]]:
+           cpu: dict[str, Any], fast_math: bool = False) -> list[dict[str, Any]]:
     """Measure every engine on every model and batch size in this process (threads already configured)."""
     import sparsecc
     from sparsecc.compiler.cost_model import layer_costs
@@ -117,7 +117,8 @@ def worker(models: list[str], batches: list[int], threads: int, budget: float, o
         sparse_macs = sum(c.sparse_macs for c in costs)
         for batch in batches:
             try:
-                rows.append(_measure(path, name, batch, threads, budget, reference, dense_macs, sparse_macs, cpu))
+                rows.append(_measure(path, name, batch, threads, budget, reference, dense_macs, sparse_macs, cpu,
+                                     fast_math))
             except Exception as exc:  # record it and go on: one model must not cost the whole run
                 print(f"  {name} batch {batch} threads {threads}: FAILED: {type(exc).__name__}: {exc}",
                       file=sys.stderr, flush=True)
@@ -127,7 +128,7 @@ def worker(models: list[str], batches: list[int], threads: int, budget: float, o
 
 
 def _measure(path: Path, name: str, batch: int, threads: int, budget: float, reference: Any, dense_macs: int,
-             sparse_macs: float, cpu: dict[str, Any]) -> dict[str, Any]:
+             sparse_macs: float, cpu: dict[str, Any], fast_math: bool = False) -> dict[str, Any]:
     """One row of the table: every engine on one model and batch size."""
     import sparsecc
     from sparsecc.compiler.compare import compare_outputs, find_near_ties, onnxruntime_session
@@ -136,7 +137,7 @@ def _measure(path: Path, name: str, batch: int, threads: int, budget: float, ref
     feeds = random_inputs(reference, batch, seed=batch)
     row: dict[str, Any] = {"model": name, "batch": batch, "threads": threads, "dense_macs": dense_macs,
                            "sparse_macs": sparse_macs, "mac_reduction": dense_macs / sparse_macs}
-    compiled = sparsecc.compile(path, target="llvm", batch=batch, **cpu)
+    compiled = sparsecc.compile(path, target="llvm", batch=batch, fast_math=fast_math, **cpu)
     near = find_near_ties(reference, feeds)
     check = compare_outputs(compiled.run(None, feeds), onnxruntime_session(path).run(None, feeds), near)
     if not check.ok:
@@ -230,6 +231,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mcpu", help="CPU to generate code for (default: this host; it must run here), e.g. "
                         "haswell on an AVX-512 host to measure the AVX2 code")
     parser.add_argument("--mattr", help="CPU feature overrides, e.g. '-avx512f'")
+    parser.add_argument("--fast-math", action="store_true",
+                        help="compile sparsecc without its IEEE guards (to measure what they cost)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -255,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
         raise SparseccError(f"bench measures on this host: {problem}")
     cpu = {"mcpu": args.mcpu, "mattr": args.mattr}
     if getattr(args, "worker", False):
-        rows = worker(models, batches, int(args.threads), args.seconds, args.onnx_dir, cpu)
+        rows = worker(models, batches, int(args.threads), args.seconds, args.onnx_dir, cpu, args.fast_math)
         args.json.write_text(json.dumps(rows))
         return 0
     rows: list[dict[str, Any]] = []
@@ -270,6 +273,8 @@ def run(args: argparse.Namespace) -> int:
             for name in ("mcpu", "mattr"):
                 if getattr(args, name):
                     cmd += [f"--{name}", getattr(args, name)]
+            if args.fast_math:
+                cmd.append("--fast-math")
             print(f"measuring with {threads} thread(s)", file=sys.stderr, flush=True)
             subprocess.run(cmd, env=env, check=True)
             rows.extend(json.loads(out_json.read_text()))

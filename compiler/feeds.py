@@ -63,3 +63,24 @@ def random_inputs(module: Module, batch: int, seed: int) -> dict[str, np.ndarray
         else:
             feeds[arg.name or ""] = rng.integers(0, 10, shape).astype(dtype)
     return feeds
+
+
+#: The IEEE special values of :func:`special_value_inputs`, one kind per sample (the last sample mixes them).
+SPECIAL_VALUES = {"+inf": np.inf, "-inf": -np.inf, "NaN": np.nan, "-0.0": -0.0, "denormal": 1e-40}
+
+
+def special_value_inputs(module: Module, seed: int, per_sample: int = 2) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Seeded standard-normal float inputs with IEEE special values at random positions: sample i holds
+    ``per_sample`` copies of the i-th kind of :data:`SPECIAL_VALUES` (``+inf``, ``-inf``, NaN, ``-0.0``, a
+    denormal), the last sample one each of inf, -inf and NaN. Returns the feeds and each sample's kind."""
+    kinds = [*SPECIAL_VALUES, "inf, -inf, NaN"]
+    feeds = random_inputs(module, len(kinds), seed)
+    rng = np.random.default_rng(seed + 7919)
+    for array in feeds.values():
+        if array.dtype.kind != "f":
+            continue
+        for sample, kind in enumerate(kinds):
+            flat = array[sample].reshape(-1)
+            values = [SPECIAL_VALUES[kind]] * per_sample if kind in SPECIAL_VALUES else [np.inf, -np.inf, np.nan]
+            flat[rng.choice(flat.size, size=min(len(values), flat.size), replace=False)] = values[: flat.size]
+    return feeds, kinds

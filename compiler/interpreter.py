@@ -224,10 +224,10 @@ def kwta(x: np.ndarray, boost: np.ndarray | None, k: int, over: Sequence[int], t
     if observe is not None:
         observe(groups)
     if ties == "keep":
-        threshold = np.partition(groups, group - k, axis=1)[:, group - k]
-        keep = ~(groups < threshold[:, None])
+        threshold = np.partition(groups, group - k, axis=1)[:, group - k]  # NaN ranks above +inf
+        keep = ~(groups < threshold[:, None])  # a NaN threshold (k or more NaN) keeps every unit
     else:
-        order = np.argsort(-groups, axis=1, kind="stable")
+        order = descending_order(groups, axis=1)
         keep = np.zeros(groups.shape, dtype=bool)
         np.put_along_axis(keep, order[:, :k], True, axis=1)
     keep = np.transpose(keep.reshape(moved.shape), np.argsort(perm))
@@ -396,9 +396,18 @@ def _gather(op: Operation, ctx: Context, x: np.ndarray, indices: np.ndarray) -> 
     return np.take(x, idx, axis=axis)
 
 
+def descending_order(x: np.ndarray, axis: int) -> np.ndarray:
+    """Indices that sort ``x`` along ``axis`` from the largest down, NaN first (NaN ranks above +inf, as in
+    numpy's sort order, torch.topk and ONNX's reference TopK); equal values: lower index first."""
+    order = np.argsort(-x, axis=axis, kind="stable")  # NaN last here
+    nan_last = np.isnan(np.take_along_axis(x, order, axis=axis))
+    return np.take_along_axis(order, np.argsort(~nan_last, axis=axis, kind="stable"), axis=axis)
+
+
 def topk(x: np.ndarray, k: int, axis: int, largest: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Values and indices of the k largest/smallest along ``axis``; equal values: lower index first."""
-    order = np.argsort(-x if largest else x, axis=axis, kind="stable")
+    """Values and indices of the k largest/smallest along ``axis``; equal values: lower index first.
+    NaN ranks above +inf: first among the largest, last among the smallest."""
+    order = descending_order(x, axis) if largest else np.argsort(x, axis=axis, kind="stable")
     idx = np.take(order, np.arange(k), axis=axis)
     return np.take_along_axis(x, idx, axis=axis), idx.astype(np.int64)
 

@@ -153,6 +153,8 @@ LLVM_OPTIONS = {
     "mtriple": "target triple (default: this host's; aarch64-linux-gnu cross-compiles for 64-bit Arm)",
     "mattr": "CPU feature overrides, e.g. '-avx512f' or '+avx2,+fma'",
     "profile": "kernel profile: a built-in name (llvm-avx2, ...) or a .json written by 'sparsecc calibrate'",
+    "fast_math": "drop the IEEE guards: faster, but inputs holding inf/NaN may give finite results where "
+                 "onnxruntime gives NaN (see README, 'IEEE special values')",
 }
 
 
@@ -160,7 +162,7 @@ LLVM_OPTIONS = {
 TARGET_OPTIONS = {"llvm": LLVM_OPTIONS, "hls": HLS_OPTIONS}
 #: option types other than str
 OPTION_TYPES: dict[str, type] = {"pack_size": int, "lanes": int, "reuse_factor": int, "clock_mhz": float,
-                                 "target_fps": float}
+                                 "target_fps": float, "fast_math": bool}
 
 
 def _flag(name: str) -> str:
@@ -172,7 +174,10 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
     for target, options in TARGET_OPTIONS.items():
         group = parser.add_argument_group(f"{target} target options")
         for name, text in options.items():
-            group.add_argument(_flag(name), dest=name, help=text, type=OPTION_TYPES.get(name, str))
+            if OPTION_TYPES.get(name) is bool:  # a switch: absent = the target's default
+                group.add_argument(_flag(name), dest=name, help=text, action="store_const", const=True)
+            else:
+                group.add_argument(_flag(name), dest=name, help=text, type=OPTION_TYPES.get(name, str))
 
 
 def add_rpc_options(parser: argparse.ArgumentParser) -> None:

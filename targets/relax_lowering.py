@@ -61,9 +61,10 @@ class RelaxLowering:
     """Builds the Relax ``main`` function for one module (see module docstring)."""
 
     def __init__(self, module: Module, kernels: KernelSet, progress: Callable[[str], None] | None = None,
-                 isa: str | None = None) -> None:
+                 isa: str | None = None, fast_math: bool = False) -> None:
         self.module = module
         self.isa = isa  # the ISA class the target's kernels are generated for (llvm), None where it has none
+        self.fast_math = fast_math  # llvm: no IEEE guard around the specialised kernels (targets/llvm/ieee.py)
         self.kernels = kernels
         self.progress = progress
         self.bb = relax.BlockBuilder()
@@ -221,12 +222,17 @@ def kwta_expr(lo: RelaxLowering, x: relax.Expr, x_type: TensorType, boost: Value
     group = math.prod(x_type.shape[a] for a in over)  # type: ignore[misc]
     lead = [lo.dims(x_type, lo.batch_of(x))[a] for a in rest]
     flat = lo.emit(R.reshape(moved, [*lead, group]))
+    # NaN ranks above +inf (the interpreter's rule): rank by keys with NaN as +inf
+    is_nan = lo.emit(R.isnan(flat))
+    keys = lo.emit(R.where(is_nan, relax.const(np.asarray(np.inf, dtype=x_type.numpy_dtype)), flat))
     if ties == "keep":
-        values = lo.emit(R.topk(flat, k, axis=-1, ret_type="values", largest=True))
+        values = lo.emit(R.topk(keys, k, axis=-1, ret_type="values", largest=True))
         thr = lo.emit(R.strided_slice(values, axes=[len(lead)], begin=[k - 1], end=[k]))
-        off = lo.emit(R.less(flat, thr))
+        # k or more NaN: the threshold is NaN and nothing is below it, so every unit stays
+        nans = lo.emit(R.sum(R.astype(is_nan, "int32"), axis=[len(lead)], keepdims=True))
+        off = lo.emit(R.logical_and(R.less(flat, thr), R.less(nans, relax.const(k, "int32"))))
     else:
-        idx = lo.emit(R.topk(flat, k, axis=-1, ret_type="indices", largest=True, dtype="int64"))
+        idx = lo.emit(R.topk(keys, k, axis=-1, ret_type="indices", largest=True, dtype="int64"))
         ones = lo.emit(R.full_like(flat, relax.const(True, "bool"), dtype="bool"))
         zeros = lo.emit(R.full_like(idx, relax.const(False, "bool"), dtype="bool"))
         off = lo.emit(R.scatter_elements(ones, idx, zeros, axis=len(lead)))
@@ -240,8 +246,11 @@ def kwta_expr(lo: RelaxLowering, x: relax.Expr, x_type: TensorType, boost: Value
 def pool_expr(x: relax.Expr, kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int], ceil: bool,
               mode: str, count_include_pad: bool = False) -> relax.Expr:
     padding = (pads[0], pads[1], pads[2], pads[3])
-    if mode == "max":
-        return R.nn.max_pool2d(x, pool_size=kernel, strides=strides, padding=padding, ceil_mode=ceil)
+    if mode == "max":  # a window holding a NaN gives NaN (the interpreter's rule)
+        nan_in = R.nn.max_pool2d(R.astype(R.isnan(x), "float32"), pool_size=kernel, strides=strides,
+                                 padding=padding, ceil_mode=ceil)
+        pooled = R.nn.max_pool2d(x, pool_size=kernel, strides=strides, padding=padding, ceil_mode=ceil)
+        return R.where(R.greater(nan_in, relax.const(0.0, "float32")), relax.const(np.float32(np.nan)), pooled)
     return R.nn.avg_pool2d(x, pool_size=kernel, strides=strides, padding=padding, ceil_mode=ceil,
                            count_include_pad=count_include_pad)
 
@@ -255,7 +264,7 @@ def epilogue_expr(lo: RelaxLowering, op: Operation, y: relax.Expr) -> relax.Expr
     for stage in op.attr("epilogue"):
         y = lo.emit(y)
         if isinstance(stage, ReluStage):
-            y = R.nn.relu(y)
+            y = relu_expr(y)
         elif isinstance(stage, KWTAStage):
             y = kwta_expr(lo, y, current, op.operand("boost"), stage.k, stage.over, stage.ties)
         elif isinstance(stage, MaxPoolStage):
@@ -336,9 +345,14 @@ def _global_avgpool(op: Operation, lo: RelaxLowering) -> relax.Expr:
     return R.mean(_in(op, lo), axis=[2, 3], keepdims=True)
 
 
+def relu_expr(x: relax.Expr) -> relax.Expr:
+    """``max(x, 0)`` that keeps NaN (TVM's relu is a compare-select that turns NaN into 0)."""
+    return R.where(R.less(x, relax.const(0.0, "float32")), relax.const(0.0, "float32"), x)
+
+
 @generic(ops.Relu)
 def _relu(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return R.nn.relu(_in(op, lo))
+    return relu_expr(_in(op, lo))
 
 
 @generic(ops.Softmax)

@@ -120,6 +120,7 @@ def test_check_passes_for_gsc_sparse_cnn(zoo_onnx, capsys: pytest.CaptureFixture
     assert main(["check", str(zoo_onnx("gsc_sparse_cnn")), "--target", "llvm", "--batches", "1,8", "-q"]) == 0
     out = capsys.readouterr().out
     assert "batch 1: ok" in out and "batch 8: ok" in out
+    assert "special values (+inf, -inf, NaN, -0.0, denormal; one kind per sample): ok against the interpreter" in out
 
 
 def test_custom_pass_plugin(zoo_onnx, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import tvm
 
 from ...compiler.errors import CompileError
+from ...compiler.ir import ops
 from ...compiler.ir.core import Module
 from ...compiler.kernel_profile import load_profile, profile_for
 from ...runtime.artifact import make_manifest
@@ -25,6 +26,7 @@ from ...runtime.tvm_model import LIBRARY, TVMModel, load_library
 from ..relax_lowering import RelaxLowering
 from .build import build_library
 from .cpu import CpuTarget, resolve_cpu
+from .ieee import refuse_non_finite_constants
 from .lowering import KERNELS
 
 
@@ -54,9 +56,11 @@ def _cross_compiler(cpu: CpuTarget) -> str | None:
 
 
 def validate_options(mcpu: str | None = None, mtriple: str | None = None, mattr: str | list[str] | None = None,
-                     profile: str | None = None, **_: object) -> str:
+                     profile: str | None = None, fast_math: object = False, **_: object) -> str:
     """Check the CPU choice before any work (raises CompileError); returns the kernel profile to plan with:
     ``profile`` (a built-in name or a file from ``sparsecc calibrate``) or the built-in one of the CPU's ISA."""
+    if not isinstance(fast_math, bool):
+        raise CompileError(f"fast_math must be True or False, got {type(fast_math).__name__} {fast_math!r}")
     cpu = resolve_cpu(mcpu, mtriple, mattr)
     _cross_compiler(cpu)
     if profile is not None:
@@ -67,17 +71,21 @@ def validate_options(mcpu: str | None = None, mtriple: str | None = None, mattr:
 
 def compile(module: Module, *, pipeline: str, batch: int | None, progress: Callable[[str], None] | None = None,
             mcpu: str | None = None, mtriple: str | None = None, mattr: str | list[str] | None = None,
-            profile: str | None = None, emit_source: str | os.PathLike[str] | None = None) -> TVMModel:
+            profile: str | None = None, emit_source: str | os.PathLike[str] | None = None,
+            fast_math: bool = False) -> TVMModel:
     """Compile an optimised module for a CPU (default: this host); returns a runnable, exportable model.
 
     ``mcpu``/``mtriple``/``mattr`` choose the CPU as LLVM names it (see :func:`targets.llvm.cpu.resolve_cpu`);
-    code for another architecture is cross-compiled and can be exported, not run here. ``emit_source``: a
+    code for another architecture is cross-compiled and can be exported, not run here. ``fast_math``: no IEEE
+    guard around the specialised kernels (:mod:`.ieee`; recorded in the manifest). ``emit_source``: a
     directory that receives ``source/module.py`` (the Relax program and the TIR kernels as TVMScript) and
     ``source/model.ll`` (the LLVM IR), inside the artifact when it is exported there."""
     cpu = resolve_cpu(mcpu, mtriple, mattr)
     cross = _cross_compiler(cpu)
     target = cpu.tvm_target()
-    irmod = RelaxLowering(module, KERNELS, progress, isa=cpu.isa).build()
+    for op in module.walk((ops.SparseConv2D, ops.SparseLinear, ops.KWinners)):
+        refuse_non_finite_constants(op)  # before any lowering: the sparse kernels would lose 0 * inf
+    irmod = RelaxLowering(module, KERNELS, progress, isa=cpu.isa, fast_math=fast_math).build()
     if progress:
         progress(f"compiling with TVM for {cpu.describe()} ({len(irmod.functions)} functions)")
     workdir = Path(tempfile.mkdtemp(prefix="sparsecc-llvm-"))
@@ -85,7 +93,8 @@ def compile(module: Module, *, pipeline: str, batch: int | None, progress: Calla
     llvm_ir = workdir / "model.ll" if emit_source is not None else None
     try:
         build_library(irmod, target, library, cross_compiler=cross, llvm_ir=llvm_ir)
-        options = {**cpu.manifest_entry(), "profile": profile or profile_for("llvm", cpu.isa)}
+        options = {**cpu.manifest_entry(), "profile": profile or profile_for("llvm", cpu.isa),
+                   "fast_math": fast_math}
         manifest = make_manifest(module, "llvm", pipeline, batch, {"library": LIBRARY}, options)
         problem = cannot_execute(cpu.manifest_entry())
         model = TVMModel(manifest, None if problem else load_library(library), library, not_here=problem)

@@ -30,6 +30,7 @@ from ...compiler.ir.ops.sparse import KWTAStage, MaxPoolStage, ReluStage
 from ...compiler.ir.types import TensorType
 from ..relax_lowering import KernelSet, RelaxLowering
 from . import kernels as K
+from .ieee import guarded_call, needs_guard
 
 KERNELS = KernelSet()
 
@@ -87,6 +88,10 @@ def _epilogue(op: Operation, rank: int) -> tuple[bool, K.KwtaSpec | None, int | 
 
 
 def _emit(lo: RelaxLowering, op: Operation, kernel: K.Kernel) -> list[relax.Expr]:
+    """Call the kernel; unless ``fast_math`` or the kernel is exact on inf/NaN anyway, inside the IEEE guard
+    (:mod:`.ieee`)."""
+    if not lo.fast_math and needs_guard(op, kernel.info.get("family")):
+        return guarded_call(lo, op, kernel.prim_func, kernel.name, kernel.constants)
     x = op.operand("input")
     assert x is not None
     args = [lo.value(x), *(lo.const(c) for c in kernel.constants)]
