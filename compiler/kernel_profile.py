@@ -17,10 +17,10 @@ Built-in profiles:
     always); the activation-sparse conv pays only below ~3 % active inputs; a linear layer scatters its active
     inputs (CSC) below 20 % activity, else uses the packed weight-sparse kernel.
 ``llvm-avx2``
-    Measured on AMD Zen 3 (AVX2+FMA, 16 ymm registers), one core, with ``sparsecc calibrate`` (log in
-    ``benchmarks/results/profiles/``): with half the register file the dense conv's tiles are small, so the
-    tap-list kernel wins up to density 0.7 (539 vs 629 us on a 64->64 5x5 layer); the activation-sparse conv
-    wins up to 10 % active inputs, the scatter linear up to 40 % (a tie at 50 %).
+    Measured on AMD Zen 3 (AVX2+FMA, 16 ymm registers), one core, with ``sparsecc calibrate`` (thread CPU time;
+    log in ``benchmarks/results/profiles/``): the tap-list conv wins up to density 1/3 (250 vs 311 us on a
+    64->64 5x5 layer; 390 vs 342 us at 0.5), the activation-sparse conv up to 10 % active inputs, the scatter
+    linear up to 70 % (76 vs 104 us; 122 vs 115 us at 80 %).
 ``llvm-sse2`` / ``llvm-neon``
     128-bit vectors: the AVX2 rules (not measured on such hardware; run ``sparsecc calibrate`` there).
 """
@@ -93,11 +93,11 @@ BUILTIN: dict[str, KernelProfile] = {
         KernelProfile("hls"),
         KernelProfile("llvm-avx512", conv_weight_sparse_max=1 / 3, conv_act_sparse_max=0.03, linear_scatter_max=0.2,
                       measured_on="AMD EPYC Zen 5 (znver5), 1 thread"),
-        KernelProfile("llvm-avx2", conv_weight_sparse_max=0.7, conv_act_sparse_max=0.1, linear_scatter_max=0.4,
+        KernelProfile("llvm-avx2", conv_weight_sparse_max=1 / 3, conv_act_sparse_max=0.1, linear_scatter_max=0.7,
                       measured_on="AMD EPYC (znver3, AVX2), 1 thread, sparsecc calibrate 2026-12-01 "
                                   "(benchmarks/results/profiles/znver3-avx2.*)"),
-        KernelProfile("llvm-sse2", conv_weight_sparse_max=0.7, conv_act_sparse_max=0.1, linear_scatter_max=0.4),
-        KernelProfile("llvm-neon", conv_weight_sparse_max=0.7, conv_act_sparse_max=0.1, linear_scatter_max=0.4),
+        KernelProfile("llvm-sse2", conv_weight_sparse_max=1 / 3, conv_act_sparse_max=0.1, linear_scatter_max=0.7),
+        KernelProfile("llvm-neon", conv_weight_sparse_max=1 / 3, conv_act_sparse_max=0.1, linear_scatter_max=0.7),
     )
 }
 
