@@ -74,6 +74,7 @@ class TVMModel(CompiledModel):
             if self._main is None:
                 self._main = self._machine()["main"]
             dev = self.device
+            on_host = dev.dlpack_device_type() == tvm.cpu().dlpack_device_type()
             args = []
             for i, x in enumerate(inputs):
                 # copy into a reused, aligned device buffer: the kernels assume TVM's 64-byte alignment,
@@ -81,7 +82,10 @@ class TVMModel(CompiledModel):
                 buffer = self._inputs.get(i)
                 if buffer is None or tuple(buffer.shape) != x.shape:
                     buffer = self._inputs[i] = tvm.runtime.empty(x.shape, str(x.dtype), dev)
-                buffer.copyfrom(x)
+                if on_host:  # through a numpy view (DLPack): ~1 us instead of ~10 us of ctypes per copy
+                    np.copyto(np.from_dlpack(buffer), x)
+                else:
+                    buffer.copyfrom(x)
                 args.append(buffer)
             try:
                 result = self._main(*args)
@@ -92,7 +96,8 @@ class TVMModel(CompiledModel):
             if len(outs) != len(self.manifest.outputs):
                 raise ArtifactError(f"the compiled module returned {len(outs)} output(s), the manifest lists "
                                     f"{len(self.manifest.outputs)}")
-            return [o.numpy() for o in outs]
+            # copies: the VM reuses its buffers on the next run
+            return [np.from_dlpack(o).copy() if on_host else o.numpy() for o in outs]
 
     # -- generated source -----------------------------------------------------------------------------------
     def write_sources(self, directory: Path) -> list[Path]:
