@@ -374,7 +374,7 @@ def test_kwta_radix_select_when_a_pass_keeps_almost_every_key(n: int) -> None:
     np.testing.assert_array_equal(run(kernel, x, x.shape), ref_kwta(x, 2048))
 
 
-@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("batch", [1, 3, 70])  # 70: the SpMM path of large batches (two chunks, one partial)
 @pytest.mark.parametrize("kwta", [None, KwtaSpec(6, boost=np.linspace(0.5, 1.5, 37).astype(np.float32))])
 def test_sparse_sparse_linear_scatters_only_active_inputs(batch: int, kwta: KwtaSpec | None) -> None:
     rng = np.random.default_rng(11)

@@ -299,6 +299,54 @@ def pack_row_pairs(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return np.array(ptr, np.int32), cols, vals
 
 
+def _emit_spmm_pair(xt, act_buf, p, bias_buf, pairptr_buf, pcols_buf, pvals_buf, o_units: int) -> None:
+    """Two output rows (2p, 2p+1) for the current chunk of samples: 2 x (SPMM_CHUNK / 16) accumulators."""
+    chunk, lanes = SPMM_CHUNK, LANES
+    cv = chunk // lanes
+    acc = [[T.alloc_buffer((lanes,), "float32") for _ in range(cv)] for _ in range(2)]
+    for h in range(2):
+        o = T.min(2 * p + h, o_units - 1)
+        for v in range(cv):
+            T.buffer_store(acc[h][v], T.broadcast(bias_buf[o], lanes), [T.ramp(0, 1, lanes)])
+    p0 = pairptr_buf[p]
+    with T.serial(0, pairptr_buf[p + 1] - p0) as t:
+        for h in range(2):
+            w = T.broadcast(pvals_buf[h, p0 + t], lanes)
+            col = pcols_buf[h, p0 + t]
+            for v in range(cv):
+                a = acc[h][v]
+                xv = xt[T.ramp(col * chunk + v * lanes, 1, lanes)]
+                T.buffer_store(a, a[T.ramp(0, 1, lanes)] + w * xv, [T.ramp(0, 1, lanes)])
+    for h in range(2):
+        for v in range(cv):
+            T.buffer_store(
+                act_buf, acc[h][v][T.ramp(0, 1, lanes)], [T.ramp((2 * p + h) * chunk + v * lanes, 1, lanes)]
+            )
+
+
+@T.macro
+def spmm(X, Y, batch, act, keys, cand, hist, thr, pairptr_buf, pcols_buf, pvals_buf, bias_buf, boost_buf,
+         n_in, o_units, npairs, relu, kwta, mode):
+    """The large-batch path of the sparse linear kernels: weight-sparse SpMM vectorised over SPMM_CHUNK
+    samples (x transposed per chunk, paired CSR rows of :func:`pack_row_pairs`), then the epilogue per sample."""
+    xt = T.alloc_buffer((n_in * SPMM_CHUNK,), "float32")
+    yt = T.alloc_buffer((ceil_div(o_units, 2) * 2 * SPMM_CHUNK,), "float32")
+    for bc in range(ceil_div(batch, SPMM_CHUNK)):
+        # transpose the chunk of samples: xt[i, s] = x[bc*64 + s, i] (zeros past the batch)
+        for i in range(n_in):
+            for s in range(SPMM_CHUNK):
+                xt[i * SPMM_CHUNK + s] = T.if_then_else(
+                    bc * SPMM_CHUNK + s < batch, X[T.min(bc * SPMM_CHUNK + s, batch - 1), i], T.float32(0)
+                )
+        for p in range(npairs):
+            _emit_spmm_pair(xt, yt, p, bias_buf, pairptr_buf, pcols_buf, pvals_buf, o_units)
+        for s in range(T.min(SPMM_CHUNK, batch - bc * SPMM_CHUNK)):
+            for o in range(o_units):
+                act[o] = yt[o * SPMM_CHUNK + s]
+            ys = T.decl_buffer((o_units,), "float32", data=Y.data, elem_offset=(bc * SPMM_CHUNK + s) * o_units)
+            linear_epilogue(act, ys, boost_buf, keys, cand, hist, thr, o_units, relu, kwta, mode)
+
+
 @isa_scoped
 def linear_sparse(
     in_features: int,
@@ -324,8 +372,6 @@ def linear_sparse(
     nent, plen, npairs = ent_win.size, pcols.shape[1], pairptr.size - 1
     nblk = blkptr.size - 1
     lanes = LANES
-    chunk = SPMM_CHUNK
-    cv = chunk // lanes
     glob = kwta is not None
     n_in = in_features
     ipad = ceil_div(n_in, lanes) * lanes
@@ -351,28 +397,6 @@ def linear_sparse(
         with T.If(count % 2 == 1), T.Then():
             emit_permute_entry(acc[0], xpad, e0 + count - 1, win_buf, val_buf, idx_buf)
         T.buffer_store(act_buf, acc[0][T.ramp(0, 1, lanes)] + acc[1][T.ramp(0, 1, lanes)], [T.ramp(o0, 1, lanes)])
-
-    def emit_spmm_pair(xt, act_buf, p, bias_buf, pairptr_buf, pcols_buf, pvals_buf) -> None:
-        """Two output rows (2p, 2p+1) for the current chunk of samples: 2 x cv accumulators."""
-        acc = [[T.alloc_buffer((lanes,), "float32") for _ in range(cv)] for _ in range(2)]
-        for h in range(2):
-            o = T.min(2 * p + h, o_units - 1)
-            for v in range(cv):
-                T.buffer_store(acc[h][v], T.broadcast(bias_buf[o], lanes), [T.ramp(0, 1, lanes)])
-        p0 = pairptr_buf[p]
-        with T.serial(0, pairptr_buf[p + 1] - p0) as t:
-            for h in range(2):
-                w = T.broadcast(pvals_buf[h, p0 + t], lanes)
-                col = pcols_buf[h, p0 + t]
-                for v in range(cv):
-                    a = acc[h][v]
-                    xv = xt[T.ramp(col * chunk + v * lanes, 1, lanes)]
-                    T.buffer_store(a, a[T.ramp(0, 1, lanes)] + w * xv, [T.ramp(0, 1, lanes)])
-        for h in range(2):
-            for v in range(cv):
-                T.buffer_store(
-                    act_buf, acc[h][v][T.ramp(0, 1, lanes)], [T.ramp((2 * p + h) * chunk + v * lanes, 1, lanes)]
-                )
 
     @T.prim_func
     def linear(
@@ -410,22 +434,8 @@ def linear_sparse(
                     emit_permute_block(xpad, act, blk, bias_buf, blkptr_buf, win_buf, val_buf, idx_buf)
                 linear_epilogue(act, ys, boost_buf, keys, cand, hist, thr, o_units, relu, kwta, mode)
         else:
-            xt = T.alloc_buffer((n_in * chunk,), "float32")
-            yt = T.alloc_buffer((ceil_div(o_units, 2) * 2 * chunk,), "float32")
-            for bc in range(ceil_div(batch, chunk)):
-                # transpose the chunk of samples: xt[i, s] = x[bc*64 + s, i] (zeros past the batch)
-                for i in range(n_in):
-                    for s in range(chunk):
-                        xt[i * chunk + s] = T.if_then_else(
-                            bc * chunk + s < batch, X[T.min(bc * chunk + s, batch - 1), i], T.float32(0)
-                        )
-                for p in range(npairs):
-                    emit_spmm_pair(xt, yt, p, bias_buf, pairptr_buf, pcols_buf, pvals_buf)
-                for s in range(T.min(chunk, batch - bc * chunk)):
-                    for o in range(o_units):
-                        act[o] = yt[o * chunk + s]
-                    ys = T.decl_buffer((o_units,), "float32", data=Y.data, elem_offset=(bc * chunk + s) * o_units)
-                    linear_epilogue(act, ys, boost_buf, keys, cand, hist, thr, o_units, relu, kwta, mode)
+            spmm(X, Y, batch, act, keys, cand, hist, thr, pairptr_buf, pcols_buf, pvals_buf, bias_buf, boost_buf,
+                 n_in, o_units, npairs, relu, kwta, mode)
 
     return make_kernel(
         linear,
@@ -454,13 +464,17 @@ def linear_scatter(
     profile uses it up to the profile's ``linear_scatter_max`` input density): on the FPGA-style GSC net's fc1
     (6400 -> 1500, 5 % weights, <= 5 % active inputs) it does ~24k MACs instead of streaming 480k non-zeros.
 
-    Params ``(x, colptr, rows, vals, bias, [boost], y)``: CSC of W as
-    :func:`~sparsecc.compiler.ir.weights.csc_arrays` (one explicit zero when W is all zero), ``bias`` (Op,),
-    ``boost`` (O,) only with k-WTA.
+    From ``SPMM_MIN_BATCH`` samples on, the batch is dense enough to vectorise across samples: the kernel then
+    runs the weight-sparse SpMM of :func:`linear_sparse` (every sample's 16-lane vectors share each weight).
+
+    Params ``(x, colptr, rows, vals, pairptr, pcols, pvals, bias, [boost], y)``: CSC of W as
+    :func:`~sparsecc.compiler.ir.weights.csc_arrays` (one explicit zero when W is all zero), the paired CSR of
+    :func:`pack_row_pairs`, ``bias`` (Op,), ``boost`` (O,) only with k-WTA.
     """
     o_units, op, bias_arr, boost_arr, mode, nb = _layer_consts(in_features, weight, bias, kwta)
     colptr, rows, vals = csc_arrays(np.asarray(weight, np.float32))
-    nnz = rows.size
+    pairptr, pcols, pvals = pack_row_pairs(np.asarray(weight, np.float32))
+    nnz, plen, npairs = rows.size, pcols.shape[1], pairptr.size - 1
     glob = kwta is not None
     windows = in_features // LANES
     tail = in_features - windows * LANES
@@ -503,6 +517,9 @@ def linear_scatter(
         colptr_buf: T.Buffer((in_features + 1,), "int32"),
         rows_buf: T.Buffer((nnz,), "int32"),
         vals_buf: T.Buffer((nnz,), "float32"),
+        pairptr_buf: T.Buffer((npairs + 1,), "int32"),
+        pcols_buf: T.Buffer((2, plen), "int32"),
+        pvals_buf: T.Buffer((2, plen), "float32"),
         bias_buf: T.Buffer((op,), "float32"),
         boost_buf: T.Buffer((nb,), "float32"),
         y_handle: T.handle,
@@ -511,11 +528,20 @@ def linear_scatter(
         batch = T.int32()
         X = T.match_buffer(x_handle, (batch, in_features), "float32")
         Y = T.match_buffer(y_handle, (batch, o_units), "float32")
-        for_each_sample(batch, sample, X, Y, colptr_buf, rows_buf, vals_buf, bias_buf, boost_buf)
+        if batch < SPMM_MIN_BATCH:
+            for_each_sample(batch, sample, X, Y, colptr_buf, rows_buf, vals_buf, bias_buf, boost_buf)
+        else:
+            act = T.alloc_buffer((op,), "float32")
+            keys = T.alloc_buffer((op if glob else 1,), "uint32")
+            cand = T.alloc_buffer((op + LANES if glob else 1,), "uint32")
+            hist = T.alloc_buffer((2048 if glob else 1,), "int32")
+            thr = T.alloc_buffer((1,), "uint32")
+            spmm(X, Y, batch, act, keys, cand, hist, thr, pairptr_buf, pcols_buf, pvals_buf, bias_buf, boost_buf,
+                 in_features, o_units, npairs, relu, kwta, mode)
 
     return make_kernel(
         linear,
-        [colptr, rows, vals, bias_arr, boost_arr],
+        [colptr, rows, vals, pairptr, pcols, pvals, bias_arr, boost_arr],
         name,
         family="linear_scatter",
         dense_macs=o_units * in_features,
