@@ -39,6 +39,7 @@ from sparsecc.compiler.cost_model import activation_density
 from sparsecc.compiler.errors import CompileError
 from sparsecc.compiler.ir import ops
 from sparsecc.compiler.ir.core import Module, Operation, Value
+from sparsecc.compiler.ir.layer import Epilogue, Kwta
 from sparsecc.compiler.ir.ops.sparse import KWTAStage, MaxPoolStage, ReluStage
 from sparsecc.compiler.ir.shapes import normalize_axis, window_output_dim
 from sparsecc.compiler.ir.types import BSR, CSC, CSR, ELL
@@ -185,13 +186,6 @@ def _key_bits(data: Precision, boost: ConstArray | None) -> int:
     if data.is_float:
         return 32
     return data.bits + (_element_bits(boost, data) if boost is not None else 0)
-
-
-@dataclasses.dataclass
-class _Kwta:
-    k: int
-    local: bool
-    break_ties: bool
 
 
 class Lowering:
@@ -420,28 +414,24 @@ class Lowering:
 
     def _epilogue(self, op: Operation, config: ConfigStruct, channels: int, pre_pool: tuple[int, int],
                   data: Precision, constants: Precision, index: int, lanes: int
-                  ) -> tuple[list[str], _Kwta | None, tuple[int, int, int, int] | None, bool, bool]:
+                  ) -> tuple[list[str], Kwta | None, tuple[int, int, int, int] | None, bool, bool]:
         """Fill the epilogue members; returns (descriptions, k-WTA, pool window, pool_before_kwta, relu)."""
-        stages = op.attr("epilogue") if isinstance(op, ops.SparseConv2D | ops.SparseLinear) else ()
-        kinds = [type(s) for s in stages]
+        epilogue = Epilogue.of_op(op)
         notes: list[str] = []
-        kwta: _Kwta | None = None
+        kwta: Kwta | None = None
         pool: tuple[int, int, int, int] | None = None
-        relu = ReluStage in kinds
-        pool_first = False
-        for stage in stages:
+        for stage in epilogue.stages:
             if isinstance(stage, ReluStage):
                 config.constant("relu", True, "bool")
                 notes.append("ReLU")
             elif isinstance(stage, KWTAStage):
-                kwta = self._kwta_mode(op, stage.k, stage.over, stage.ties, rank=4 if isinstance(
-                    op, ops.SparseConv2D) else 2)
+                assert epilogue.kwta is not None
+                kwta = self._kwta_mode(op, epilogue.kwta)
                 notes.append(f"k-WTA(k={stage.k}, {'local' if kwta.local else 'global'}"
                              f"{', ties broken' if kwta.break_ties else ''}"
                              f"{', boosted' if op.operand('boost') is not None else ''})")
             elif isinstance(stage, MaxPoolStage):
                 pool = self._pool_window(op, stage.kernel, stage.strides, stage.pads, stage.ceil_mode, pre_pool)
-                pool_first = KWTAStage not in kinds[: kinds.index(MaxPoolStage)]
                 notes.append(f"max-pool {stage.kernel[0]}x{stage.kernel[1]}"
                              + (f"/{stage.strides[0]}x{stage.strides[1]}" if tuple(stage.strides) != tuple(
                                  stage.kernel) else ""))
@@ -461,26 +451,21 @@ class Lowering:
                 nested.typedef(boost_precision(constants, factors).constant_ctype(), "boost_t")
             nested.constant("radix_bits", self.options.radix_bits)
             config.nested.append(nested)
-            if relu and kinds.index(ReluStage) > kinds.index(KWTAStage):
+            if epilogue.relu_after_kwta:
                 config.constant("relu_after_kwta", True, "bool", "ReLU on the winners")
         if pool is not None:
             config.typedef(f"sparsecc::pool2d<{', '.join(map(str, pool))}>", "pool_config")
-            if kwta is not None and pool_first:
+            if epilogue.pool_first:
                 config.constant("pool_before_kwta", True, "bool", "k-WTA selects among the pooled values")
-        return notes, kwta, pool, pool_first and kwta is not None, relu
+        return notes, kwta, pool, epilogue.pool_first, epilogue.relu
 
-    def _kwta_mode(self, op: Operation, k: int, over: tuple[int, ...], ties: str, rank: int) -> _Kwta:
-        if rank == 4 and tuple(over) == (1, 2, 3):
-            local = False
-        elif rank == 4 and tuple(over) == (1,):
-            local = True
-        elif rank == 2 and tuple(over) == (1,):
-            local = False
-        else:
-            raise CompileError(f"k-WTA over axes {list(over)} of a rank-{rank} tensor: the HLS k-WTA unit selects "
-                               "over C*H*W (global), over C at each pixel (local) or over the features",
+    def _kwta_mode(self, op: Operation, kwta: Kwta) -> Kwta:
+        """``kwta`` when the HLS k-WTA unit covers it: global over C*H*W or the features, local over C."""
+        if not ((kwta.rank == 4 and (kwta.is_global or kwta.local)) or (kwta.rank == 2 and kwta.is_global)):
+            raise CompileError(f"k-WTA over axes {list(kwta.over)} of a rank-{kwta.rank} tensor: the HLS k-WTA unit "
+                               "selects over C*H*W (global), over C at each pixel (local) or over the features",
                                op_type=op.name)
-        return _Kwta(k, local, ties == "break")
+        return kwta
 
     def _pool_window(self, op: Operation, kernel: tuple[int, ...], strides: tuple[int, ...],
                      pads: tuple[int, ...], ceil_mode: bool, size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -654,7 +639,7 @@ class Lowering:
         unused = f"sparsecc::no_values<{config.name}::scale_t, {units}>::values"
         return [unused, unused, boost or f"sparsecc::no_values<{config.name}::kwta_config::boost_t, {units}>::values"]
 
-    def _epilogue_loops(self, layer: Layer, dims: tuple[int, int, int], kwta: _Kwta | None,
+    def _epilogue_loops(self, layer: Layer, dims: tuple[int, int, int], kwta: Kwta | None,
                         pool: tuple[int, int, int, int] | None, pool_first: bool, relu: bool) -> None:
         """The epilogue's loops (pointwise, k-WTA, pooling) and its buffers."""
         channels, height, width = dims
@@ -732,7 +717,7 @@ class Lowering:
         assert x is not None
         source = self._buffer(x, op)
         c, h, w = self._chw(source)
-        mode = self._kwta_mode(op, op.attr("k"), op.attr("over"), op.attr("ties"), rank=len(source.shape) + 1)
+        mode = self._kwta_mode(op, Kwta.of_op(op))
         index = self._next_index()
         lanes = 1 if mode.local else self.lanes.get(op.results[0].name or "", 1)
         ident, data, constants, _, output = self._layer(op, suffixes=("config", "boost"))

@@ -26,7 +26,7 @@ from tvm import relax
 
 from ...compiler.ir import ops
 from ...compiler.ir.core import Operation
-from ...compiler.ir.ops.sparse import KWTAStage, MaxPoolStage, ReluStage
+from ...compiler.ir.layer import Epilogue
 from ...compiler.ir.types import TensorType
 from ..relax_lowering import KernelSet, RelaxLowering
 from . import kernels as K
@@ -47,43 +47,32 @@ class _Unsupported(Exception):
     """The specialised kernels do not cover this op: use the generic lowering."""
 
 
-def _epilogue(op: Operation, rank: int) -> tuple[bool, K.KwtaSpec | None, int | None, bool]:
-    """(relu, kwta, pool size, pool before k-WTA) of a fused op's epilogue, as the generators take them.
+def _epilogue(op: Operation) -> Epilogue:
+    """The layer's epilogue when the generators cover it (raises _Unsupported otherwise).
 
     The generators apply bias -> ReLU -> k-WTA, with max-pool (kernel = stride, no padding, floor) before or
     after the k-WTA. ReLU commutes with max-pool, and ReLU after k-WTA equals ReLU before it when the boost
     factors are positive (both keep exactly the positive units among the top k).
     """
-    stages = list(op.attr("epilogue"))
-    kinds = [type(s) for s in stages]
-    relu = ReluStage in kinds
-    kwta_stage = next((s for s in stages if isinstance(s, KWTAStage)), None)
-    pool_stage = next((s for s in stages if isinstance(s, MaxPoolStage)), None)
-    boost = _constant(op, "boost")
-    if boost is not None and boost.size != boost.shape[1]:
-        raise _Unsupported  # boost factors that vary within a channel
-    relu_after_kwta = relu and kwta_stage is not None and kinds.index(ReluStage) > kinds.index(KWTAStage)
-    if relu_after_kwta and boost is not None and not np.all(boost > 0):
+    epilogue = Epilogue.of_op(op)
+    boost = epilogue.boost
+    if epilogue.boost_dynamic or (boost is not None and boost.size != boost.shape[1]):
+        raise _Unsupported  # computed boost factors, or factors that vary within a channel
+    if epilogue.relu_after_kwta and boost is not None and not np.all(boost > 0):
         raise _Unsupported
-    pool = None
-    if pool_stage is not None:
-        (kh, kw), (sh, sw) = pool_stage.kernel, pool_stage.strides
-        if not (kh == kw == sh == sw) or any(pool_stage.pads) or pool_stage.ceil_mode:
-            raise _Unsupported
-        pool = kh
-    spec = None
-    if kwta_stage is not None:
-        if kwta_stage.over == tuple(range(1, rank)):
-            local = False
-        elif kwta_stage.over == (1,) and rank == 4:
-            local = True
-        else:
-            raise _Unsupported
-        spec = K.KwtaSpec(kwta_stage.k, local, None if boost is None else boost.reshape(-1),
-                          kwta_stage.ties == "break")
-    pool_first = pool_stage is not None and kwta_stage is not None and kinds.index(MaxPoolStage) < kinds.index(
-        KWTAStage)
-    return relu, spec, pool, pool_first
+    if epilogue.pool is not None and epilogue.pool_size is None:
+        raise _Unsupported
+    kwta = epilogue.kwta
+    if kwta is not None and not (kwta.is_global or kwta.local):
+        raise _Unsupported
+    return epilogue
+
+
+def _legacy(epilogue: Epilogue) -> tuple[bool, K.KwtaSpec | None, int | None, bool]:
+    kwta = epilogue.kwta
+    spec = None if kwta is None else K.KwtaSpec(kwta.k, kwta.local, None if kwta.boost is None
+                                                else kwta.boost.reshape(-1), kwta.break_ties)
+    return epilogue.relu, spec, epilogue.pool_size, epilogue.pool_first
 
 
 def _emit(lo: RelaxLowering, op: Operation, kernel: K.Kernel) -> list[relax.Expr]:
@@ -106,7 +95,7 @@ def _conv2d(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
     try:
         weight = _constant(op, "weight")
         bias = _constant(op, "bias")
-        relu, kwta, pool, pool_first = _epilogue(op, 4)
+        relu, kwta, pool, pool_first = _legacy(_epilogue(op))
     except _Unsupported:
         return None
     if op.attr("groups") != 1 or op.attr("dilations") != (1, 1) or any(d is None for d in x.type.shape[1:]):
@@ -135,7 +124,7 @@ def _linear(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
     try:
         weight = _constant(op, "weight")
         bias = _constant(op, "bias")
-        relu, kwta, pool, _ = _epilogue(op, 2)
+        relu, kwta, pool, _ = _legacy(_epilogue(op))
     except _Unsupported:
         return None
     if pool is not None or x.type.shape[1] is None:
