@@ -26,7 +26,7 @@ from tvm import relax
 
 from ...compiler.ir import ops
 from ...compiler.ir.core import Operation
-from ...compiler.ir.layer import Epilogue
+from ...compiler.ir.layer import ConvGeometry, Epilogue, Kwta, LinearGeometry
 from ...compiler.ir.types import TensorType
 from ..relax_lowering import KernelSet, RelaxLowering
 from . import kernels as K
@@ -68,13 +68,6 @@ def _epilogue(op: Operation) -> Epilogue:
     return epilogue
 
 
-def _legacy(epilogue: Epilogue) -> tuple[bool, K.KwtaSpec | None, int | None, bool]:
-    kwta = epilogue.kwta
-    spec = None if kwta is None else K.KwtaSpec(kwta.k, kwta.local, None if kwta.boost is None
-                                                else kwta.boost.reshape(-1), kwta.break_ties)
-    return epilogue.relu, spec, epilogue.pool_size, epilogue.pool_first
-
-
 def _emit(lo: RelaxLowering, op: Operation, kernel: K.Kernel) -> list[relax.Expr]:
     x = op.operand("input")
     assert x is not None
@@ -90,53 +83,43 @@ def _unique(lo: RelaxLowering, op: Operation, family: str) -> str:
 
 @KERNELS.register(ops.SparseConv2D)
 def _conv2d(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
-    x = op.operand("input")
-    assert x is not None
     try:
         weight = _constant(op, "weight")
         bias = _constant(op, "bias")
-        relu, kwta, pool, pool_first = _legacy(_epilogue(op))
+        epilogue = _epilogue(op)
     except _Unsupported:
         return None
-    if op.attr("groups") != 1 or op.attr("dilations") != (1, 1) or any(d is None for d in x.type.shape[1:]):
+    geometry = ConvGeometry.of_op(op)
+    if geometry.groups != 1 or geometry.dilations != (1, 1) or not geometry.static:
         return None
-    in_shape = tuple(int(d) for d in x.type.shape[1:])  # type: ignore[arg-type]
-    strides, pads = op.attr("strides"), op.attr("pads")
     kernel = op.attr("kernel")
-    if kernel in ("act_sparse", "sparse_sparse") and strides == (1, 1):
-        name = _unique(lo, op, "conv2d_act_sparse")
-        built = K.conv2d_sparse_sparse(in_shape, weight, bias, pads, relu, kwta, pool, pool_first, name)
-    elif kernel in ("weight_sparse", "sparse_sparse", "act_sparse") and strides == (1, 1):
-        name = _unique(lo, op, "conv2d_weight_sparse")
-        built = K.conv2d_weight_sparse(in_shape, weight, bias, strides, pads, relu, kwta, pool, pool_first, name,
+    if kernel in ("act_sparse", "sparse_sparse") and geometry.strides == (1, 1):
+        built = K.conv2d_sparse_sparse(geometry, weight, bias, epilogue, _unique(lo, op, "conv2d_act_sparse"))
+    elif kernel in ("weight_sparse", "sparse_sparse", "act_sparse") and geometry.strides == (1, 1):
+        built = K.conv2d_weight_sparse(geometry, weight, bias, epilogue, _unique(lo, op, "conv2d_weight_sparse"),
                                        isa=lo.isa)
     else:
-        name = _unique(lo, op, "conv2d_dense")
-        built = K.conv2d_dense(in_shape, weight, bias, strides, pads, relu, kwta, pool, pool_first, name,
-                               isa=lo.isa)
+        built = K.conv2d_dense(geometry, weight, bias, epilogue, _unique(lo, op, "conv2d_dense"), isa=lo.isa)
     return _emit(lo, op, built)
 
 
 @KERNELS.register(ops.SparseLinear)
 def _linear(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
-    x = op.operand("input")
-    assert x is not None
     try:
         weight = _constant(op, "weight")
         bias = _constant(op, "bias")
-        relu, kwta, pool, _ = _legacy(_epilogue(op))
+        epilogue = _epilogue(op)
     except _Unsupported:
         return None
-    if pool is not None or x.type.shape[1] is None:
+    geometry = LinearGeometry.of_op(op)
+    if epilogue.pool is not None or not geometry.static:
         return None
     if op.attr("kernel") == "sparse_sparse":
-        built = K.linear_scatter(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_scatter"))
+        built = K.linear_scatter(geometry, weight, bias, epilogue, _unique(lo, op, "linear_scatter"))
     elif op.attr("kernel") == "weight_sparse":
-        built = K.linear_sparse(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_sparse"),
-                                isa=lo.isa)
+        built = K.linear_sparse(geometry, weight, bias, epilogue, _unique(lo, op, "linear_sparse"), isa=lo.isa)
     else:
-        built = K.linear_dense(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_dense"),
-                               isa=lo.isa)
+        built = K.linear_dense(geometry, weight, bias, epilogue, _unique(lo, op, "linear_dense"), isa=lo.isa)
     return _emit(lo, op, built)
 
 
@@ -146,21 +129,19 @@ def _kwta(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
     assert x is not None
     t: TensorType = x.type
     try:
-        boost = _constant(op, "boost")
+        _constant(op, "boost")
     except _Unsupported:
         return None
     if any(d is None for d in t.shape[1:]):
         return None
-    if boost is not None and not _per_channel(boost, t):
+    kwta = Kwta.of_op(op)
+    if kwta.boost is not None and not _per_channel(kwta.boost, t):
         return None
-    k, over, ties = op.attr("k"), op.attr("over"), op.attr("ties")
-    boost_flat = None if boost is None else boost.reshape(-1)
-    if over == tuple(range(1, t.rank)):
-        shape = tuple(int(d) for d in t.shape[1:])  # type: ignore[arg-type]
-        built = K.kwta_global(shape, k, boost_flat, ties == "break", _unique(lo, op, "kwta_global"))
-    elif over == (1,) and t.rank == 4:
-        c, h, w = (int(d) for d in t.shape[1:])  # type: ignore[arg-type]
-        built = K.kwta_local(c, h, w, k, boost_flat, ties == "break", _unique(lo, op, "kwta_local"))
+    shape = tuple(int(d) for d in t.shape[1:])  # type: ignore[arg-type]
+    if kwta.is_global:
+        built = K.kwta_global(shape, kwta, _unique(lo, op, "kwta_global"))
+    elif kwta.local:
+        built = K.kwta_local(shape, kwta, _unique(lo, op, "kwta_local"))  # type: ignore[arg-type]
     else:
         return None
     return _emit(lo, op, built)

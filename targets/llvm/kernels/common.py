@@ -40,6 +40,8 @@ from tvm import tirx
 from tvm.script import tirx as T
 from tvm.script.ir_builder import IRBuilder
 
+from ....compiler.ir.layer import Epilogue, Kwta
+
 #: float32 lanes of one AVX-512 register; the kernels' vector width.
 LANES = 16
 
@@ -90,6 +92,23 @@ def make_kernel(
     func = prim_func.with_attr("global_symbol", name)
     arrays = [np.ascontiguousarray(c) for c in constants if c is not None]
     return Kernel(func, arrays, name, dict(info))
+
+
+#: no fused stages after a conv (NCHW) / linear layer
+NO_EPILOGUE = Epilogue(4)
+NO_LINEAR_EPILOGUE = Epilogue(2)
+
+
+def fused_epilogue(epilogue: Epilogue) -> tuple[bool, Kwta | None, int | None, bool]:
+    """(relu, kwta, pool window, pool before k-WTA) of an epilogue the fused kernels cover: bias -> ReLU ->
+    k-WTA (global, or local on NCHW) with a max-pool of kernel = stride (no padding, floor) before or after it;
+    a ValueError for anything else."""
+    if epilogue.pool is not None and epilogue.pool_size is None:
+        raise ValueError(f"max-pool {epilogue.pool} is not kernel = stride without padding: not fused")
+    kwta = epilogue.kwta
+    if kwta is not None and not (kwta.is_global or kwta.local):
+        raise ValueError(f"k-WTA over axes {list(kwta.over)} of a rank-{kwta.rank} tensor: not fused")
+    return epilogue.relu, kwta, epilogue.pool_size, epilogue.pool_first
 
 
 def for_each_sample(batch: Any, sample: Callable[..., None], *args: Any) -> None:
