@@ -1,7 +1,7 @@
 """GPU TIR kernels of the cuda target, each specialised to its layer's constant weights and sparsity.
 
 Every generator is a plain function of static shapes, attributes and numpy constants that returns a
-:class:`GpuKernel`: a TIR ``PrimFunc`` with params ``(activation, *constants, output)`` (batch symbolic) plus the
+:class:`Kernel`: a TIR ``PrimFunc`` with params ``(activation, *constants, output)`` (batch symbolic) plus the
 packed constants. Kernels are written as *phases*: consecutive ``threadIdx.x`` loops inside one
 ``blockIdx.x`` loop. TVM fuses the phases into one thread scope and its ThreadSync pass puts a
 ``__syncthreads()`` wherever a phase reads shared memory that an earlier phase wrote, so no barrier is written
@@ -50,7 +50,6 @@ Kernels (``T`` threads per block, ``B`` the batch):
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -60,8 +59,11 @@ from tvm import tirx
 from tvm.script import tirx as T
 
 from ...compiler.errors import CompileError
+from ...compiler.ir.layer import ConvGeometry, Epilogue, Kwta, LinearGeometry
+from ...compiler.ir.ops.sparse import MaxPoolStage
 from ...compiler.ir.shapes import window_output_dim
 from ...compiler.ir.weights import csc_arrays, ell_arrays
+from ..kernel import Kernel
 
 #: Shared memory budget (floats) for a scatter kernel's accumulator tile (40 KiB of the 48 KiB static limit).
 SMEM_FLOATS = 10240
@@ -133,19 +135,21 @@ GPU = Flavour(True)
 CPU = Flavour(False)
 
 
-@dataclasses.dataclass
-class GpuKernel:
-    """A generated kernel: PrimFunc with params (activation, *constants, output), its constants, output shape."""
-
-    func: tirx.PrimFunc
-    constants: list[np.ndarray]
-    out_shape: tuple[int, ...]  # without the batch dimension
-    kind: str
+def _finish(func: tirx.PrimFunc, constants: Sequence[np.ndarray], out_shape: Sequence[int], kind: str,
+            name: str) -> Kernel:
+    """The kernel of family ``kind`` for layer ``name`` (its symbol ``<kind>_<name>``; ``kind`` without a name)."""
+    func = func.with_attr("tirx.is_scheduled", True).without_attr("global_symbol")  # named by the lowering
+    return Kernel(func, [np.ascontiguousarray(c) for c in constants], f"{kind}_{name}" if name else kind,
+                  {"family": kind}, tuple(int(d) for d in out_shape))
 
 
-def _finish(func: tirx.PrimFunc, constants: Sequence[np.ndarray], out_shape: Sequence[int], kind: str) -> GpuKernel:
-    func = func.with_attr("tirx.is_scheduled", True).without_attr("global_symbol")  # named by the caller
-    return GpuKernel(func, [np.ascontiguousarray(c) for c in constants], tuple(int(d) for d in out_shape), kind)
+def _fused(epilogue: Epilogue | None, what: str) -> tuple[bool, MaxPoolStage | None]:
+    """(relu, max-pool) of the stages a kernel fuses; a k-WTA among them is a CompileError (its own kernel)."""
+    if epilogue is None:
+        return False, None
+    if epilogue.kwta is not None:
+        raise CompileError(f"{what}: the k-WTA is a kernel of its own, not a fused stage")
+    return epilogue.relu, epilogue.pool
 
 
 # -- expression helpers ----------------------------------------------------------------------------------------
@@ -339,11 +343,13 @@ def summed_copies(acc: Any, index: Any, copies: int, size: int) -> Any:
 
 
 # -- k-WTA -------------------------------------------------------------------------------------------------------
-def kwta_global(shape: Sequence[int], k: int, ties: str = "keep", boost: np.ndarray | None = None,
-                relu: bool = False, pool: Any = None, flavour: Flavour = GPU, threads: int | None = None) -> GpuKernel:
-    """k-WTA over each whole sample of shape ``shape``; ``relu``/``pool`` (a MaxPoolStage) applied after it.
+def kwta_global(shape: Sequence[int], kwta: Kwta, epilogue: Epilogue | None = None, name: str = "", *,
+                flavour: Flavour = GPU, threads: int | None = None) -> Kernel:
+    """k-WTA over each whole sample of shape ``shape``; the ``epilogue``'s ReLU / max-pool applied after it.
 
     One block of ``threads`` per sample (None: 512 for groups over 4096 units, else 256)."""
+    k, ties, boost = kwta.k, kwta.ties, kwta.boost
+    relu, pool = _fused(epilogue, "kwta_global")
     shape = tuple(int(d) for d in shape)
     n = math.prod(shape)
     if not 1 <= k <= n:
@@ -512,12 +518,17 @@ def kwta_global(shape: Sequence[int], k: int, ties: str = "keep", boost: np.ndar
                             else:
                                 Yf[b * n + tx * seg + s] = T.float32(0)
 
-    return _finish(kwta, [bidx.array], out_shape, "kwta_global")
+    return _finish(kwta, [bidx.array], out_shape, "kwta_global", name)
 
 
-def kwta_local(shape: Sequence[int], k: int, ties: str = "keep", boost: np.ndarray | None = None,
-               relu: bool = False, flavour: Flavour = GPU) -> GpuKernel:
-    """k-WTA over axis 0 (channels) of ``shape`` = (C, *spatial), independently at every spatial position."""
+def kwta_local(shape: Sequence[int], kwta: Kwta, epilogue: Epilogue | None = None, name: str = "", *,
+               flavour: Flavour = GPU) -> Kernel:
+    """k-WTA over axis 0 (channels) of ``shape`` = (C, *spatial), independently at every spatial position; the
+    ``epilogue``'s ReLU applied after it."""
+    k, ties, boost = kwta.k, kwta.ties, kwta.boost
+    relu, pool = _fused(epilogue, "kwta_local")
+    if pool is not None:
+        raise CompileError("kwta_local: a fused max-pool is not supported")
     shape = tuple(int(d) for d in shape)
     channels, npix = shape[0], math.prod(shape[1:])
     if not 1 <= k <= channels:
@@ -578,27 +589,13 @@ def kwta_local(shape: Sequence[int], k: int, ties: str = "keep", boost: np.ndarr
                             else:
                                 Yf[(blk * nt + tx) // npix * n + c * npix + (blk * nt + tx) % npix] = T.float32(0)
 
-    return _finish(kwta, [bidx.array], shape, "kwta_local")
+    return _finish(kwta, [bidx.array], shape, "kwta_local", name)
 
 
 # -- convolution -------------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class ConvGeometry:
-    in_shape: tuple[int, int, int]
-    weight_shape: tuple[int, int, int, int]
-    strides: tuple[int, int]
-    pads: tuple[int, int, int, int]
-    dilations: tuple[int, int]
-    groups: int
-
-    @property
-    def out_hw(self) -> tuple[int, int]:
-        _, h, w = self.in_shape
-        _, _, kh, kw = self.weight_shape
-        oh = window_output_dim(h, kh, self.strides[0], self.pads[0], self.pads[2], self.dilations[0])
-        ow = window_output_dim(w, kw, self.strides[1], self.pads[1], self.pads[3], self.dilations[1])
-        assert oh is not None and ow is not None
-        return oh, ow
+def _check_linear(geometry: LinearGeometry, weight: np.ndarray) -> None:
+    if geometry.out_features != weight.shape[0] or geometry.in_features not in (None, weight.shape[1]):
+        raise CompileError(f"linear geometry {geometry} does not fit a weight of shape {list(weight.shape)}")
 
 
 def _pool_params(pool: Any, oh: int, ow: int) -> tuple[int, int, int, int, int, int, int, int]:
@@ -626,9 +623,10 @@ def pack_filter_taps(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     return ptr, codes, vals
 
 
-def conv2d_gather(geometry: ConvGeometry, weight: np.ndarray, bias: np.ndarray | None, relu: bool = False,
-                  pool: Any = None, flavour: Flavour = GPU) -> GpuKernel:
+def conv2d_gather(geometry: ConvGeometry, weight: np.ndarray, bias: np.ndarray | None,
+                  epilogue: Epilogue | None = None, name: str = "", *, flavour: Flavour = GPU) -> Kernel:
     """Weight-sparse conv2d (+bias, ReLU, max-pool): one thread per output, over its filter's non-zero taps."""
+    relu, pool = _fused(epilogue, "conv2d_gather")
     c_in, h, w = geometry.in_shape
     o_ch, cg, _kh, _kw = geometry.weight_shape
     sh, sw = geometry.strides
@@ -688,7 +686,7 @@ def conv2d_gather(geometry: ConvGeometry, weight: np.ndarray, bias: np.ndarray |
                                 acc[1] = T.max(acc[1], acc[0])
                     Yf[blk * nt + tx] = _relu(acc[1], relu)
 
-    return _finish(conv, [ptr, codes, vals, bias_arr], (o_ch, qh, qw), "conv2d_weight_sparse")
+    return _finish(conv, [ptr, codes, vals, bias_arr], (o_ch, qh, qw), "conv2d_weight_sparse", name)
 
 
 def pack_channel_taps(weight: np.ndarray, group_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -717,14 +715,16 @@ def pack_channel_taps(weight: np.ndarray, group_size: int) -> tuple[np.ndarray, 
     return ptr, codes, vals, longest
 
 
-def conv2d_scatter(geometry: ConvGeometry, weight: np.ndarray, bias: np.ndarray | None, relu: bool = False,
-                   pool: Any = None, flavour: Flavour = GPU, kind: str = "conv2d_sparse_sparse",
-                   threads: int = THREADS, lanes: int | None = None) -> GpuKernel | None:
+def conv2d_scatter(geometry: ConvGeometry, weight: np.ndarray, bias: np.ndarray | None,
+                   epilogue: Epilogue | None = None, name: str = "", *, flavour: Flavour = GPU,
+                   kind: str = "conv2d_sparse_sparse", threads: int = THREADS, lanes: int | None = None
+                   ) -> Kernel | None:
     """Sparse-sparse conv2d: scatter the active inputs over compressed weights (see module docstring).
 
     One block per (sample, group of output channels); ``threads`` per block, ``lanes`` per active input (see
     :func:`scatter_layout`). None when it does not apply (grouped convolution, or one output channel's map
     exceeds shared memory)."""
+    relu, pool = _fused(epilogue, kind)
     if geometry.groups != 1:
         return None
     c_in, h, w = geometry.in_shape
@@ -801,7 +801,7 @@ def conv2d_scatter(geometry: ConvGeometry, weight: np.ndarray, bias: np.ndarray 
                         Yf[blk // groups * m + (blk % groups * og) * (qh * qw) + j * nt + tx] = _relu(
                             best[0] + bias_buf[blk % groups * og + (j * nt + tx) // (qh * qw)], relu)
 
-    return _finish(conv, [ptr, codes, vals, bias_arr], (o_ch, qh, qw), kind)
+    return _finish(conv, [ptr, codes, vals, bias_arr], (o_ch, qh, qw), kind, name)
 
 
 def _scatter_tap(acc, offset, code_buf, val_buf, loc, val, entry, h, w, oh, ow, sh, sw, pt, pl, dh, dw, strided):
@@ -820,9 +820,11 @@ def _scatter_tap(acc, offset, code_buf, val_buf, loc, val, entry, h, w, oh, ow, 
 
 
 # -- linear ------------------------------------------------------------------------------------------------------
-def linear_gather(weight: np.ndarray, bias: np.ndarray | None, relu: bool = False,
-                  flavour: Flavour = GPU) -> GpuKernel:
+def linear_gather(geometry: LinearGeometry, weight: np.ndarray, bias: np.ndarray | None,
+                  epilogue: Epilogue | None = None, name: str = "", *, flavour: Flavour = GPU) -> Kernel:
     """Weight-sparse linear ``x @ W.T + b`` (+ReLU): one thread per (sample, unit) over its row's non-zeros."""
+    relu, _ = _fused(epilogue, "linear_gather")
+    _check_linear(geometry, weight)
     weight = np.asarray(weight, np.float32)
     o_units, i_units = weight.shape
     nnz_rows = (weight != 0).sum(axis=1)
@@ -855,7 +857,7 @@ def linear_gather(weight: np.ndarray, bias: np.ndarray | None, relu: bool = Fals
                                 (blk * nt + tx) // o_units, col_buf[t, (blk * nt + tx) % o_units]]
                         Y[(blk * nt + tx) // o_units, (blk * nt + tx) % o_units] = _relu(acc[0], relu)
 
-        return _finish(linear, [cols, vals, bias_arr], (o_units,), "linear_weight_sparse")
+        return _finish(linear, [cols, vals, bias_arr], (o_units,), "linear_weight_sparse", name)
 
     rowptr = np.concatenate([[0], np.cumsum(nnz_rows)]).astype(np.int32)
     rr, cc = np.nonzero(weight)
@@ -883,7 +885,7 @@ def linear_gather(weight: np.ndarray, bias: np.ndarray | None, relu: bool = Fals
                             (blk * nt + tx) // o_units, col_buf[ptr_buf[(blk * nt + tx) % o_units] + t]]
                     Y[(blk * nt + tx) // o_units, (blk * nt + tx) % o_units] = _relu(acc[0], relu)
 
-    return _finish(linear_csr, [rowptr, cols, vals, bias_arr], (o_units,), "linear_weight_sparse")
+    return _finish(linear_csr, [rowptr, cols, vals, bias_arr], (o_units,), "linear_weight_sparse", name)
 
 
 #: Output units per block of the scatter linear: a few blocks per sample at small batch.
@@ -905,12 +907,15 @@ def pack_column_slices(weight: np.ndarray, units: int) -> tuple[np.ndarray, np.n
             np.concatenate(vals_l))
 
 
-def linear_scatter(weight: np.ndarray, bias: np.ndarray | None, relu: bool = False, flavour: Flavour = GPU,
-                   kind: str = "linear_sparse_sparse", threads: int = THREADS,
-                   lanes: int | None = None) -> GpuKernel | None:
+def linear_scatter(geometry: LinearGeometry, weight: np.ndarray, bias: np.ndarray | None,
+                   epilogue: Epilogue | None = None, name: str = "", *, flavour: Flavour = GPU,
+                   kind: str = "linear_sparse_sparse", threads: int = THREADS, lanes: int | None = None
+                   ) -> Kernel | None:
     """Sparse-sparse linear: one block per (sample, slice of output units) scatters the sample's active inputs
     over the slice's CSC columns (see :func:`scatter_layout`); None when one unit per accumulator copy does not
     fit in shared memory."""
+    relu, _ = _fused(epilogue, kind)
+    _check_linear(geometry, weight)
     weight = np.asarray(weight, np.float32)
     o_units, i_units = weight.shape
     nt = block_threads(threads, kind)
@@ -963,4 +968,4 @@ def linear_scatter(weight: np.ndarray, bias: np.ndarray | None, relu: bool = Fal
                             summed_copies(acc, j * nt + tx, copies, units)
                             + bias_buf[blk % slices * units + j * nt + tx], relu)
 
-    return _finish(linear, [ptr, rows, vals, bias_arr], (o_units,), kind)
+    return _finish(linear, [ptr, rows, vals, bias_arr], (o_units,), kind, name)

@@ -29,10 +29,11 @@ from tvm import relax
 
 from ...compiler.ir import ops
 from ...compiler.ir.core import Operation, Value
-from ...compiler.ir.layer import Epilogue, Kwta
+from ...compiler.ir.layer import ConvGeometry, Epilogue, Kwta, LinearGeometry
 from ...compiler.ir.ops.nn import conv2d_output_shape, linear_output_shape
 from ...compiler.ir.ops.sparse import MaxPoolStage, ReluStage
 from ...compiler.ir.types import TensorType
+from ..kernel import Kernel
 from ..relax_lowering import KernelSet, RelaxLowering, conv2d_expr, kwta_expr, linear_expr, pool_expr
 from . import kernels as K
 
@@ -61,9 +62,10 @@ def _is_f32(*values: Value | None) -> bool:
     return all(v is None or v.type.dtype == "f32" for v in values)
 
 
-def _call(lo: RelaxLowering, kernel: K.GpuKernel, name: str, x: relax.Expr, batch_dim: int | None) -> relax.Expr:
+def _call(lo: RelaxLowering, kernel: Kernel, x: relax.Expr, batch_dim: int | None) -> relax.Expr:
     args = [x, *(lo.const(c) for c in kernel.constants)]
-    return lo.call_tir(kernel.func, f"{kernel.kind}_{name}", args, [TensorType((batch_dim, *kernel.out_shape))])[0]
+    assert kernel.out_shape is not None
+    return lo.call_tir(kernel.prim_func, kernel.name, args, [TensorType((batch_dim, *kernel.out_shape))])[0]
 
 
 def _generic_stages(lo: RelaxLowering, y: relax.Expr, stages: Sequence[Any]) -> relax.Expr:
@@ -94,16 +96,17 @@ def apply_kwta(lo: RelaxLowering, y: relax.Expr, shape: tuple[int | None, ...], 
     if kwta.is_global:
         relu = post.relu and ties == "keep"
         pool = post.pool if ties == "keep" and rank == 4 else None
-        kernel = K.kwta_global(group, kwta.k, ties, kwta.boost, relu, pool)
-        rest = [s for s in post.stages if not ((relu and isinstance(s, ReluStage)) or s is pool)]
+        fused = [s for s in post.stages if (relu and isinstance(s, ReluStage)) or s is pool]
+        kernel = K.kwta_global(group, kwta, Epilogue(rank, tuple(fused)), name)
+        rest = [s for s in post.stages if s not in fused]
     elif over == (1,) and rank >= 3:
-        relu = post.relu
-        kernel = K.kwta_local(group, kwta.k, ties, kwta.boost, relu)
-        rest = [s for s in post.stages if not (relu and isinstance(s, ReluStage))]
+        fused = [s for s in post.stages if isinstance(s, ReluStage)]
+        kernel = K.kwta_local(group, kwta, Epilogue(rank, tuple(fused)), name)
+        rest = [s for s in post.stages if s not in fused]
     else:
         out = lo.emit(kwta_expr(lo, y, TensorType(shape), boost, kwta.k, over, ties))
         return _generic_stages(lo, out, post.stages)
-    out = _call(lo, kernel, name, y, shape[0])
+    out = _call(lo, kernel, y, shape[0])
     return _generic_stages(lo, out, rest) if rest else out
 
 
@@ -122,15 +125,13 @@ def sparse_conv2d(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
     if kind in ("dense", "auto"):
         y = _generic_stages(lo, conv2d_expr(lo, xv, op), pre.stages)
     else:
-        geometry = K.ConvGeometry(tuple(x.type.shape[1:]), tuple(weight.shape), tuple(op.attr("strides")),  # type: ignore[arg-type]
-                                  tuple(op.attr("pads")), tuple(op.attr("dilations")), op.attr("groups"))
-        relu, pool = pre.relu, pre.pool
+        geometry = ConvGeometry.of_op(op)
         kernel = None
         if kind in ("sparse_sparse", "act_sparse"):
-            kernel = K.conv2d_scatter(geometry, weight, bias, relu, pool, kind=f"conv2d_{kind}")
+            kernel = K.conv2d_scatter(geometry, weight, bias, pre, name, kind=f"conv2d_{kind}")
         if kernel is None:
-            kernel = K.conv2d_gather(geometry, weight, bias, relu, pool)
-        y = _call(lo, kernel, name, xv, x.type.shape[0])
+            kernel = K.conv2d_gather(geometry, weight, bias, pre, name)
+        y = _call(lo, kernel, xv, x.type.shape[0])
     if pre.pool is not None:
         shape = _pool_shape(shape, pre.pool)
     if kwta is None:
@@ -152,13 +153,13 @@ def sparse_linear(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
     if kind in ("dense", "auto"):
         y = _generic_stages(lo, linear_expr(lo, xv, op), pre.stages)
     else:
-        relu = pre.relu
+        geometry = LinearGeometry.of_op(op)
         kernel = None
         if kind in ("sparse_sparse", "act_sparse"):
-            kernel = K.linear_scatter(weight, bias, relu, kind=f"linear_{kind}")
+            kernel = K.linear_scatter(geometry, weight, bias, pre, name, kind=f"linear_{kind}")
         if kernel is None:
-            kernel = K.linear_gather(weight, bias, relu)
-        y = _call(lo, kernel, name, xv, x.type.shape[0])
+            kernel = K.linear_gather(geometry, weight, bias, pre, name)
+        y = _call(lo, kernel, xv, x.type.shape[0])
     if kwta is None:
         return [y]
     shape = linear_output_shape(op)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +40,7 @@ from tvm.script import tirx as T
 from tvm.script.ir_builder import IRBuilder
 
 from ....compiler.ir.layer import Epilogue, Kwta
+from ...kernel import Kernel
 
 #: float32 lanes of one AVX-512 register; the kernels' vector width.
 LANES = 16
@@ -52,23 +52,6 @@ TILE_VECTORS = {"avx512": 20, "avx2": 6, "sse2": 3, "neon": 6}
 
 #: int32 value of the sign bit (0x80000000).
 SIGN_BIT = -2147483648
-
-
-@dataclass
-class Kernel:
-    """A generated kernel.
-
-    Attributes:
-        prim_func: the TIR function; params are (activations..., *constants, output).
-        constants: packed/compressed constant arrays, in parameter order.
-        name: short name, also the function's ``global_symbol``.
-        info: free-form numbers for reports (e.g. ``dense_macs``, ``nonzero_macs`` per sample).
-    """
-
-    prim_func: tirx.PrimFunc
-    constants: list[np.ndarray]
-    name: str
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 def make_kernel(
