@@ -2,7 +2,7 @@
 
 Without a GPU: every zoo model compiles to one library whose fat binary holds sm_80 and sm_90 SASS plus PTX;
 the generated CUDA source and PTX contain sparsecc's sparse kernels; the kernels' logic is checked on the CPU
-(the same TIR emitted as serial loops, see ``targets/cuda/kernels.py``); loading and checking say in one line
+(the same TIR emitted as serial loops, see ``targets/cuda/kernels/``); loading and checking say in one line
 that there is no GPU. With a GPU (``-m gpu``): ``sparsecc check`` passes for every zoo model at batch 1 and 8.
 """
 
