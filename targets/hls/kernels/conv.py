@@ -8,6 +8,7 @@ import numpy as np
 from sparsecc.compiler.cost_model import activation_density
 from sparsecc.compiler.errors import CompileError
 from sparsecc.compiler.ir.core import Operation
+from sparsecc.compiler.ir.layer import ConvGeometry
 from sparsecc.runtime.hls import formats
 
 from ..cpp import ConfigStruct
@@ -31,17 +32,16 @@ class ConvLowering:
         x = op.operand("input")
         assert x is not None
         source = self._buffer(x, op)
-        if op.attr("groups") != 1 or tuple(op.attr("dilations")) != (1, 1):
+        geometry = ConvGeometry.of_op(op)
+        if geometry.groups != 1 or geometry.dilations != (1, 1):
             raise CompileError(f"{op.name} %{op.results[0].name}: grouped or dilated convolutions are not supported "
                                "by the HLS kernels", op_type=op.name)
         weight = constant_operand(op.operand("weight"), "weight", op)
         assert weight is not None
         o, c, kh, kw = weight.shape
         _, h, w = source.shape
-        pads = tuple(op.attr("pads"))
-        strides = tuple(op.attr("strides"))
-        oh = (h + pads[0] + pads[2] - kh) // strides[0] + 1
-        ow = (w + pads[1] + pads[3] - kw) // strides[1] + 1
+        pads, strides = geometry.pads, geometry.strides
+        oh, ow = geometry.out_hw
         matrix = formats.weight_matrix(weight.astype(np.float32))
         encoding = op.operand("weight").type.encoding  # type: ignore[union-attr]
         kernel, storage = self._kernel_choice(op)
