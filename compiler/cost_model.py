@@ -12,8 +12,10 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from .errors import VerificationError
 from .ir import ops
 from .ir.core import Module, Operation, Value
+from .ir.ops.nn import conv2d_output_shape
 from .ir.ops.sparse import KWTAStage
 from .ir.types import KWTABound, WeightEncoding
 from .ir.weights import measure_weight_sparsity
@@ -57,31 +59,25 @@ def weight_density(value: Value) -> float:
 
 def dense_macs(op: Operation) -> int:
     """MACs of one sample of a conv/linear/matmul op."""
-    if isinstance(op, ops.Conv2D | ops.SparseConv2D):
-        w = op.operand("weight").type.shape  # type: ignore[union-attr]
-        out = _conv_output(op)
-        return int(out[1] * out[2] * out[3] * math.prod(w[1:]))  # type: ignore[operator, arg-type]
-    if isinstance(op, ops.Linear | ops.SparseLinear):
-        o, i = op.operand("weight").type.shape  # type: ignore[union-attr]
-        return int(o * i)  # type: ignore[operator]
+    if isinstance(op, ops.ConvLike):
+        w = op.weight.type.static_shape
+        _, o, oh, ow = conv2d_output_shape(op)
+        return (o or 0) * (oh or 0) * (ow or 0) * math.prod(w[1:])
+    if isinstance(op, ops.WeightedLayer):
+        o, i = op.weight.type.static_shape
+        return o * i
     if isinstance(op, ops.MatMul):
-        a, b = op.operand("lhs").type.shape, op.operand("rhs").type.shape  # type: ignore[union-attr]
+        a, b = op.lhs.type.shape, op.rhs.type.shape
         rows = math.prod(d for d in a[1:-1] if d is not None) if len(a) > 2 else 1
         return int(rows * (a[-1] or 0) * (b[-1] or 0))
     return 0
 
 
-def _conv_output(op: Operation) -> tuple[int | None, ...]:
-    from .ir.ops.nn import conv2d_output_shape
-
-    return conv2d_output_shape(op)
-
-
 def layer_k(op: Operation) -> int | None:
     if isinstance(op, ops.KWinners):
-        return op.attr("k")
-    if isinstance(op, ops.SparseConv2D | ops.SparseLinear):
-        for stage in op.attr("epilogue"):
+        return op.k
+    if isinstance(op, ops.FusedLayer):
+        for stage in op.epilogue:
             if isinstance(stage, KWTAStage):
                 return stage.k
     return None
@@ -95,7 +91,7 @@ def layer_costs(module: Module) -> list[LayerCost]:
         out = op.results[0]
         out_density = activation_density(out) if isinstance(out.type.encoding, KWTABound) else None
         macs = dense_macs(op)
-        wd = weight_density(op.operand("weight")) if isinstance(op, LAYER_OPS[:4]) else None  # type: ignore[arg-type]
+        wd = weight_density(op.weight) if isinstance(op, ops.WeightedLayer) else None
         ad = activation_density(x)
         sparse = macs * (wd if wd is not None else 1.0) * ad
         costs.append(LayerCost(out.name or "", op.name, out.type.shape, wd, ad, k, out_density, macs, sparse))
@@ -124,7 +120,7 @@ def format_stats(module: Module) -> str:
             if id(op) in unrecognised:
                 shape = "x".join("?" if d is None else str(d) for d in op.operand_values[0].type.shape[1:])
                 lines.append(f"{'! ' + (op.results[0].name or '')[:26]:<28} {op.name:<20} {shape:<18} {'':>9} "
-                             f"{'':>10} {op.attr('k'):>6}  k-WTA not recognised: runs dense")
+                             f"{'':>10} {op.k:>6}  k-WTA not recognised: runs dense")
             continue
         c = next(costs)
         listed.append(c)
@@ -163,7 +159,7 @@ class KernelPlan:
     format: str  # dense | csr | csc | ell
 
 
-def plan_layer(layer: Operation, target: str = "generic", *, profile: KernelProfile | None = None,
+def plan_layer(layer: ops.WeightedLayer, target: str = "generic", *, profile: KernelProfile | None = None,
                dense_above: float | None = None, act_sparse_below: float | None = None) -> KernelPlan:
     """Choose kernel and weight format for a conv/linear layer from its measured densities and the target's
     kernel ``profile`` (default: the target's built-in profile; ``dense_above``/``act_sparse_below`` override
@@ -180,16 +176,17 @@ def plan_layer(layer: Operation, target: str = "generic", *, profile: KernelProf
     profile = profile or BUILTIN[profile_for(target)]
     dense_above = profile.dense_above if dense_above is None else dense_above
     act_sparse_below = profile.act_sparse_below if act_sparse_below is None else act_sparse_below
-    weight = layer.operand("weight")
-    assert weight is not None and isinstance(weight.owner, ops.Constant)
+    weight = layer.weight
+    if not isinstance(weight.owner, ops.Constant):
+        raise VerificationError(f"{layer.name}: the weight must be a constant to plan its kernel")
     m = measure_weight_sparsity(weight.owner.value)
-    act = activation_density(layer.operand("input"))  # type: ignore[arg-type]
+    act = activation_density(layer.input)
     row_format = "ell" if m.fan_in is not None else "csr"
     sparse_weights = m.density <= dense_above
     if target == "llvm":
-        if isinstance(layer, ops.Conv2D | ops.SparseConv2D):
-            plain = layer.attr("strides") == (1, 1) and layer.attr("dilations") == (1, 1) and layer.attr("groups") == 1
-            reduction = math.prod(weight.type.shape[1:])  # type: ignore[arg-type]
+        if isinstance(layer, ops.ConvLike):
+            plain = layer.strides == (1, 1) and layer.dilations == (1, 1) and layer.groups == 1
+            reduction = math.prod(weight.type.static_shape[1:])
             if plain and act <= profile.conv_act_sparse_max:
                 return KernelPlan("act_sparse", "dense")
             if plain and (m.density <= profile.conv_weight_sparse_max or reduction <= profile.conv_short_reduction):

@@ -22,7 +22,7 @@ import onnx
 from ..compiler.errors import CompileError, IRParseError, SparseccError
 from ..compiler.ir.core import Module
 from ..compiler.ir.parser import parse_module
-from ..compiler.passes.base import Pass, PassManager
+from ..compiler.passes.base import Pass, PassInstrument, PassManager
 from ..compiler.passes.builtin import default_pipeline
 from ..compiler.passes.specialize_batch import SpecializeBatch
 from ..targets.options import option_names
@@ -57,12 +57,14 @@ def load_module(model: ModelLike) -> Module:
 
 def optimize(model: ModelLike, passes: str | Sequence[Pass] | None = None, *, batch: int | None = None,
              print_ir_after_all: TextIO | None = None, progress: Callable[[str], None] | None = None,
-             target: str = "generic", profile: str | None = None) -> tuple[Module, PassManager]:
+             target: str = "generic", profile: str | None = None,
+             instruments: Sequence[PassInstrument] = ()) -> tuple[Module, PassManager]:
     """Run a pass pipeline on a copy of the model (default: the standard pipeline with the cost model of
     ``target``).
 
-    ``batch`` fixes the dynamic batch first (``specialize-batch``). Returns the module and the pass manager
-    (for its timing report).
+    ``batch`` fixes the dynamic batch first (``specialize-batch``). ``instruments`` run around every pass
+    (e.g. :class:`~sparsecc.compiler.passes.PassTimer`, :class:`~sparsecc.compiler.passes.PrintIR`), after
+    the IR verifier. Returns the module and the pass manager (for its timing report).
     """
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int | np.integer)):
         raise SparseccError(f"batch must be an int or None, got {type(batch).__name__} {batch!r}")
@@ -72,7 +74,7 @@ def optimize(model: ModelLike, passes: str | Sequence[Pass] | None = None, *, ba
                             f"instances, or None; got {type(passes).__name__}")
     module = load_module(model)
     pipeline = default_pipeline(target, profile) if passes is None else passes
-    manager = PassManager(pipeline, print_after_all=print_ir_after_all, progress=progress)
+    manager = PassManager(pipeline, print_after_all=print_ir_after_all, progress=progress, instruments=instruments)
     if batch is not None:
         manager.passes.insert(0, SpecializeBatch(size=batch))
     manager.run(module)

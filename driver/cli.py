@@ -116,15 +116,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_opt(args: argparse.Namespace) -> int:
     from ..compiler.ir.printer import print_module
+    from ..compiler.passes import PrintIR
     from .api import optimize
 
     _check_output_file(args.output)
-    dump = sys.stdout if args.print_ir_after_all else None
-    module, manager = optimize(args.model, args.passes, batch=args.batch, print_ir_after_all=dump)
+    # instruments: the manager's PassTimer and IR verifier, then this printer (after a pass is verified)
+    printer = [PrintIR(sys.stdout)] if args.print_ir_after_all else []
+    module, manager = optimize(args.model, args.passes, batch=args.batch, instruments=printer)
     if not args.print_ir_after_all or args.output:
         _write_text(args.output, print_module(module, elide_blobs=args.output is None and not args.emit_constants))
     if args.timing:
-        print(manager.timing_report(), file=sys.stderr)
+        print(manager.timer.report(), file=sys.stderr)
     return 0
 
 

@@ -27,11 +27,9 @@ from sparsecc.compiler.ir import Module, SparseWeights, ops
 from sparsecc.compiler.ir.weights import measure_weight_sparsity
 from sparsecc.compiler.passes import Pass, Rewriter, register_pass
 
-LAYERS = (ops.Conv2D, ops.Linear, ops.SparseConv2D, ops.SparseLinear)
-
 
 @register_pass
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class MagnitudePrune(Pass):
     """Prune every conv/linear weight to a fixed fan-in of the largest magnitudes."""
 
@@ -45,9 +43,8 @@ class MagnitudePrune(Pass):
 
     def apply(self, module: Module) -> None:
         rewriter = Rewriter(module.func)
-        for layer in module.walk(LAYERS):
-            weight = layer.operand("weight")
-            assert weight is not None
+        for layer in module.walk(ops.WeightedLayer):  # conv2d and linear, plain or fused
+            weight = layer.weight
             if not isinstance(weight.owner, ops.Constant) or weight.owner.value.size < self.min_size:
                 continue
             data = weight.owner.value
@@ -60,11 +57,11 @@ class MagnitudePrune(Pass):
             m = measure_weight_sparsity(pruned)
             new = ops.Constant.of(pruned, encoding=SparseWeights(m.density, m.fan_in), name=weight.name)
             rewriter.insert_before(layer, new)
-            rewriter.set_operand(layer, 1, new.result)
+            rewriter.set_operand(layer, "weight", new.result)
 
 
 @register_pass
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class LayerReport(Pass):
     """Print a one-line-per-layer report (to stderr) of densities and MACs; changes nothing."""
 

@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 
 from sparsecc.examples.models import zoo
 
 ALL_MODELS = sorted(zoo.ZOO)
 SPARSE_MODELS = sorted(n for n, e in zoo.ZOO.items() if e.sparse)
 GSC_MODELS = sorted(n for n in zoo.ZOO if n.startswith("gsc_"))
+
+
+def filecheck(text: str, checks: str) -> None:
+    """Match ``text`` against the ``CHECK:``/``CHECK-NEXT:``/``CHECK-NOT:`` lines of ``checks`` with FileCheck
+    (the ``filecheck`` package, run as a program), each check matching a whole line; fail with its report."""
+    with tempfile.NamedTemporaryFile("w", suffix=".check", delete=False) as f:
+        f.write(checks)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "filecheck", "--match-full-lines", f.name], input=text,
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        Path(f.name).unlink()
+    if proc.returncode != 0:
+        pytest.fail(f"FileCheck failed:\n{proc.stdout}{proc.stderr}", pytrace=False)
 
 
 def batch_input(name: str, batch: int, seed: int = 0) -> np.ndarray:

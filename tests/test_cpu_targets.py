@@ -18,6 +18,7 @@ from sparsecc.compiler.ir.layer import ConvGeometry, Epilogue, Kwta, LinearGeome
 from sparsecc.runtime.host import cannot_execute, host_arch  # noqa: E402
 from sparsecc.targets.llvm.build import run_isolated  # noqa: E402
 from sparsecc.targets.llvm.cpu import resolve_cpu  # noqa: E402
+from sparsecc.targets.llvm.kernels.common import isa_scope  # noqa: E402
 from sparsecc.targets.llvm.kernels.conv_dense import conv2d_dense  # noqa: E402
 from sparsecc.targets.llvm.kernels.conv_sparse_sparse import conv2d_sparse_sparse  # noqa: E402
 from sparsecc.targets.llvm.kernels.conv_weight_sparse import conv2d_weight_sparse  # noqa: E402
@@ -104,8 +105,12 @@ def test_an_llvm_fatal_error_is_a_compile_error_and_the_process_survives():
 
 
 # -- the CPU matrix -----------------------------------------------------------------------------------------
-def _families():
-    """(name, kernel, input, numpy reference of the output) for every kernel family."""
+def _families(isa):
+    """(name, kernel, input, numpy reference of the output) for every kernel family, generated for ``isa``.
+
+    The global k-WTA runs at three sizes: bisection (<= 2048 units), radix selection with in-place compaction
+    and the sampled bracket (>= 16384), so every compaction path of the ISA is built and, where the host can,
+    run."""
     rng = np.random.default_rng(11)
     w = sparse_filters(rng, (16, 8, 3, 3), 14)
     b = rng.integers(-2, 3, 16).astype(np.float32)
@@ -118,6 +123,13 @@ def _families():
     xl = rng.integers(-3, 4, (3, 96)).astype(np.float32)
     xl_sparse = xl * (rng.random(xl.shape) < 0.1)
     xk = (rng.integers(-40, 40, (2, 8, 16, 16)) / 4).astype(np.float32)
+    xr = (rng.integers(-400, 400, (2, 8, 24, 24)) / 8).astype(np.float32)
+    xb = rng.standard_normal((2, 16, 32, 32)).astype(np.float32)
+    with isa_scope(isa):
+        return _family_list(w, b, x, x_sparse, spec, conv, wl, bl, xl, xl_sparse, xk, xr, xb)
+
+
+def _family_list(w, b, x, x_sparse, spec, conv, wl, bl, xl, xl_sparse, xk, xr, xb):
     geo, lin = ConvGeometry((8, 12, 12), w.shape), LinearGeometry(96, 40)
     return [
         ("conv_dense", conv2d_dense(geo, w, b, name="conv_dense"), x, conv),
@@ -126,6 +138,9 @@ def _families():
         ("conv_sparse_sparse", conv2d_sparse_sparse(geo, w, b, name="conv_ss"), x_sparse,
          ref_conv(x_sparse, w, b)),
         ("kwta_global", kwta_global((8, 16, 16), Kwta.select(200, 4), "kwta_g"), xk, ref_kwta(xk, 200)),
+        ("kwta_global_radix", kwta_global((8, 24, 24), Kwta.select(500, 4), "kwta_r"), xr, ref_kwta(xr, 500)),
+        ("kwta_global_sampled", kwta_global((16, 32, 32), Kwta.select(1500, 4), "kwta_s"), xb,
+         ref_kwta(xb, 1500)),
         ("kwta_local", kwta_local((8, 16, 16), Kwta.select(3, 4, local=True), "kwta_l"), xk,
          ref_kwta(xk, 3, local=True)),
         ("linear_dense", linear_dense(lin, wl, bl, Epilogue.fused(2, relu=True), "lin_dense"), xl,
@@ -143,15 +158,17 @@ def _linear_sparse(isa):
 
 
 @pytest.fixture(scope="module")
-def families():
-    return _families()
+def families_for():
+    built: dict[str, list] = {}
+    return lambda isa: built.setdefault(isa, _families(isa))
 
 
 @pytest.mark.parametrize(("triple", "mcpu"), MATRIX, ids=[c for _, c in MATRIX])
-def test_every_kernel_family_compiles_for_the_cpu_and_runs_where_the_host_can(triple, mcpu, families, tmp_path):
+def test_every_kernel_family_compiles_for_the_cpu_and_runs_where_the_host_can(triple, mcpu, families_for, tmp_path):
     import shutil
 
     cpu = resolve_cpu(mcpu, triple)
+    families = families_for(cpu.isa)
     kernels = [k for _, k, _, _ in families]
     sparse, xs, want_sparse = _linear_sparse(cpu.isa)
     kernels.append(sparse)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support import filecheck
 
 from sparsecc.compiler.errors import IRParseError, VerificationError
 from sparsecc.compiler.ir import (
@@ -84,8 +85,9 @@ def test_parsed_types_carry_the_sparsity_encodings() -> None:
     module = parse_module(gsc_layer_text())
     kwta = next(module.walk(ops.KWinners))
     assert kwta.result.type.encoding == KWTABound(5, (1, 2, 3))
-    weight = kwta.operand("input").owner.operand("weight")  # type: ignore[union-attr]
-    assert weight.type.encoding == SparseWeights(4 / 9, 4)
+    conv = kwta.input.owner
+    assert isinstance(conv, ops.Conv2D)
+    assert conv.weight.type.encoding == SparseWeights(4 / 9, 4)
 
 
 def test_parse_error_names_line_and_column() -> None:
@@ -119,7 +121,23 @@ def test_constant_encoding_must_be_true_of_the_data() -> None:
 def test_elided_blobs_print_but_do_not_parse() -> None:
     module = parse_module(gsc_layer_text())
     text = print_module(module, elide_blobs=True)
-    assert "elided<144 bytes>" in text
+    # the module as written, with the 4x1x3x3 float32 weight's bytes left out
+    filecheck(text, """
+CHECK:      module @layer {
+CHECK-NEXT:   func @main(%input: tensor<?x1x8x8xf32>) -> ("output": tensor<?x4x3x3xf32, #kwta<k=5, over=[1, 2, 3]>>) {
+CHECK-NEXT:     %w = const blob<"w"> : tensor<4x1x3x3xf32, #sparse<density=0.4444444444444444, fan_in=4>>
+CHECK-NEXT:     %b = const dense<[0.5, -0.25, 1.0, 0.0]> : tensor<4xf32>
+CHECK-NEXT:     %f = const dense<[1.0, 2.0, 0.5, 1.0]> : tensor<1x4x1x1xf32>
+CHECK-NEXT:     %c = nn.conv2d(%input, %w, bias=%b) : tensor<?x4x6x6xf32>
+CHECK-NEXT:     %a = sparse.kwta(%c, boost=%f) {k=5, over=[1, 2, 3]} : tensor<?x4x6x6xf32, #kwta<k=5, over=[1, 2, 3]>>
+CHECK-NEXT:     %output = nn.maxpool2d(%a) {kernel=[2, 2], strides=[2, 2]} : tensor<?x4x3x3xf32, #kwta<k=5, over=[1, 2, 3]>>
+CHECK-NEXT:     return %output
+CHECK-NEXT:   }
+CHECK-NEXT: }
+CHECK-NEXT: blobs {
+CHECK-NEXT:   "w" = elided<144 bytes>
+CHECK-NEXT: }
+""")
     with pytest.raises(IRParseError, match="was elided"):
         parse_module(text)
 
@@ -167,7 +185,8 @@ def test_module_clone_is_independent() -> None:
     copy = module.clone()
     assert print_module(copy) == print_module(module)
     next(copy.walk(ops.KWinners)).set_attrs(ties="break")
-    assert "ties" not in print_module(module)
+    assert print_module(module) == gsc_layer_text()
+    assert print_module(copy) == gsc_layer_text().replace("{k=5, over=[1, 2, 3]}", '{k=5, over=[1, 2, 3], ties="break"}')
 
 
 def test_function_outputs_need_unique_names() -> None:

@@ -13,13 +13,14 @@ textual form exact: the printer writes floats in their shortest round-trip form.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 from ..errors import VerificationError
 
 _REGISTRY: dict[str, type[StructAttr]] = {}
 
-T = TypeVar("T", bound="type[StructAttr]")
+S = TypeVar("S", bound="StructAttr")
 
 
 class StructAttr:
@@ -38,10 +39,12 @@ class StructAttr:
         return shown
 
 
-def struct_attr(mnemonic: str):
-    """Class decorator: make ``cls`` a frozen dataclass registered under ``mnemonic``."""
+@dataclass_transform(frozen_default=True)
+def struct_attr(mnemonic: str) -> Callable[[type[S]], type[S]]:
+    """Class decorator: make ``cls`` a frozen dataclass registered under ``mnemonic`` (type checkers see the
+    dataclass, as ``dataclass_transform`` tells them)."""
 
-    def wrap(cls: T) -> T:
+    def wrap(cls: type[S]) -> type[S]:
         if mnemonic in _REGISTRY:
             raise ValueError(f"structured attribute #{mnemonic} is already registered")
         cls.mnemonic = mnemonic

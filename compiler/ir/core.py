@@ -6,19 +6,27 @@ lists stay right. Types and attributes themselves are immutable; an op's attribu
 edited in place.
 
 Ops are declared classes. A subclass of :class:`Operation` states its ``name`` (``"nn.conv2d"``), its operand
-slots (:class:`Operand`: single, optional or variadic), its attributes (:class:`Attr` with a kind and a
-default), how it infers result types, and optional extra checks in ``verify``::
+slots and attributes as class-level declarations, how it infers result types, and optional extra checks in
+``verify``::
 
     @register_op
-    class Relu(Operation):
-        \"\"\"max(x, 0) elementwise.\"\"\"
-        name = "nn.relu"
-        operands = (Operand("input"),)
+    class Scale(Operation):
+        \"\"\"x * factor elementwise.\"\"\"
+        name = "nn.scale"
+        input = operand_def()              # op.input: Value
+        bias = opt_operand_def()           # op.bias: Value | None
+        factor = attr_def(float, 1.0)      # op.factor: float
         def infer_types(self):
-            return [self.operand("input").type]
+            return [self.input.type]
 
-Create ops with ``Relu.create(x)`` (attributes and optional operands by keyword). A module is one function
-``main`` holding a straight-line list of ops in SSA order.
+The declarations are typed descriptors: on an op, ``op.input`` is a :class:`Value`, ``op.bias`` a
+``Value | None``, ``op.factor`` a ``float`` — a type checker sees the same. They also fill the class's
+``operands`` and ``attributes`` tables (:class:`Operand`, :class:`Attr`), which generic code (the parser,
+printer, verifier, interpreter) reads together with ``op.operand(name)`` and ``op.attr(name)``. A class may
+still give those tables directly instead of declaring descriptors.
+
+Create ops with ``Scale.create(x, factor=2.0)`` (attributes and optional operands by keyword). A module is
+one function ``main`` holding a straight-line list of ops in SSA order.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, overload
 
 import numpy as np
 
@@ -105,13 +113,15 @@ class Attr:
 
     ``kind`` is one of ``int``, ``float``, ``bool``, ``str``, ``"ints"`` (tuple of ints), ``"floats"``,
     a :class:`StructAttr` subclass, ``"structs"`` (tuple of structured attributes), or ``"tensor"``
-    (a numpy array, only for constants). ``choices`` restricts a ``str`` attribute.
+    (a numpy array, only for constants). ``choices`` restricts a ``str`` attribute, ``length`` the number of
+    items of an ``"ints"`` attribute.
     """
 
     name: str
     kind: Any
     default: Any = _REQUIRED
     choices: tuple[str, ...] | None = None
+    length: int | None = None
 
     @property
     def required(self) -> bool:
@@ -135,6 +145,8 @@ class Attr:
                 raise VerificationError(f"{where} must be one of {list(self.choices or ())}, got '{value}'")
         elif kind == "ints":
             ok = isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            if ok and self.length is not None and len(value) != self.length:
+                raise VerificationError(f"{where} must be {self.length} ints, got {list(value)}")
         elif kind == "floats":
             value = tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value) \
                 if isinstance(value, tuple) else value
@@ -153,6 +165,153 @@ class Attr:
         if not ok:
             raise VerificationError(f"{where} has the wrong kind of value: {value!r}")
         return value
+
+
+# -- declarations: typed descriptors ----------------------------------------------------------------------
+T = TypeVar("T")
+S = TypeVar("S", bound=StructAttr)
+
+
+class _OperandDef:
+    """Base of operand declarations; ``__set_name__`` gives each its slot name."""
+
+    kind: ClassVar[str] = "single"
+
+    def __init__(self) -> None:
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @property
+    def slot(self) -> Operand:
+        return Operand(self.name, self.kind)
+
+    def __set__(self, obj: Operation, value: Any) -> None:
+        raise AttributeError(f"operand '{self.name}' is changed with set_operand or the rewriter, not assigned")
+
+
+class OperandDef(_OperandDef):
+    """A required operand: ``op.<name>`` is its :class:`Value`."""
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Self: ...
+    @overload
+    def __get__(self, obj: Operation, owner: type | None = None) -> Value: ...
+    def __get__(self, obj: Operation | None, owner: type | None = None) -> Value | Self:
+        return self if obj is None else obj.operand_group(self.name)[0]  # a required slot holds one value
+
+
+class OptOperandDef(_OperandDef):
+    """An optional operand: ``op.<name>`` is its :class:`Value` or None when absent."""
+
+    kind = "optional"
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Self: ...
+    @overload
+    def __get__(self, obj: Operation, owner: type | None = None) -> Value | None: ...
+    def __get__(self, obj: Operation | None, owner: type | None = None) -> Value | Self | None:
+        return self if obj is None else obj.operand(self.name)
+
+
+class VarOperandDef(_OperandDef):
+    """A variadic operand (zero or more values): ``op.<name>`` is a tuple of values."""
+
+    kind = "variadic"
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Self: ...
+    @overload
+    def __get__(self, obj: Operation, owner: type | None = None) -> tuple[Value, ...]: ...
+    def __get__(self, obj: Operation | None, owner: type | None = None) -> tuple[Value, ...] | Self:
+        return self if obj is None else obj.operand_group(self.name)
+
+
+def operand_def() -> OperandDef:
+    """Declare a required operand slot."""
+    return OperandDef()
+
+
+def opt_operand_def() -> OptOperandDef:
+    """Declare an optional operand slot (given by keyword to ``create``)."""
+    return OptOperandDef()
+
+
+def var_operand_def() -> VarOperandDef:
+    """Declare a variadic operand slot (at most one per op)."""
+    return VarOperandDef()
+
+
+class AttrDef(Generic[T]):
+    """An attribute declaration: ``op.<name>`` is the attribute's value, of type ``T``."""
+
+    def __init__(self, kind: Any, default: Any = _REQUIRED, choices: tuple[str, ...] | None = None,
+                 length: int | None = None) -> None:
+        self.name = ""
+        self.kind = kind
+        self.default = default
+        self.choices = choices
+        self.length = length
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @property
+    def slot(self) -> Attr:
+        kind = "ints" if self.length is not None else self.kind
+        return Attr(self.name, kind, self.default, self.choices, self.length)
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Self: ...
+    @overload
+    def __get__(self, obj: Operation, owner: type | None = None) -> T: ...
+    def __get__(self, obj: Operation | None, owner: type | None = None) -> T | Self:
+        return self if obj is None else obj.attr(self.name)
+
+    def __set__(self, obj: Operation, value: Any) -> None:
+        raise AttributeError(f"attribute '{self.name}' is changed with set_attrs or the rewriter, not assigned")
+
+
+@overload
+def attr_def(kind: type[bool], default: bool = ...) -> AttrDef[bool]: ...
+@overload
+def attr_def(kind: type[int], default: int = ...) -> AttrDef[int]: ...
+@overload
+def attr_def(kind: type[float], default: float = ...) -> AttrDef[float]: ...
+@overload
+def attr_def(kind: type[str], default: str = ..., *, choices: tuple[str, ...] | None = None) -> AttrDef[str]: ...
+@overload
+def attr_def(kind: type[S], default: S = ...) -> AttrDef[S]: ...
+@overload
+def attr_def(kind: Literal["ints"], default: tuple[int, ...] = ...) -> AttrDef[tuple[int, ...]]: ...
+@overload
+def attr_def(kind: Literal["ints2"], default: tuple[int, int] = ...) -> AttrDef[tuple[int, int]]: ...
+@overload
+def attr_def(kind: Literal["ints4"], default: tuple[int, int, int, int] = ...
+             ) -> AttrDef[tuple[int, int, int, int]]: ...
+@overload
+def attr_def(kind: Literal["floats"], default: tuple[float, ...] = ...) -> AttrDef[tuple[float, ...]]: ...
+@overload
+def attr_def(kind: Literal["structs"], default: tuple[StructAttr, ...] = ...) -> AttrDef[tuple[StructAttr, ...]]: ...
+@overload
+def attr_def(kind: Literal["tensor"], default: np.ndarray = ...) -> AttrDef[np.ndarray]: ...
+def attr_def(kind: Any, default: Any = _REQUIRED, *, choices: tuple[str, ...] | None = None) -> AttrDef[Any]:
+    """Declare an attribute of ``kind`` (see :class:`Attr`; ``"ints2"``/``"ints4"``: exactly 2/4 ints) with
+    an optional ``default`` (none: the attribute is required)."""
+    length = {"ints2": 2, "ints4": 4}.get(kind) if isinstance(kind, str) else None
+    return AttrDef(kind, default, choices, length)
+
+
+def _declared(cls: type, base: type) -> list[Any]:
+    """The descriptors of type ``base`` visible on ``cls``, base classes' first, in declaration order (a
+    subclass that declares a name again replaces the declaration in its place)."""
+    found: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        for attr_name, value in vars(klass).items():
+            if isinstance(value, base):
+                found[attr_name] = value
+    return list(found.values())
 
 
 _OP_REGISTRY: dict[str, type[Operation]] = {}
@@ -189,6 +348,18 @@ class Operation:
     attributes: ClassVar[tuple[Attr, ...]] = ()
     num_results: ClassVar[int] = 1
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        operand_defs, attr_defs = _declared(cls, _OperandDef), _declared(cls, AttrDef)
+        if operand_defs:
+            if "operands" in cls.__dict__:
+                raise TypeError(f"{cls.__name__}: declare operands either with operand_def() or in 'operands'")
+            cls.operands = tuple(d.slot for d in operand_defs)
+        if attr_defs:
+            if "attributes" in cls.__dict__:
+                raise TypeError(f"{cls.__name__}: declare attributes either with attr_def() or in 'attributes'")
+            cls.attributes = tuple(d.slot for d in attr_defs)
+
     def __init__(
         self,
         operands: Sequence[Value | Sequence[Value] | None],
@@ -220,7 +391,7 @@ class Operation:
 
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
-    def create(cls, *operands: Value | Sequence[Value], name: str | None = None, **kwargs: Any) -> Operation:
+    def create(cls, *operands: Value | Sequence[Value], name: str | None = None, **kwargs: Any) -> Self:
         """Build an op: required/variadic operands positionally, optional operands and attributes by keyword."""
         slots: list[Value | Sequence[Value] | None] = []
         positional = list(operands)
@@ -303,8 +474,13 @@ class Operation:
             start += size
         return out
 
-    def set_operand(self, index: int, value: Value) -> None:
-        """Replace the flat operand ``index``, keeping use lists right."""
+    def set_operand(self, index: int | str, value: Value) -> None:
+        """Replace the flat operand ``index`` (or the value of the single/optional slot so named, which must
+        hold one), keeping use lists right."""
+        if isinstance(index, str):
+            spec, index, size = self._slot_range(index)
+            if spec.kind == "variadic" or not size:
+                raise VerificationError(f"{self.name}: operand slot '{spec.name}' holds no single value to replace")
         old = self._operands[index]
         old.uses = [u for u in old.uses if not (u.op is self and u.index == index)]
         self._operands[index] = value
@@ -365,6 +541,9 @@ def _attr_equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+OpT = TypeVar("OpT", bound=Operation)
+
+
 class Function:
     """A straight-line SSA function: arguments, ops in order, returned values with their output names."""
 
@@ -405,6 +584,10 @@ class Function:
         self.ops.remove(op)
         op.function = None
 
+    @overload
+    def walk(self, op_type: None = None) -> Iterator[Operation]: ...
+    @overload
+    def walk(self, op_type: type[OpT] | tuple[type[OpT], ...]) -> Iterator[OpT]: ...
     def walk(self, op_type: type[Operation] | tuple[type[Operation], ...] | None = None) -> Iterator[Operation]:
         """Ops in order (a snapshot, safe against mutation), optionally only of the given class(es)."""
         for op in list(self.ops):
@@ -425,7 +608,12 @@ class Module:
         self.name = name
         self.func = func
 
+    @overload
+    def walk(self, op_type: None = None) -> Iterator[Operation]: ...
+    @overload
+    def walk(self, op_type: type[OpT] | tuple[type[OpT], ...]) -> Iterator[OpT]: ...
     def walk(self, op_type: type[Operation] | tuple[type[Operation], ...] | None = None) -> Iterator[Operation]:
+        """Ops of ``func`` in order, optionally only of the given class(es) (see :meth:`Function.walk`)."""
         return self.func.walk(op_type)
 
     def count(self, op_type: type[Operation] | tuple[type[Operation], ...]) -> int:

@@ -55,8 +55,8 @@ def reshape_output(in_shape: Sequence[int | None], target: Sequence[int]) -> Sha
     if any(d < -1 or d == 0 for d in target):
         raise VerificationError(f"reshape target {list(target)} may only hold positive dims and one -1")
     known_out = math.prod(d for d in target if d != -1)
-    if all(d is not None for d in in_shape):
-        numel = math.prod(in_shape)  # type: ignore[arg-type]
+    numel = static_numel(in_shape)
+    if numel is not None:
         if -1 in target:
             if known_out == 0 or numel % known_out:
                 raise VerificationError(f"cannot reshape {list(in_shape)} to {list(target)}")
@@ -70,4 +70,6 @@ def reshape_output(in_shape: Sequence[int | None], target: Sequence[int]) -> Sha
 
 
 def static_numel(shape: Sequence[int | None]) -> int | None:
-    return None if any(d is None for d in shape) else math.prod(shape)  # type: ignore[arg-type]
+    """The number of elements of ``shape``, or None when a dimension is dynamic."""
+    dims = [d for d in shape if d is not None]
+    return math.prod(dims) if len(dims) == len(shape) else None

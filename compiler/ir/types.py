@@ -176,10 +176,8 @@ class KWTABound(Encoding):
 
 def group_size(shape: Sequence[int | None], axes: Sequence[int]) -> int | None:
     """The number of elements in one selection group over ``axes`` (None if any of them is dynamic)."""
-    dims = [shape[a] for a in axes]
-    if any(d is None for d in dims):
-        return None
-    return math.prod(dims)  # type: ignore[arg-type]
+    dims = [d for d in (shape[a] for a in axes) if d is not None]
+    return math.prod(dims) if len(dims) == len(axes) else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,9 +208,16 @@ class TensorType:
     def numpy_dtype(self) -> np.dtype:
         return DTYPES[self.dtype]
 
+    @property
+    def static_shape(self) -> tuple[int, ...]:
+        """The shape of a type without dynamic dimensions (a constant's); VerificationError otherwise."""
+        dims = tuple(d for d in self.shape if d is not None)
+        check(len(dims) == len(self.shape), f"expected a static shape, got {list(self.shape)}")
+        return dims
+
     def numel(self) -> int | None:
         """Number of elements, or None when a dimension is dynamic."""
-        return None if not self.is_static else math.prod(self.shape)  # type: ignore[arg-type]
+        return group_size(self.shape, range(self.rank))
 
     def with_encoding(self, encoding: Encoding | None) -> TensorType:
         return TensorType(self.shape, self.dtype, encoding)

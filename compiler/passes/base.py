@@ -1,20 +1,25 @@
-"""Passes, the pass registry, pipeline strings and the pass manager.
+"""Passes, the pass registry, pipeline strings, the pass manager and its instruments.
 
-A pass is a small dataclass with a kebab-case ``name``, its options as fields, and ``apply(module)``; it
-keeps no state between runs. Register it with :func:`register_pass` (or, equivalently, by subclassing
+A pass is a small **frozen** dataclass with a kebab-case ``name``, its options as fields (fixed when it is
+built), and ``apply(module)``, which changes the module and never the pass: a pass object keeps no state
+and can run any number of times. Register it with :func:`register_pass` (or, equivalently, by subclassing
 :class:`Pass` with a ``name``): no edit inside sparsecc is needed to make a user's pass available to
 pipelines, ``sparsecc.compile`` and ``sparsecc opt``::
 
     @register_pass
-    @dataclass
+    @dataclass(frozen=True)
     class CountOps(Pass):
-        \"\"\"Reports how many ops the module has.\"\"\"
+        \"\"\"Prints how many ops the module has.\"\"\"
         name = "count-ops"
         verbose: bool = False
         def apply(self, module): ...
 
 Pipelines are strings: ``"canonicalize,fuse-kwta,compress-weights{format=auto,min-density=0.1}"``.
 Option names are the field names with ``-`` or ``_``; values are parsed to the field's type.
+
+The :class:`PassManager` runs a pipeline; what happens around each pass is done by **instruments**
+(:class:`PassInstrument`, after TVM's): verifying the IR (:class:`VerifyIR`, on by default), timing
+(:class:`PassTimer`), printing the IR (:class:`PrintIR`) and progress messages (:class:`ReportProgress`).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ _KEBAB = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 
 class Pass:
-    """Base class of passes (see module docstring). Subclasses are dataclasses."""
+    """Base class of passes (see module docstring). Subclasses are frozen dataclasses."""
 
     name: ClassVar[str] = ""
 
@@ -56,6 +61,15 @@ class Pass:
 
     def __str__(self) -> str:
         return self.name + self.options_text()
+
+
+def check_frozen(p: Pass) -> None:
+    """A pass must be a frozen dataclass, so that running it cannot change its options or keep state."""
+    params = getattr(type(p), "__dataclass_params__", None)
+    if params is None or not params.frozen:
+        raise PassError(f"pass '{p.name or type(p).__name__}' must be a frozen dataclass "
+                        "(@dataclasses.dataclass(frozen=True)): its options are fixed when it is built and "
+                        "apply() changes only the module")
 
 
 def _register(cls: type[Pass]) -> None:
@@ -106,7 +120,8 @@ def make_pass(name: str, options: dict[str, str] | None = None) -> Pass:
     cls = _PASSES.get(name)
     if cls is None:
         raise PassError(f"unknown pass '{name}'; known passes: {', '.join(sorted(_PASSES))}")
-    fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+    fields: dict[str, dataclasses.Field[Any]] = (
+        {f.name: f for f in dataclasses.fields(cls) if f.init} if dataclasses.is_dataclass(cls) else {})
     kwargs = {}
     for key, text in (options or {}).items():
         field = fields.get(key.replace("-", "_"))
@@ -115,11 +130,13 @@ def make_pass(name: str, options: dict[str, str] | None = None) -> Pass:
             raise PassError(f"pass '{name}' has no option '{key}' (options: {known})")
         kwargs[field.name] = _convert_option(name, field, text)
     try:
-        return cls(**kwargs)
+        made = cls(**kwargs)
     except SparseccError:
         raise
     except (TypeError, ValueError) as exc:
         raise PassError(f"pass '{name}': {exc}") from None
+    check_frozen(made)
+    return made
 
 
 _ITEM = re.compile(r"\s*([A-Za-z0-9_-]+)\s*(?:\{([^{}]*)\})?\s*(?:,|$)")
@@ -148,51 +165,137 @@ def parse_pipeline(text: str) -> list[Pass]:
     return passes
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class PassTiming:
     name: str
     seconds: float
 
 
-class PassManager:
-    """Runs passes in order, verifying after each; optionally prints the IR after each and times them."""
+class PassInstrument:
+    """Hooks the pass manager calls around a pipeline run and around each pass (TVM's ``PassInstrument``).
 
-    def __init__(self, passes: Sequence[Pass] | str, *, verify: bool = True,
-                 print_after_all: TextIO | None = None, elide_blobs: bool = True,
-                 progress: Callable[[str], None] | None = None) -> None:
-        self.passes = parse_pipeline(passes) if isinstance(passes, str) else list(passes)
-        self.verify = verify
-        self.print_after_all = print_after_all
-        self.elide_blobs = elide_blobs
-        self.progress = progress
+    ``enter_pass_ctx``/``exit_pass_ctx`` bracket a whole :meth:`PassManager.run` (exit also when a pass
+    fails); ``run_before_pass``/``run_after_pass`` bracket each pass (after: only when it succeeded, in the
+    order the instruments were given). Override what you need; an instrument may raise to stop the run.
+    """
+
+    def enter_pass_ctx(self) -> None:
+        """Called once before the first pass."""
+
+    def exit_pass_ctx(self) -> None:
+        """Called once after the last pass, or after a failure."""
+
+    def run_before_pass(self, module: Module, p: Pass) -> None:
+        """Called before ``p`` runs on ``module``."""
+
+    def run_after_pass(self, module: Module, p: Pass) -> None:
+        """Called after ``p`` ran on ``module`` without error."""
+
+
+class VerifyIR(PassInstrument):
+    """Verify the module after each pass; invalid IR is a :class:`PassError` naming the pass."""
+
+    def run_after_pass(self, module: Module, p: Pass) -> None:
+        try:
+            verify_module(module)
+        except SparseccError as exc:
+            raise PassError(f"IR is invalid after pass '{p.name}': {exc}") from None
+
+
+class PassTimer(PassInstrument):
+    """Time each pass (wall clock); ``timings`` and :meth:`report` give the results of the last run."""
+
+    def __init__(self) -> None:
         self.timings: list[PassTiming] = []
+        self._start = 0.0
 
-    def run(self, module: Module) -> Module:
-        for p in self.passes:
-            label = str(p)  # as configured, before it runs
-            if self.progress:
-                self.progress(f"pass {label}")
-            start = time.perf_counter()
-            try:
-                p.apply(module)
-            except SparseccError:
-                raise
-            except Exception as exc:  # a bug in a (possibly user-written) pass: say which pass
-                raise PassError(f"pass '{p.name}' failed: {type(exc).__name__}: {exc}") from exc
-            self.timings.append(PassTiming(label, time.perf_counter() - start))
-            if self.verify:
-                try:
-                    verify_module(module)
-                except SparseccError as exc:
-                    raise PassError(f"IR is invalid after pass '{p.name}': {exc}") from None
-            if self.print_after_all is not None:
-                self.print_after_all.write(f"// ----- IR after {label} -----\n")
-                self.print_after_all.write(print_module(module, elide_blobs=self.elide_blobs))
-        return module
+    def enter_pass_ctx(self) -> None:
+        self.timings = []
 
-    def timing_report(self) -> str:
+    def run_before_pass(self, module: Module, p: Pass) -> None:
+        self._start = time.perf_counter()
+
+    def run_after_pass(self, module: Module, p: Pass) -> None:
+        self.timings.append(PassTiming(str(p), time.perf_counter() - self._start))
+
+    def report(self) -> str:
+        """A table: one line per pass with its milliseconds, then the total."""
         total = sum(t.seconds for t in self.timings)
         lines = [f"{'pass':<40} {'ms':>10}"]
         lines += [f"{t.name:<40} {t.seconds * 1e3:>10.2f}" for t in self.timings]
         lines.append(f"{'total':<40} {total * 1e3:>10.2f}")
         return "\n".join(lines)
+
+
+class PrintIR(PassInstrument):
+    """Write the IR after each pass to ``stream``, under a ``// ----- IR after PASS -----`` line."""
+
+    def __init__(self, stream: TextIO, *, elide_blobs: bool = True) -> None:
+        self.stream = stream
+        self.elide_blobs = elide_blobs
+
+    def run_after_pass(self, module: Module, p: Pass) -> None:
+        self.stream.write(f"// ----- IR after {p} -----\n")
+        self.stream.write(print_module(module, elide_blobs=self.elide_blobs))
+
+
+class ReportProgress(PassInstrument):
+    """Call ``callback("pass NAME{options}")`` before each pass (the CLI's progress line)."""
+
+    def __init__(self, callback: Callable[[str], None]) -> None:
+        self.callback = callback
+
+    def run_before_pass(self, module: Module, p: Pass) -> None:
+        self.callback(f"pass {p}")
+
+
+class PassManager:
+    """Runs passes in order, with instruments around each pass.
+
+    The keyword shortcuts build the standard instruments: ``verify`` (:class:`VerifyIR`, default on),
+    ``print_after_all`` (:class:`PrintIR` to that stream), ``progress`` (:class:`ReportProgress`); a
+    :class:`PassTimer` is always there (``timings``, :meth:`timing_report`). ``instruments`` come after them.
+    """
+
+    def __init__(self, passes: Sequence[Pass] | str, *, verify: bool = True,
+                 print_after_all: TextIO | None = None, elide_blobs: bool = True,
+                 progress: Callable[[str], None] | None = None,
+                 instruments: Sequence[PassInstrument] = ()) -> None:
+        self.passes = parse_pipeline(passes) if isinstance(passes, str) else list(passes)
+        for p in self.passes:
+            check_frozen(p)
+        self.timer = PassTimer()
+        standard: list[PassInstrument] = [ReportProgress(progress)] if progress else []
+        standard.append(self.timer)
+        if verify:
+            standard.append(VerifyIR())
+        if print_after_all is not None:
+            standard.append(PrintIR(print_after_all, elide_blobs=elide_blobs))
+        self.instruments: list[PassInstrument] = [*standard, *instruments]
+
+    @property
+    def timings(self) -> list[PassTiming]:
+        return self.timer.timings
+
+    def run(self, module: Module) -> Module:
+        for instrument in self.instruments:
+            instrument.enter_pass_ctx()
+        try:
+            for p in self.passes:
+                for instrument in self.instruments:
+                    instrument.run_before_pass(module, p)
+                try:
+                    p.apply(module)
+                except SparseccError:
+                    raise
+                except Exception as exc:  # a bug in a (possibly user-written) pass: say which pass
+                    raise PassError(f"pass '{p.name}' failed: {type(exc).__name__}: {exc}") from exc
+                for instrument in self.instruments:
+                    instrument.run_after_pass(module, p)
+        finally:
+            for instrument in self.instruments:
+                instrument.exit_pass_ctx()
+        return module
+
+    def timing_report(self) -> str:
+        return self.timer.report()

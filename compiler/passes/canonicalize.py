@@ -14,6 +14,7 @@ to float rounding of folded weights), with
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,7 @@ def make_constant(rewriter: Rewriter, anchor: Operation, array: np.ndarray, name
     return rewriter.insert_before(anchor, op).result
 
 
-class FoldConstants(RewritePattern):
+class FoldConstants(RewritePattern[Operation]):
     """An op whose operands are all constants becomes a constant (evaluated by the interpreter)."""
 
     def match_and_rewrite(self, op: Operation, rewriter: Rewriter) -> bool:
@@ -50,7 +51,7 @@ class FoldConstants(RewritePattern):
             return False
         if any(not r.type.is_static or (r.type.numel() or 0) > FOLD_LIMIT for r in op.results):
             return False
-        slots = []
+        slots: list[np.ndarray | list[np.ndarray | None] | None] = []
         for slot in op.operand_slots():
             if slot is None:
                 slots.append(None)
@@ -64,15 +65,17 @@ class FoldConstants(RewritePattern):
         return True
 
 
-class DropIdentity(RewritePattern):
+_NoOp = ops.Identity | ops.Dropout | ops.Cast | ops.Reshape
+
+
+class DropIdentity(RewritePattern[_NoOp]):
     """``tensor.identity``, ``nn.dropout``, a cast to the same dtype and a reshape to the same shape are no-ops."""
 
     op_type = (ops.Identity, ops.Dropout, ops.Cast, ops.Reshape)
 
-    def match_and_rewrite(self, op: Operation, rewriter: Rewriter) -> bool:
-        x = op.operand("input")
-        assert x is not None
-        if isinstance(op, ops.Cast) and x.type.dtype != op.attr("to"):
+    def match_and_rewrite(self, op: _NoOp, rewriter: Rewriter) -> bool:
+        x = op.input
+        if isinstance(op, ops.Cast) and x.type.dtype != op.to:
             return False
         if isinstance(op, ops.Reshape) and (x.type.shape != op.result.type.shape or None in x.type.shape[1:]):
             return False
@@ -81,67 +84,67 @@ class DropIdentity(RewritePattern):
         return True
 
 
-class CollapseReshapes(RewritePattern):
+class CollapseReshapes(RewritePattern[ops.Reshape]):
     """``reshape(reshape(x, s1), s2)`` is ``reshape(x, s2)``."""
 
     op_type = ops.Reshape
 
-    def match_and_rewrite(self, op: Operation, rewriter: Rewriter) -> bool:
-        inner = op.operand("input").owner  # type: ignore[union-attr]
+    def match_and_rewrite(self, op: ops.Reshape, rewriter: Rewriter) -> bool:
+        inner = op.input.owner
         if not isinstance(inner, ops.Reshape):
             return False
-        rewriter.set_operand(op, 0, inner.operand("input"))  # type: ignore[arg-type]
+        rewriter.set_operand(op, "input", inner.input)
         return True
 
 
-class BatchNormToAffine(RewritePattern):
+class BatchNormToAffine(RewritePattern[ops.BatchNorm]):
     """``nn.batch_norm`` with constant statistics becomes ``nn.channel_affine(x, s, t)`` with
     ``s = scale / sqrt(var + eps)`` and ``t = bias - mean * s`` (computed in float64, stored in the input's dtype)."""
 
     op_type = ops.BatchNorm
 
-    def match_and_rewrite(self, op: Operation, rewriter: Rewriter) -> bool:
-        params = [constant_value(op.operand(n)) for n in ("scale", "bias", "mean", "var")]  # type: ignore[arg-type]
-        if any(p is None for p in params):
+    def match_and_rewrite(self, op: ops.BatchNorm, rewriter: Rewriter) -> bool:
+        params = [constant_value(v) for v in (op.scale, op.bias, op.mean, op.var)]
+        known = [p.astype(np.float64) for p in params if p is not None]
+        if len(known) != len(params):
             return False
-        scale, bias, mean, var = (p.astype(np.float64) for p in params)  # type: ignore[union-attr]
-        s = scale / np.sqrt(var + op.attr("epsilon"))
+        scale, bias, mean, var = known
+        s = scale / np.sqrt(var + op.epsilon)
         t = bias - mean * s
         dtype = op.result.type.numpy_dtype
         sv = make_constant(rewriter, op, s.astype(dtype), f"{op.result.name}_scale")
         tv = make_constant(rewriter, op, t.astype(dtype), f"{op.result.name}_shift")
-        x = op.operand("input")
-        rewriter.replace_op(op, rewriter.create(op, ops.ChannelAffine, x, sv, tv))
+        rewriter.replace_op(op, rewriter.create(op, ops.ChannelAffine, op.input, sv, tv))
         return True
 
 
-class FoldAffineIntoLayer(RewritePattern):
+class FoldAffineIntoLayer(RewritePattern[ops.ChannelAffine]):
     """``channel_affine(conv2d|linear(x, w, b), s, t)`` becomes the layer with ``w * s`` and ``b * s + t``,
     when the layer's result has no other use and weights are constant. Weight zeros stay zeros, so the
     recorded sparsity facts are recomputed and stay true."""
 
     op_type = ops.ChannelAffine
 
-    def match_and_rewrite(self, op: Operation, rewriter: Rewriter) -> bool:
-        layer = op.operand("input").owner  # type: ignore[union-attr]
+    def match_and_rewrite(self, op: ops.ChannelAffine, rewriter: Rewriter) -> bool:
+        layer = op.input.owner
         if not isinstance(layer, ops.Conv2D | ops.Linear) or not layer.result.has_one_use():
             return False
-        w = constant_value(layer.operand("weight"))  # type: ignore[arg-type]
-        bias_value = layer.operand("bias")
+        w = constant_value(layer.weight)
+        bias_value = layer.bias
         b = constant_value(bias_value) if bias_value is not None else np.zeros(w.shape[0] if w is not None else 0)
-        s, t = constant_value(op.operand("scale")), constant_value(op.operand("shift"))  # type: ignore[arg-type]
+        s, t = constant_value(op.scale), constant_value(op.shift)
         if w is None or b is None or s is None or t is None:
             return False
         dtype = w.dtype
         s64 = s.astype(np.float64)
         w_new = (w.astype(np.float64) * s64.reshape((-1,) + (1,) * (w.ndim - 1))).astype(dtype)
         b_new = (b.astype(np.float64) * s64 + t.astype(np.float64)).astype(dtype)
-        old_w = layer.operand("weight")
-        w_value = make_constant(rewriter, op, w_new, old_w.name)  # type: ignore[union-attr]
-        _copy_weight_facts(old_w, w_value)  # type: ignore[arg-type]
+        old_w = layer.weight
+        w_value = make_constant(rewriter, op, w_new, old_w.name)
+        _copy_weight_facts(old_w, w_value)
         b_value = make_constant(rewriter, op, b_new, bias_value.name if bias_value is not None else None)
         attrs = dict(layer.attrs)
-        new_layer = rewriter.create(op, type(layer), layer.operand("input"), w_value, bias=b_value, **attrs)
+        new_layer = rewriter.create(op, type(layer), layer.input, w_value, bias=b_value, **attrs)
         rewriter.replace_op(op, new_layer)
         return True
 
@@ -150,16 +153,16 @@ def _copy_weight_facts(old: Value, new: Value) -> None:
     """Give ``new`` the same kind of sparsity fact ``old`` had, re-measured on the new data."""
     from ..ir.types import SparseWeights
 
-    if isinstance(old.type.encoding, SparseWeights):
-        m = measure_weight_sparsity(new.owner.value)  # type: ignore[union-attr]
+    if isinstance(old.type.encoding, SparseWeights) and isinstance(new.owner, ops.Constant):
+        m = measure_weight_sparsity(new.owner.value)
         new.set_type(new.type.with_encoding(SparseWeights(m.density, m.fan_in)))
 
 
-CLEANUP_PATTERNS: tuple[RewritePattern, ...] = (FoldConstants(), DropIdentity(), CollapseReshapes())
-CANONICALIZE_PATTERNS: tuple[RewritePattern, ...] = (*CLEANUP_PATTERNS, BatchNormToAffine(), FoldAffineIntoLayer())
+CLEANUP_PATTERNS: tuple[RewritePattern[Any], ...] = (FoldConstants(), DropIdentity(), CollapseReshapes())
+CANONICALIZE_PATTERNS: tuple[RewritePattern[Any], ...] = (*CLEANUP_PATTERNS, BatchNormToAffine(), FoldAffineIntoLayer())
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Canonicalize(Pass):
     """Fold constants and batch norms into layers, drop no-ops and dead code."""
 

@@ -25,7 +25,7 @@ import dataclasses
 from ..cost_model import TARGETS, plan_layer
 from ..errors import PassError
 from ..ir import ops
-from ..ir.core import Module, Operation, Value
+from ..ir.core import Module, Value
 from ..ir.types import BSR, CSC, CSR, ELL, Encoding
 from ..ir.weights import measure_weight_sparsity
 from ..kernel_profile import KernelProfile, load_profile, profile_for
@@ -46,7 +46,7 @@ def _parse_layers(text: str) -> dict[str, str]:
     return out
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class CompressWeights(Pass):
     """Choose a storage format (dense, CSR, CSC, BSR, ELL) for each layer's weights."""
 
@@ -58,6 +58,10 @@ class CompressWeights(Pass):
     act_sparse_below: float | None = None
     block: str = "1x16"
     layers: str = ""
+    # derived from the options at construction (never changed by apply)
+    _block: tuple[int, int] = dataclasses.field(init=False, repr=False, compare=False)
+    _profile: KernelProfile = dataclasses.field(init=False, repr=False, compare=False)
+    _overrides: dict[str, str] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -68,11 +72,11 @@ class CompressWeights(Pass):
             rows, cols = (int(v) for v in self.block.lower().split("x"))
         except ValueError:
             raise PassError(f"compress-weights: block must look like 4x4, got '{self.block}'") from None
-        self._block = (rows, cols)
-        self._profile: KernelProfile = load_profile(self.profile or profile_for(self.target))
-        self._overrides = _parse_layers(self.layers)
+        object.__setattr__(self, "_block", (rows, cols))
+        object.__setattr__(self, "_profile", load_profile(self.profile or profile_for(self.target)))
+        object.__setattr__(self, "_overrides", _parse_layers(self.layers))
 
-    def choose(self, layer: Operation, weight: Value) -> str:
+    def choose(self, layer: ops.WeightedLayer, weight: Value) -> str:
         for key in (layer.result.name, weight.name):
             if key in self._overrides:
                 return self._overrides[key]
@@ -81,8 +85,8 @@ class CompressWeights(Pass):
         return plan_layer(layer, self.target, profile=self._profile, dense_above=self.dense_above,
                           act_sparse_below=self.act_sparse_below).format
 
-    def encoding(self, fmt: str, weight: Value) -> Encoding | None:
-        m = measure_weight_sparsity(weight.owner.value)  # type: ignore[union-attr]
+    def encoding(self, fmt: str, weight: ops.Constant) -> Encoding | None:
+        m = measure_weight_sparsity(weight.value)
         if fmt == "dense":
             return None
         if fmt == "csr":
@@ -94,21 +98,20 @@ class CompressWeights(Pass):
         rows, cols = self._block
         if m.rows % rows or m.cols % cols:
             raise PassError(f"compress-weights: {rows}x{cols} blocks do not tile the {m.rows}x{m.cols} weight "
-                            f"'{weight.name}'")
+                            f"'{weight.result.name}'")
         return BSR(rows, cols, m.density)
 
     def apply(self, module: Module) -> None:
         decided: dict[int, Encoding | None] = {}
         for layer in module.walk(LAYERS):
-            weight = layer.operand("weight")
-            assert weight is not None
+            weight = layer.weight
             if not isinstance(weight.owner, ops.Constant):
                 continue
-            enc = self.encoding(self.choose(layer, weight), weight)
+            enc = self.encoding(self.choose(layer, weight), weight.owner)
             if id(weight) in decided and decided[id(weight)] != enc:
                 # a weight shared by layers that want different formats: give this layer its own copy
                 copy = module.func.insert_before(layer, ops.Constant.of(weight.owner.value, name=weight.name))
-                layer.set_operand(1, copy.result)
+                layer.set_operand("weight", copy.result)
                 weight = copy.result
             weight.set_type(weight.type.with_encoding(enc))
             decided[id(weight)] = enc

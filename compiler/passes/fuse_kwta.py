@@ -23,7 +23,8 @@ from .rewrite import RewritePattern, Rewriter, apply_patterns
 _FUSED = {ops.Conv2D: ops.SparseConv2D, ops.Linear: ops.SparseLinear}
 
 
-def _next_stage(value: Value, layer: Operation, seen: set[type]) -> tuple[Operation, StructAttr] | None:
+def _next_stage(value: Value, layer: ops.Conv2D | ops.Linear, seen: set[type]
+                ) -> tuple[Operation, StructAttr] | None:
     """The single consumer of ``value`` if it is an activation/pooling stage that may join the epilogue."""
     func = layer.function
     if not value.has_one_use() or (func is not None and func.is_output(value)):
@@ -35,20 +36,20 @@ def _next_stage(value: Value, layer: Operation, seen: set[type]) -> tuple[Operat
     if isinstance(user, ops.Relu):
         stage = ReluStage()
     elif isinstance(user, ops.KWinners):
-        stage = KWTAStage(user.attr("k"), user.attr("over"), user.attr("ties"))
+        stage = KWTAStage(user.k, user.over, user.ties)
     elif isinstance(user, ops.MaxPool2D) and isinstance(layer, ops.Conv2D):
-        stage = MaxPoolStage(user.attr("kernel"), user.attr("strides"), user.attr("pads"), user.attr("ceil_mode"))
+        stage = MaxPoolStage(user.kernel, user.strides, user.pads, user.ceil_mode)
     else:
         return None
     return None if type(stage) in seen else (user, stage)
 
 
-class FuseEpilogue(RewritePattern):
+class FuseEpilogue(RewritePattern[ops.Conv2D | ops.Linear]):
     """conv/linear -> a chain of relu / kwta / maxpool becomes one fused op (see module docstring)."""
 
     op_type = (ops.Conv2D, ops.Linear)
 
-    def match_and_rewrite(self, op: Operation, rewriter: Rewriter) -> bool:
+    def match_and_rewrite(self, op: ops.Conv2D | ops.Linear, rewriter: Rewriter) -> bool:
         stages: list[StructAttr] = []
         chain: list[Operation] = []
         boost = None
@@ -58,18 +59,18 @@ class FuseEpilogue(RewritePattern):
             stages.append(stage)
             chain.append(user)
             if isinstance(user, ops.KWinners):
-                boost = user.operand("boost")
+                boost = user.boost
             value = user.result
         if not stages:
             return False
         last = chain[-1]
-        fused = rewriter.create(last, _FUSED[type(op)], op.operand("input"), op.operand("weight"),
-                                bias=op.operand("bias"), boost=boost, epilogue=tuple(stages), **dict(op.attrs))
+        fused = rewriter.create(last, _FUSED[type(op)], op.input, op.weight, bias=op.bias, boost=boost,
+                                epilogue=tuple(stages), **dict(op.attrs))
         rewriter.replace_op(last, fused)
         return True
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class FuseKWTA(Pass):
     """Fuse k-WTA, ReLU and the max-pool after them into the epilogue of their layer."""
 

@@ -68,7 +68,7 @@ class KWTAMatch:
     ties: str
     relu: bool
     flat_shape: tuple[int, ...] | None  # the selection ran in this flattened layout of x
-    topk: Operation
+    topk: ops.TopK
 
 
 # -- small facts about values ----------------------------------------------------------------------------------
@@ -77,9 +77,9 @@ def _filled_with(value: Value) -> float | None:
     full_like, or a constant expanded, reshaped or cast; None otherwise."""
     owner = value.owner
     if isinstance(owner, ops.FullLike):
-        fill: float | None = float(owner.attr("value"))
+        fill: float | None = float(owner.value)
     elif isinstance(owner, ops.Expand | ops.Reshape | ops.Cast):
-        fill = _filled_with(owner.operand("input"))  # type: ignore[arg-type]
+        fill = _filled_with(owner.input)
     else:
         data = constant_value(value)
         if data is None or data.size == 0:
@@ -98,8 +98,7 @@ def _flatten_source(value: Value) -> Value | None:
     owner = value.owner
     if not isinstance(owner, ops.Reshape) or value.type.rank != 2:
         return None
-    src = owner.operand("input")
-    assert src is not None
+    src = owner.input
     if src.type.rank < 3 or value.type.shape[0] != src.type.shape[0]:
         return None
     return src
@@ -112,7 +111,7 @@ def _boost_factor(boosted: Value, x: Value) -> np.ndarray | None:
     mul = boosted.owner
     if not isinstance(mul, ops.Mul):
         raise NoMatch("the compared values are neither x nor x times a constant boost factor")
-    lhs, rhs = mul.operand("lhs"), mul.operand("rhs")
+    lhs, rhs = mul.lhs, mul.rhs
     other = rhs if lhs is x else lhs if rhs is x else None
     factor = constant_value(other) if other is not None else None
     if factor is None:
@@ -128,19 +127,19 @@ def _boost_factor(boosted: Value, x: Value) -> np.ndarray | None:
 # -- the threshold ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class _Threshold:
-    topk: Operation
+    topk: ops.TopK
     k: int
     axis: int  # TopK axis of its input
 
 
-def _kth_position(top: Operation, j: int) -> int:
+def _kth_position(top: ops.TopK, j: int) -> int:
     """k for the threshold ``values[j]`` of ``top`` (largest first; a full ascending sort from the end)."""
-    if not top.attr("sorted"):
+    if not top.sorted:
         raise NoMatch("the threshold is read from unsorted TopK values", top)
-    if top.attr("largest"):
+    if top.largest:
         return j + 1
-    size = top.operand("input").type.shape[top.attr("axis") % top.operand("input").type.rank]  # type: ignore[union-attr]
-    if size is None or top.attr("k") != size:
+    size = top.input.type.shape[top.axis % top.input.type.rank]
+    if size is None or top.k != size:
         raise NoMatch("TopK(largest=0) selects the smallest values", top)
     return size - j
 
@@ -154,33 +153,34 @@ def _threshold(value: Value) -> _Threshold | None:
     """Follow ``value`` back through Expand (broadcast) then Reshape (same elements, same order) to one
     position of TopK values (None: no TopK there)."""
     while isinstance(value.owner, ops.Expand):
-        value = value.owner.operand("input")  # type: ignore[assignment]
+        value = value.owner.input
     while isinstance(value.owner, ops.Reshape):
-        value = value.owner.operand("input")  # type: ignore[assignment]
+        value = value.owner.input
     owner = value.owner
     if isinstance(owner, ops.Expand):
         return None  # broadcast, then reshaped: not one value per group
+    j: int | None
     if isinstance(owner, ops.Slice):
-        values = owner.operand("input")
-        top = values.owner  # type: ignore[union-attr]
+        values = owner.input
+        top = values.owner
         if not isinstance(top, ops.TopK) or values is not top.results[0]:
             return None
-        axis = top.attr("axis") % values.type.rank  # type: ignore[union-attr]
-        if len(owner.attr("axes")) != 1 or owner.attr("axes")[0] % values.type.rank != axis:  # type: ignore[union-attr]
+        axis = top.axis % values.type.rank
+        if len(owner.axes) != 1 or owner.axes[0] % values.type.rank != axis:
             raise NoMatch("the threshold slices the TopK values along another axis", top)
-        j = _position(owner.attr("starts")[0], owner.attr("ends")[0], owner.attr("steps")[0], top.attr("k"))
+        j = _position(owner.starts[0], owner.ends[0], owner.steps[0], top.k)
     elif isinstance(owner, ops.Gather):
-        values = owner.operand("input")
-        top = values.owner  # type: ignore[union-attr]
+        values = owner.input
+        top = values.owner
         if not isinstance(top, ops.TopK) or values is not top.results[0]:
             return None
-        axis = top.attr("axis") % values.type.rank  # type: ignore[union-attr]
-        index = constant_value(owner.operand("indices"))  # type: ignore[arg-type]
-        if owner.attr("axis") % values.type.rank != axis or index is None or index.size != 1:  # type: ignore[union-attr]
+        axis = top.axis % values.type.rank
+        index = constant_value(owner.indices)
+        if owner.axis % values.type.rank != axis or index is None or index.size != 1:
             raise NoMatch("the threshold gathers the TopK values other than one position along its axis", top)
         j = int(index.reshape(-1)[0])
-        j = j + top.attr("k") if j < 0 else j
-        j = j if 0 <= j < top.attr("k") else None
+        j = j + top.k if j < 0 else j
+        j = j if 0 <= j < top.k else None
     elif isinstance(owner, ops.TopK):
         raise NoMatch("the mask compares with all TopK values, not one position of them", owner)
     else:
@@ -193,14 +193,16 @@ def _threshold(value: Value) -> _Threshold | None:
 def _threshold_shape(value: Value) -> tuple[int | None, ...]:
     """The shape of the threshold before it is broadcast by Expand."""
     while isinstance(value.owner, ops.Expand):
-        value = value.owner.operand("input")  # type: ignore[assignment]
+        value = value.owner.input
     return value.type.shape
 
 
 # -- the mask --------------------------------------------------------------------------------------------------
-_LESS = {ops.Less: "<", ops.LessEqual: "<=", ops.Greater: ">", ops.GreaterEqual: ">="}
+_LESS: dict[type[Operation], str] = {ops.Less: "<", ops.LessEqual: "<=", ops.Greater: ">", ops.GreaterEqual: ">="}
 _MIRROR = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
-_NAMES = {ops.Less: "Less", ops.LessEqual: "LessOrEqual", ops.Greater: "Greater", ops.GreaterEqual: "GreaterOrEqual"}
+_NAMES: dict[type[Operation], str] = {
+    ops.Less: "Less", ops.LessEqual: "LessOrEqual", ops.Greater: "Greater", ops.GreaterEqual: "GreaterOrEqual",
+}
 
 
 def _peel_relu(mask: Value, off: bool) -> tuple[Value, Value | None]:
@@ -208,29 +210,27 @@ def _peel_relu(mask: Value, off: bool) -> tuple[Value, Value | None]:
     owner = mask.owner
     if not isinstance(owner, ops.Or if off else ops.And):
         return mask, None
-    for part, other in ((owner.operand("lhs"), owner.operand("rhs")), (owner.operand("rhs"), owner.operand("lhs"))):
-        cmp = part.owner  # type: ignore[union-attr]
-        if type(cmp) not in _LESS:
+    for part, other in ((owner.lhs, owner.rhs), (owner.rhs, owner.lhs)):
+        cmp = part.owner
+        if not isinstance(cmp, ops.CompareOp) or type(cmp) not in _LESS:
             continue
-        lhs, rhs = cmp.operand("lhs"), cmp.operand("rhs")  # type: ignore[union-attr]
-        rel = _LESS[type(cmp)]  # type: ignore[index]
-        if _is_zero(rhs):  # type: ignore[arg-type]
+        lhs, rhs = cmp.lhs, cmp.rhs
+        rel = _LESS[type(cmp)]
+        if _is_zero(rhs):
             subject = lhs
-        elif _is_zero(lhs):  # type: ignore[arg-type]
+        elif _is_zero(lhs):
             subject, rel = rhs, _MIRROR[rel]
         else:
             continue
         if rel == ("<=" if off else ">"):
-            return other, subject  # type: ignore[return-value]
+            return other, subject
     return mask, None
 
 
-def _compare(mask: Value, off: bool, x: Value) -> tuple[Value, _Threshold, Value]:
-    """A ties-kept mask: (the compared boosted tensor, its threshold, the threshold value)."""
-    cmp = mask.owner
-    lhs, rhs = cmp.operand("lhs"), cmp.operand("rhs")  # type: ignore[union-attr]
-    assert lhs is not None and rhs is not None
-    rel = _LESS[type(cmp)]  # type: ignore[index]
+def _compare(cmp: ops.CompareOp, off: bool, x: Value) -> tuple[Value, _Threshold, Value]:
+    """A ties-kept mask ``cmp``: (the compared boosted tensor, its threshold, the threshold value)."""
+    lhs, rhs = cmp.lhs, cmp.rhs
+    rel = _LESS[type(cmp)]
     found = _threshold(rhs)
     if found is not None:
         boosted, thr = lhs, rhs
@@ -240,7 +240,7 @@ def _compare(mask: Value, off: bool, x: Value) -> tuple[Value, _Threshold, Value
         raise NoMatch("the mask compares with no position of TopK values")
     # the mask must zero exactly the units whose boosted value is below the threshold
     zero_rel = rel if off else {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}[rel]
-    name = _NAMES[type(cmp)]  # type: ignore[index]
+    name = _NAMES[type(cmp)]
     if zero_rel == "<=":
         raise NoMatch(f"{name} zeroes the units tied with the threshold (k-WTA keeps them)", found.topk)
     if zero_rel in (">", ">="):
@@ -248,20 +248,20 @@ def _compare(mask: Value, off: bool, x: Value) -> tuple[Value, _Threshold, Value
     return boosted, found, thr
 
 
-def _scatter_mask(mask: Value, off: bool) -> tuple[Operation, Operation] | None:
+def _scatter_mask(mask: Value, off: bool) -> tuple[ops.ScatterElements, ops.TopK] | None:
     """A ties-broken mask (possibly reshaped and cast): (the scatter, its TopK); None if not a scatter."""
     scatter = mask.owner
     while isinstance(scatter, ops.Reshape | ops.Cast):
-        scatter = scatter.operand("input").owner  # type: ignore[union-attr]
+        scatter = scatter.input.owner
     if not isinstance(scatter, ops.ScatterElements):
         return None
-    indices = scatter.operand("indices")
-    top = indices.owner  # type: ignore[union-attr]
+    indices = scatter.indices
+    top = indices.owner
     if not isinstance(top, ops.TopK) or indices is not top.results[1]:
         raise NoMatch("the scattered indices are not TopK indices")
-    if not top.attr("largest"):
+    if not top.largest:
         raise NoMatch("TopK(largest=0) selects the smallest values", top)
-    base, update = _filled_with(scatter.operand("data")), _filled_with(scatter.operand("updates"))  # type: ignore[arg-type]
+    base, update = _filled_with(scatter.data), _filled_with(scatter.updates)
     marks_winners = base == 0.0 and update not in (None, 0.0)
     marks_losers = base not in (None, 0.0) and update == 0.0
     if not (marks_winners or marks_losers):
@@ -270,9 +270,8 @@ def _scatter_mask(mask: Value, off: bool) -> tuple[Operation, Operation] | None:
         raise NoMatch("the scattered mask zeroes the winners, not the losers", top)
     if update not in (0.0, 1.0) and mask.type.dtype != "i1":
         raise NoMatch("the one-hot mask scales x (its ones are not 1)", top)
-    group = top.operand("input")
-    assert group is not None
-    if scatter.attr("axis") % group.type.rank != top.attr("axis") % group.type.rank:
+    group = top.input
+    if scatter.axis % group.type.rank != top.axis % group.type.rank:
         raise NoMatch("the scatter runs along another axis than the TopK", top)
     if scatter.result.type.shape != group.type.shape:
         raise NoMatch("the scattered mask does not have the shape of the TopK input", top)
@@ -281,7 +280,7 @@ def _scatter_mask(mask: Value, off: bool) -> tuple[Operation, Operation] | None:
 
 # -- layout: how the selected group relates to x ---------------------------------------------------------------
 def _group(x: Value, boosted: Value, group: Value, axis: int, flat_mask: bool,
-           top: Operation) -> tuple[Value, np.ndarray | None, tuple[int, ...], tuple[int, ...] | None]:
+           top: ops.TopK) -> tuple[Value, np.ndarray | None, tuple[int, ...], tuple[int, ...] | None]:
     """(x in its own layout, boost, selection axes, flattened shape of the output or None).
 
     ``group`` is the TopK input; ``boosted`` the tensor compared with the threshold (or, for scatters, the
@@ -289,9 +288,9 @@ def _group(x: Value, boosted: Value, group: Value, axis: int, flat_mask: bool,
     """
     if group is boosted and not flat_mask:
         b_src, x_src = _flatten_source(boosted), _flatten_source(x)
-        if b_src is not None and x_src is not None and axis == 1:
+        if b_src is not None and x_src is not None and isinstance(x.owner, ops.Reshape) and axis == 1:
             # both flattened (compare in the flattened layout, output reshaped back by the user's code)
-            flat_shape = x.owner.attr("shape")  # type: ignore[union-attr]
+            flat_shape = x.owner.shape
             return x_src, _boost_factor(b_src, x_src), tuple(range(1, x_src.type.rank)), flat_shape
         return x, _boost_factor(boosted, x), (axis,), None
     source = _flatten_source(group)
@@ -308,27 +307,24 @@ def _mask_and_x(op: Operation) -> tuple[Value, Value, bool] | None:
     """The selection: (x, mask, off) where ``off`` says the mask marks the zeroed units; None if ``op`` is
     not a selection of the form ``where(off, 0, x)``, ``where(keep, x, 0)`` or ``x * keep``."""
     if isinstance(op, ops.Where):
-        cond, a, b = op.operand("cond"), op.operand("a"), op.operand("b")
-        if _is_zero(a):  # type: ignore[arg-type]
-            x, mask, off = b, cond, True
-        elif _is_zero(b):  # type: ignore[arg-type]
-            x, mask, off = a, cond, False
+        if _is_zero(op.a):
+            x, mask, off = op.b, op.cond, True
+        elif _is_zero(op.b):
+            x, mask, off = op.a, op.cond, False
         else:
             return None
     elif isinstance(op, ops.Mul):
-        lhs, rhs = op.operand("lhs"), op.operand("rhs")
-        if _is_mask_like(rhs):  # type: ignore[arg-type]
-            x, mask = lhs, rhs
-        elif _is_mask_like(lhs):  # type: ignore[arg-type]
-            x, mask = rhs, lhs
+        if _is_mask_like(op.rhs):
+            x, mask = op.lhs, op.rhs
+        elif _is_mask_like(op.lhs):
+            x, mask = op.rhs, op.lhs
         else:
             return None
         off = False
-        while isinstance(mask.owner, ops.Cast) and mask.owner.operand("input").type.dtype == "i1":  # type: ignore[union-attr]
-            mask = mask.owner.operand("input")
+        while isinstance(mask.owner, ops.Cast) and mask.owner.input.type.dtype == "i1":
+            mask = mask.owner.input
     else:
         return None
-    assert x is not None and mask is not None
     if op.result.type.shape != x.type.shape:
         return None
     return x, mask, off
@@ -338,10 +334,10 @@ def _is_mask_like(value: Value) -> bool:
     """A 0/1 tensor: a cast of booleans or a scatter into zeros (one-hot)."""
     owner = value.owner
     while isinstance(owner, ops.Reshape):
-        owner = owner.operand("input").owner  # type: ignore[union-attr]
+        owner = owner.input.owner
     if isinstance(owner, ops.Cast):
-        return owner.operand("input").type.dtype == "i1"  # type: ignore[union-attr]
-    return isinstance(owner, ops.ScatterElements) and _is_zero(owner.operand("data"))  # type: ignore[arg-type]
+        return owner.input.type.dtype == "i1"
+    return isinstance(owner, ops.ScatterElements) and _is_zero(owner.data)
 
 
 def match_kwta(op: Operation) -> KWTAMatch | None:
@@ -354,22 +350,20 @@ def match_kwta(op: Operation) -> KWTAMatch | None:
         return None
     x, mask, off = found
     while isinstance(mask.owner, ops.Not):
-        mask, off = mask.owner.operand("input"), not off  # type: ignore[assignment]
+        mask, off = mask.owner.input, not off
     mask, relu_of = _peel_relu(mask, off)
     while isinstance(mask.owner, ops.Not):
-        mask, off = mask.owner.operand("input"), not off  # type: ignore[assignment]
-    if type(mask.owner) in _LESS:
-        boosted, thr, thr_value = _compare(mask, off, x)
+        mask, off = mask.owner.input, not off
+    if isinstance(mask.owner, ops.CompareOp) and type(mask.owner) in _LESS:
+        boosted, thr, thr_value = _compare(mask.owner, off, x)
         top, k, ties, axis = thr.topk, thr.k, "keep", thr.axis
-        group = top.operand("input")
-        assert group is not None
+        group = top.input
         _check_threshold_layout(thr_value, boosted, group, axis, top)
         x_src, boost, over, flat_shape = _group(x, boosted, group, axis, False, top)
     elif (scattered := _scatter_mask(mask, off)) is not None:
         scatter, top = scattered
-        group = top.operand("input")
-        assert group is not None
-        k, ties, axis = top.attr("k"), "break", top.attr("axis") % group.type.rank
+        group = top.input
+        k, ties, axis = top.k, "break", top.axis % group.type.rank
         flat_mask = scatter.result.type.shape != x.type.shape
         if flat_mask and mask.type.shape != x.type.shape:
             raise NoMatch("the scattered mask does not have the shape of x", top)
@@ -410,12 +404,12 @@ def _dims(shape: tuple[int | None, ...]) -> str:
     return "x".join("N" if d is None else str(d) for d in shape) or "scalar"
 
 
-class RecognizeKWTA(RewritePattern):
+class RecognizeKWTA(RewritePattern[ops.Where | ops.Mul]):
     """Replace a selection whose mask is a k-WTA (module docstring) by ``sparse.kwta``."""
 
     op_type = (ops.Where, ops.Mul)
 
-    def match_and_rewrite(self, op: Operation, rewriter: Rewriter) -> bool:
+    def match_and_rewrite(self, op: ops.Where | ops.Mul, rewriter: Rewriter) -> bool:
         try:
             found = match_kwta(op)
         except NoMatch:
@@ -452,7 +446,7 @@ def _downstream(op: Operation, limit: int = 64) -> list[Operation]:
     return seen
 
 
-def unrecognised_kwta(module: Module) -> list[tuple[Operation, str]]:
+def unrecognised_kwta(module: Module) -> list[tuple[ops.TopK, str]]:
     """Every TopK that feeds a mask (a comparison or scatter reached from its results) after recognition,
     with why the nearest selection after it is not a k-WTA."""
     found = []
@@ -460,7 +454,7 @@ def unrecognised_kwta(module: Module) -> list[tuple[Operation, str]]:
         reached = _downstream(top)
         if not any(isinstance(o, _MASK_OPS) for o in reached):
             continue
-        reasons = []
+        reasons: list[str] = []
         for user in reached:
             if not isinstance(user, ops.Where | ops.Mul):
                 continue
@@ -488,7 +482,7 @@ def warn_unrecognised(module: Module, onnx_nodes: Mapping[Operation, tuple[str, 
         warnings.warn(KWTANotRecognisedWarning(reason, node=node, op_type=op_type), stacklevel=3)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class RecognizeKWTAPass(Pass):
     """Replace exported k-WTA subgraphs by one sparse.kwta op; warn about TopK masks it cannot recognise."""
 

@@ -9,11 +9,13 @@ every op to every pattern until nothing changes, removing dead ops between sweep
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from ..errors import PassError
 from ..ir.core import Function, Module, Operation, Value
 from ..ir.types import TensorType
+
+OpT = TypeVar("OpT", bound=Operation)
 
 
 class Rewriter:
@@ -25,9 +27,11 @@ class Rewriter:
     def insert_before(self, anchor: Operation, op: Operation) -> Operation:
         return self.func.insert_before(anchor, op)
 
-    def create(self, anchor: Operation, cls: type[Operation], *operands: Any, **kwargs: Any) -> Operation:
+    def create(self, anchor: Operation, cls: type[OpT], *operands: Any, **kwargs: Any) -> OpT:
         """``cls.create(*operands, **kwargs)`` inserted before ``anchor``."""
-        return self.insert_before(anchor, cls.create(*operands, **kwargs))
+        op = cls.create(*operands, **kwargs)
+        self.insert_before(anchor, op)
+        return op
 
     def replace_all_uses(self, old: Value, new: Value) -> None:
         old.replace_all_uses_with(new)
@@ -54,7 +58,8 @@ class Rewriter:
         op.drop_operand_uses()
         self.func.remove(op)
 
-    def set_operand(self, op: Operation, index: int, value: Value) -> None:
+    def set_operand(self, op: Operation, index: int | str, value: Value) -> None:
+        """Replace operand ``index`` of ``op``: a flat position or the name of a single/optional slot."""
         op.set_operand(index, value)
 
     def set_attrs(self, op: Operation, **changes: Any) -> None:
@@ -64,12 +69,20 @@ class Rewriter:
         value.set_type(type)
 
 
-class RewritePattern:
-    """Base class of rewrite patterns. Subclasses implement ``match_and_rewrite``."""
+class RewritePattern(Generic[OpT]):
+    """Base class of rewrite patterns. Subclasses implement ``match_and_rewrite``.
+
+    Parameterise the base with the op class(es) the pattern handles and set ``op_type`` to the same, so
+    that ``match_and_rewrite`` sees a typed op (``op.input``, ``op.weight``)::
+
+        class DropRelu(RewritePattern[ops.Relu]):
+            op_type = ops.Relu
+            def match_and_rewrite(self, op: ops.Relu, rewriter: Rewriter) -> bool: ...
+    """
 
     op_type: ClassVar[type[Operation] | tuple[type[Operation], ...] | None] = None
 
-    def match_and_rewrite(self, op: Operation, rewriter: Rewriter) -> bool:
+    def match_and_rewrite(self, op: OpT, rewriter: Rewriter) -> bool:
         raise NotImplementedError
 
 
@@ -98,7 +111,7 @@ def refresh_types(func: Function, start: int = 0) -> None:
                 result.set_type(inferred)
 
 
-def apply_patterns(module: Module, patterns: Sequence[RewritePattern], *, max_sweeps: int = 20) -> bool:
+def apply_patterns(module: Module, patterns: Sequence[RewritePattern[Any]], *, max_sweeps: int = 20) -> bool:
     """Apply ``patterns`` greedily until a fixed point; returns whether anything changed."""
     func = module.func
     rewriter = Rewriter(func)

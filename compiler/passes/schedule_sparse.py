@@ -37,7 +37,7 @@ from .rewrite import Rewriter
 _FUSED = {ops.Conv2D: ops.SparseConv2D, ops.Linear: ops.SparseLinear}
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ScheduleSparse(Pass):
     """Choose a dense, weight-sparse, activation-sparse or sparse-sparse kernel per layer."""
 
@@ -45,25 +45,23 @@ class ScheduleSparse(Pass):
     target: str = "generic"
     profile: str = ""
     act_sparse_below: float | None = None
+    _profile: KernelProfile = dataclasses.field(init=False, repr=False, compare=False)  # from the options
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise PassError(f"schedule-sparse: target must be one of {', '.join(TARGETS)}, got '{self.target}'")
-        self._profile: KernelProfile = load_profile(self.profile or profile_for(self.target))
+        object.__setattr__(self, "_profile", load_profile(self.profile or profile_for(self.target)))
 
     def apply(self, module: Module) -> None:
         rewriter = Rewriter(module.func)
         for op in module.walk((ops.Conv2D, ops.Linear)):
-            fused = rewriter.create(op, _FUSED[type(op)], op.operand("input"), op.operand("weight"),
-                                    bias=op.operand("bias"), **dict(op.attrs))
+            fused = rewriter.create(op, _FUSED[type(op)], op.input, op.weight, bias=op.bias, **dict(op.attrs))
             rewriter.replace_op(op, fused)
         for op in module.walk((ops.SparseConv2D, ops.SparseLinear)):
-            if op.attr("kernel") != "auto":
+            if op.kernel != "auto":
                 continue
-            compressed = isinstance(op.operand("weight").type.encoding, STORED_FORMATS)  # type: ignore[union-attr]
-            weight = op.operand("weight")
-            assert weight is not None
-            if isinstance(weight.owner, ops.Constant):
+            compressed = isinstance(op.weight.type.encoding, STORED_FORMATS)
+            if isinstance(op.weight.owner, ops.Constant):
                 planned = plan_layer(op, self.target, profile=self._profile,
                                      act_sparse_below=self.act_sparse_below).kernel
                 sparse_input = planned in ("act_sparse", "sparse_sparse")

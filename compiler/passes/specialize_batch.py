@@ -16,7 +16,7 @@ from .base import Pass
 from .rewrite import refresh_types
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class SpecializeBatch(Pass):
     """Fix the dynamic batch dimension to a given size."""
 

@@ -156,10 +156,28 @@ class ImportContext:
 
 
 def attr(node: onnx.NodeProto, name: str, default: object = None) -> object:
+    """The value of ONNX attribute ``name`` of ``node`` (``default`` when absent)."""
     for a in node.attribute:
         if a.name == name:
             return onnx.helper.get_attribute_value(a)
     return default
+
+
+def attr_int(node: onnx.NodeProto, name: str, default: int | None = None) -> int:
+    """An integer attribute (``default`` when absent; TypeError, reported against the node, when it is absent
+    without a default or not a number)."""
+    value = attr(node, name, default)
+    if not isinstance(value, int | float):
+        raise TypeError(f"attribute '{name}' must be an integer, got {value!r}")
+    return int(value)
+
+
+def attr_float(node: onnx.NodeProto, name: str, default: float | None = None) -> float:
+    """A float attribute (``default`` when absent; TypeError as :func:`attr_int`)."""
+    value = attr(node, name, default)
+    if not isinstance(value, int | float):
+        raise TypeError(f"attribute '{name}' must be a number, got {value!r}")
+    return float(value)
 
 
 def reshape_target(in_shape: Sequence[int | None], target: Sequence[int | _Batch], allowzero: bool) -> tuple[int, ...]:

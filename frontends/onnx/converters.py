@@ -8,15 +8,16 @@ produce, which must then be unused). Register with ``@converter("OpType", since=
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import overload
 
 import numpy as np
 import onnx
 
 from ...compiler.errors import FrontendError, UnsupportedOpError
 from ...compiler.ir import ops
-from ...compiler.ir.core import Value
+from ...compiler.ir.core import Operation, Value
 from ...compiler.ir.shapes import normalize_axis
-from .context import BATCH, ImportContext, SymVec, attr, ir_dtype, reshape_target
+from .context import BATCH, ImportContext, SymVec, attr, attr_float, attr_int, ir_dtype, reshape_target
 
 Output = Value | SymVec | None
 Converter = Callable[[ImportContext], Sequence[Output]]
@@ -49,9 +50,19 @@ def supported_ops() -> list[str]:
     return sorted(CONVERTERS)
 
 
+@overload
+def _ints(node: onnx.NodeProto, name: str, default: Sequence[int]) -> tuple[int, ...]: ...
+@overload
+def _ints(node: onnx.NodeProto, name: str, default: None = None) -> tuple[int, ...] | None: ...
 def _ints(node: onnx.NodeProto, name: str, default: Sequence[int] | None = None) -> tuple[int, ...] | None:
+    """An integer-list attribute (``default`` when absent; TypeError, reported against the node, when it is
+    not a list)."""
     value = attr(node, name, default)
-    return None if value is None else tuple(int(v) for v in value)  # type: ignore[union-attr]
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"attribute '{name}' must be a list of integers, got {value!r}")
+    return tuple(int(v) for v in value)
 
 
 def _node(ctx: ImportContext) -> onnx.NodeProto:
@@ -64,7 +75,7 @@ def _name(ctx: ImportContext, index: int = 0) -> str | None:
     return node.output[index] if index < len(node.output) and node.output[index] else None
 
 
-def _emit(ctx: ImportContext, cls: type[ops.Operation], *operands: Value | Sequence[Value],
+def _emit(ctx: ImportContext, cls: type[Operation], *operands: Value | Sequence[Value],
           **kw: object) -> list[Output]:
     return [ctx.emit(cls, *operands, name=_name(ctx), **kw)]
 
@@ -77,7 +88,6 @@ def _window_pads(ctx: ImportContext, in_hw: Sequence[int | None], kernel: Sequen
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
     if auto_pad in ("NOTSET", ""):
         pads = _ints(node, "pads", (0, 0, 0, 0))
-        assert pads is not None
         if len(pads) != 4:
             raise FrontendError(f"pads must have 4 entries for a 2-D window, got {list(pads)}")
         return pads[0], pads[1], pads[2], pads[3]
@@ -110,17 +120,16 @@ def _conv(ctx: ImportContext) -> list[Output]:
         raise FrontendError(f"kernel_shape {list(kernel)} does not match the weight {list(w.type.shape)}")
     strides = _ints(node, "strides", (1, 1))
     dilations = _ints(node, "dilations", (1, 1))
-    assert strides is not None and dilations is not None
     pads = _window_pads(ctx, x.type.shape[2:], kernel, strides, dilations)  # type: ignore[arg-type]
     return _emit(ctx, ops.Conv2D, x, w, bias=bias, strides=strides, pads=pads, dilations=dilations,
-                 groups=int(attr(node, "group", 1)))  # type: ignore[arg-type]
+                 groups=attr_int(node, "group", 1))
 
 
 @converter("Gemm")
 def _gemm(ctx: ImportContext) -> list[Output]:
     node = _node(ctx)
-    alpha, beta = float(attr(node, "alpha", 1.0)), float(attr(node, "beta", 1.0))  # type: ignore[arg-type]
-    trans_a, trans_b = int(attr(node, "transA", 0)), int(attr(node, "transB", 0))  # type: ignore[arg-type]
+    alpha, beta = attr_float(node, "alpha", 1.0), attr_float(node, "beta", 1.0)
+    trans_a, trans_b = attr_int(node, "transA", 0), attr_int(node, "transB", 0)
     a = ctx.tensor(0)
     b = ctx.const_data(1)
     if trans_a or b is None or a.type.rank != 2:
@@ -152,12 +161,12 @@ def _matmul(ctx: ImportContext) -> list[Output]:
 @converter("BatchNormalization")
 def _batch_norm(ctx: ImportContext) -> list[Output]:
     node = _node(ctx)
-    if int(attr(node, "training_mode", 0)):  # type: ignore[arg-type]
+    if attr_int(node, "training_mode", 0):
         raise UnsupportedOpError("BatchNormalization in training mode")
     if any(o for o in node.output[1:]):
         raise UnsupportedOpError("BatchNormalization's running-statistics outputs")
     x, scale, bias, mean, var = (ctx.tensor(i) for i in range(5))
-    return _emit(ctx, ops.BatchNorm, x, scale, bias, mean, var, epsilon=float(attr(node, "epsilon", 1e-5)))  # type: ignore[arg-type]
+    return _emit(ctx, ops.BatchNorm, x, scale, bias, mean, var, epsilon=attr_float(node, "epsilon", 1e-5))
 
 
 def _pool_attrs(ctx: ImportContext, x: Value) -> dict[str, object]:
@@ -170,8 +179,7 @@ def _pool_attrs(ctx: ImportContext, x: Value) -> dict[str, object]:
     strides = _ints(node, "strides", (1, 1))
     dilations = _ints(node, "dilations", (1, 1))
     if dilations != (1, 1):
-        raise UnsupportedOpError(f"pooling with dilations {list(dilations or ())}")
-    assert strides is not None
+        raise UnsupportedOpError(f"pooling with dilations {list(dilations)}")
     pads = _window_pads(ctx, x.type.shape[2:], kernel, strides, (1, 1))
     return {"kernel": kernel, "strides": strides, "pads": pads, "ceil_mode": bool(attr(node, "ceil_mode", 0))}
 
@@ -181,7 +189,7 @@ def _maxpool(ctx: ImportContext) -> list[Output]:
     node = _node(ctx)
     if len(node.output) > 1 and node.output[1]:
         raise UnsupportedOpError("MaxPool's Indices output")
-    if int(attr(node, "storage_order", 0)):  # type: ignore[arg-type]
+    if attr_int(node, "storage_order", 0):
         raise UnsupportedOpError("MaxPool with storage_order=1")
     x = ctx.tensor(0)
     return _emit(ctx, ops.MaxPool2D, x, **_pool_attrs(ctx, x))
@@ -208,7 +216,7 @@ def _relu(ctx: ImportContext) -> list[Output]:
 @converter("LogSoftmax", since=13)
 def _softmax(ctx: ImportContext) -> list[Output]:
     cls = ops.Softmax if _node(ctx).op_type == "Softmax" else ops.LogSoftmax
-    return _emit(ctx, cls, ctx.tensor(0), axis=int(attr(_node(ctx), "axis", -1)))  # type: ignore[arg-type]
+    return _emit(ctx, cls, ctx.tensor(0), axis=attr_int(_node(ctx), "axis", -1))
 
 
 @converter("Softmax", until=12)
@@ -217,7 +225,7 @@ def _softmax_v1(ctx: ImportContext) -> list[Output]:
     """Before opset 13 the input is coerced to 2-D at ``axis`` (default 1) and normalised per row."""
     x = ctx.tensor(0)
     cls = ops.Softmax if _node(ctx).op_type == "Softmax" else ops.LogSoftmax
-    axis = normalize_axis(int(attr(_node(ctx), "axis", 1)), x.type.rank)  # type: ignore[arg-type]
+    axis = normalize_axis(attr_int(_node(ctx), "axis", 1), x.type.rank)
     if axis == x.type.rank - 1:
         return _emit(ctx, cls, x, axis=-1)
     if any(d is None for d in x.type.shape[axis:]):
@@ -307,7 +315,7 @@ for _op_type in _UNARY:
 
 @converter("Cast", since=6)
 def _cast(ctx: ImportContext) -> list[Output]:
-    to = ir_dtype(int(attr(_node(ctx), "to")), "Cast target")  # type: ignore[arg-type]
+    to = ir_dtype(attr_int(_node(ctx), "to"), "Cast target")
     entry = ctx.entry(ctx.input_name(0))
     if isinstance(entry, SymVec) and to in ("i64", "i32"):
         return [entry]
@@ -359,7 +367,7 @@ def _shape(ctx: ImportContext) -> list[Output]:
         source = None
     else:
         shape, source = entry.type.shape, entry
-    start = int(attr(node, "start", 0))  # type: ignore[arg-type]
+    start = attr_int(node, "start", 0)
     end = attr(node, "end", None)
     items = [BATCH if d is None else d for d in shape][slice(start, None if end is None else int(end))]  # type: ignore[arg-type]
     whole = start == 0 and end is None
@@ -368,7 +376,7 @@ def _shape(ctx: ImportContext) -> list[Output]:
 
 @converter("Gather")
 def _gather(ctx: ImportContext) -> list[Output]:
-    axis = int(attr(_node(ctx), "axis", 0))  # type: ignore[arg-type]
+    axis = attr_int(_node(ctx), "axis", 0)
     vec = ctx.symvec(0)
     idx = ctx.const_data(1)
     if vec is not None and isinstance(ctx.entry(ctx.input_name(0)), SymVec):
@@ -429,7 +437,7 @@ def _squeeze(ctx: ImportContext) -> list[Output]:
 @converter("Concat")
 def _concat(ctx: ImportContext) -> list[Output]:
     node = _node(ctx)
-    axis = int(attr(node, "axis"))  # type: ignore[arg-type]
+    axis = attr_int(node, "axis")
     entries = [ctx.entry(n) for n in node.input]
     if any(isinstance(e, SymVec) for e in entries):
         items: list = []
@@ -445,7 +453,7 @@ def _concat(ctx: ImportContext) -> list[Output]:
 @converter("Flatten")
 def _flatten(ctx: ImportContext) -> list[Output]:
     x = ctx.tensor(0)
-    axis = normalize_axis(int(attr(_node(ctx), "axis", 1)), x.type.rank + 1) if x.type.rank else 0  # type: ignore[arg-type]
+    axis = normalize_axis(attr_int(_node(ctx), "axis", 1), x.type.rank + 1) if x.type.rank else 0
     outer, inner = x.type.shape[:axis], x.type.shape[axis:]
     if any(d is None for d in inner) or sum(d is None for d in outer) > 1:
         raise UnsupportedOpError("Flatten with dynamic dimensions after the axis")
@@ -532,7 +540,7 @@ def _topk(ctx: ImportContext) -> list[Output]:
     k = ctx.required_const(1, "K").reshape(-1)
     if k.size != 1:
         raise FrontendError("TopK's K must hold one value")
-    op = ctx.emit_op(ops.TopK, ctx.tensor(0), k=int(k[0]), axis=int(attr(node, "axis", -1)),  # type: ignore[arg-type]
+    op = ctx.emit_op(ops.TopK, ctx.tensor(0), k=int(k[0]), axis=attr_int(node, "axis", -1),
                      largest=bool(attr(node, "largest", 1)), sorted=bool(attr(node, "sorted", 1)))
     for i, r in enumerate(op.results):
         r.name = _name(ctx, i)
@@ -547,7 +555,7 @@ def _scatter_elements(ctx: ImportContext) -> list[Output]:
     if reduction != "none":
         raise UnsupportedOpError(f"ScatterElements with reduction '{reduction}'")
     return _emit(ctx, ops.ScatterElements, ctx.tensor(0), ctx.tensor(1), ctx.tensor(2),
-                 axis=int(attr(node, "axis", 0)))  # type: ignore[arg-type]
+                 axis=attr_int(node, "axis", 0))
 
 
 @converter("ReduceMin", since=1)
@@ -558,14 +566,14 @@ def _reduce_min(ctx: ImportContext) -> list[Output]:
     x = ctx.tensor(0)
     axes = _axes(ctx, 1) if ctx.opset >= 18 else (_ints(node, "axes", ()) or ())
     top = x.owner
-    is_values = isinstance(top, ops.TopK) and x is top.results[0] and top.attr("largest") and top.attr("sorted")
-    axis = normalize_axis(top.attr("axis"), x.type.rank) if is_values else None  # type: ignore[union-attr]
-    if not is_values or [normalize_axis(a, x.type.rank) for a in axes] != [axis]:
+    is_values = isinstance(top, ops.TopK) and x is top.results[0] and top.largest and top.sorted
+    axis = normalize_axis(top.axis, x.type.rank) if isinstance(top, ops.TopK) and is_values else None
+    if not isinstance(top, ops.TopK) or axis is None or [normalize_axis(a, x.type.rank) for a in axes] != [axis]:
         raise UnsupportedOpError("ReduceMin is supported only over the axis of sorted TopK values (the k-th "
                                  "largest value, as k-WTA thresholds use it)")
-    k = top.attr("k")  # type: ignore[union-attr]
+    k = top.k
     out = ctx.emit(ops.Slice, x, starts=(k - 1,), ends=(k,), axes=(axis,), steps=(1,))
-    if int(attr(node, "keepdims", 1)):  # type: ignore[arg-type]
+    if attr_int(node, "keepdims", 1):
         out.name = _name(ctx)
         return [out]
     return _reshape_to(ctx, out, [d for i, d in enumerate(x.type.shape) if i != axis])
@@ -576,13 +584,13 @@ def _argmax(ctx: ImportContext) -> list[Output]:
     """``ArgMax`` (first index of the largest) is ``TopK(k=1)``'s indices (lower index first among equals),
     so an argmax one-hot selection is recognised as a k-WTA with k = 1 and ties broken."""
     node = _node(ctx)
-    if int(attr(node, "select_last_index", 0)):  # type: ignore[arg-type]
+    if attr_int(node, "select_last_index", 0):
         raise UnsupportedOpError("ArgMax with select_last_index=1")
     x = ctx.tensor(0)
-    axis = normalize_axis(int(attr(node, "axis", 0)), x.type.rank)  # type: ignore[arg-type]
+    axis = normalize_axis(attr_int(node, "axis", 0), x.type.rank)
     op = ctx.emit_op(ops.TopK, x, k=1, axis=axis, largest=True, sorted=True)
     op.results[0].name = f"{_name(ctx)}_max"
-    if int(attr(node, "keepdims", 1)):  # type: ignore[arg-type]
+    if attr_int(node, "keepdims", 1):
         op.results[1].name = _name(ctx)
         return [op.results[1]]
     return _reshape_to(ctx, op.results[1], [d for i, d in enumerate(x.type.shape) if i != axis])

@@ -208,8 +208,7 @@ def _convert_node(ctx: ImportContext, node: onnx.NodeProto, shapes: dict[str, tu
 def annotate_weight_sparsity(module: Module) -> None:
     """Record the measured sparsity (density, fixed fan-in) of every conv/linear weight with zeros."""
     for op in module.walk((ops.Conv2D, ops.Linear, ops.SparseConv2D, ops.SparseLinear)):
-        weight = op.operand("weight")
-        assert weight is not None
+        weight = op.weight
         if not isinstance(weight.owner, ops.Constant) or weight.type.encoding is not None:
             continue
         m = measure_weight_sparsity(weight.owner.value)

@@ -94,7 +94,8 @@ def _conv2d(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
         return None
     kernel = op.attr("kernel")
     if kernel in ("act_sparse", "sparse_sparse") and geometry.strides == (1, 1):
-        built = K.conv2d_sparse_sparse(geometry, weight, bias, epilogue, _unique(lo, op, "conv2d_act_sparse"))
+        built = K.conv2d_sparse_sparse(geometry, weight, bias, epilogue, _unique(lo, op, "conv2d_act_sparse"),
+                                       isa=lo.isa)
     elif kernel in ("weight_sparse", "sparse_sparse", "act_sparse") and geometry.strides == (1, 1):
         built = K.conv2d_weight_sparse(geometry, weight, bias, epilogue, _unique(lo, op, "conv2d_weight_sparse"),
                                        isa=lo.isa)
@@ -115,7 +116,7 @@ def _linear(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
     if epilogue.pool is not None or not geometry.static:
         return None
     if op.attr("kernel") == "sparse_sparse":
-        built = K.linear_scatter(geometry, weight, bias, epilogue, _unique(lo, op, "linear_scatter"))
+        built = K.linear_scatter(geometry, weight, bias, epilogue, _unique(lo, op, "linear_scatter"), isa=lo.isa)
     elif op.attr("kernel") == "weight_sparse":
         built = K.linear_sparse(geometry, weight, bias, epilogue, _unique(lo, op, "linear_sparse"), isa=lo.isa)
     else:
@@ -139,9 +140,9 @@ def _kwta(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
         return None
     shape = tuple(int(d) for d in t.shape[1:])  # type: ignore[arg-type]
     if kwta.is_global:
-        built = K.kwta_global(shape, kwta, _unique(lo, op, "kwta_global"))
+        built = K.kwta_global(shape, kwta, _unique(lo, op, "kwta_global"), isa=lo.isa)
     elif kwta.local:
-        built = K.kwta_local(shape, kwta, _unique(lo, op, "kwta_local"))  # type: ignore[arg-type]
+        built = K.kwta_local(shape, kwta, _unique(lo, op, "kwta_local"), isa=lo.isa)  # type: ignore[arg-type]
     else:
         return None
     return _emit(lo, op, built)

@@ -29,15 +29,28 @@ from .nn import (
     BatchNorm,
     ChannelAffine,
     Conv2D,
+    ConvLike,
+    ConvWindow,
     Dropout,
     GlobalAvgPool2D,
     Linear,
     LogSoftmax,
     MaxPool2D,
+    Pool2D,
     Relu,
     Softmax,
+    WeightedLayer,
 )
-from .sparse import KERNELS, KWinners, KWTAStage, MaxPoolStage, ReluStage, SparseConv2D, SparseLinear
+from .sparse import (
+    KERNELS,
+    FusedLayer,
+    KWinners,
+    KWTAStage,
+    MaxPoolStage,
+    ReluStage,
+    SparseConv2D,
+    SparseLinear,
+)
 from .tensor import (
     Concat,
     Expand,
@@ -53,9 +66,10 @@ from .tensor import (
 
 __all__ = [
     "KERNELS", "Add", "And", "AvgPool2D", "BatchNorm", "BinaryOp", "Cast", "ChannelAffine", "CompareOp",
-    "Concat", "Constant", "Conv2D", "Div", "Dropout", "Equal", "Exp", "Expand", "FullLike", "Gather",
+    "Concat", "Constant", "Conv2D", "ConvLike", "ConvWindow", "Div", "Dropout", "Equal", "Exp", "Expand",
+    "FullLike", "FusedLayer", "Gather",
     "GlobalAvgPool2D", "Greater", "GreaterEqual", "Identity", "KWTAStage", "KWinners", "Less", "LessEqual",
-    "Linear", "LogSoftmax", "MatMul", "MaxPool2D", "MaxPoolStage", "Mul", "Neg", "Not", "Or", "Relu",
+    "Linear", "LogSoftmax", "MatMul", "MaxPool2D", "MaxPoolStage", "Mul", "Neg", "Not", "Or", "Pool2D", "Relu",
     "ReluStage", "Reshape", "ScatterElements", "Slice", "Softmax", "SparseConv2D", "SparseLinear", "Sqrt",
-    "Sub", "TopK", "Transpose", "UnaryOp", "Where",
+    "Sub", "TopK", "Transpose", "UnaryOp", "WeightedLayer", "Where",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import VerificationError
-from ..core import Attr, Operation, register_op
+from ..core import Operation, attr_def, register_op
 from ..types import ELL, TensorType, WeightEncoding, dtype_of_numpy
 from ..weights import measure_weight_sparsity
 
@@ -21,7 +21,7 @@ class Constant(Operation):
     """
 
     name = "const"
-    attributes = (Attr("value", "tensor"),)
+    value = attr_def("tensor")  # read-only
 
     @classmethod
     def of(cls, value: np.ndarray, *, encoding: WeightEncoding | None = None, name: str | None = None) -> Constant:
@@ -29,10 +29,6 @@ class Constant(Operation):
         op = cls([], {"value": value}, [TensorType(value.shape, dtype_of_numpy(value.dtype), encoding)])
         op.result.name = name
         return op
-
-    @property
-    def value(self) -> np.ndarray:
-        return self.attr("value")
 
     def infer_types(self) -> list[TensorType]:
         value = self.value

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from ..attributes import check
-from ..core import Attr, Operand, Operation, register_op
+from ..core import Operation, Value, attr_def, operand_def, register_op
 from ..shapes import broadcast_shapes
 from ..types import DTYPES, TensorType
 
 
-def _same_dtype(op: Operation, *names: str) -> str:
-    dtypes = {op.operand(n).type.dtype for n in names}  # type: ignore[union-attr]
+def _same_dtype(op: Operation, *values: Value) -> str:
+    dtypes = {v.type.dtype for v in values}
     check(len(dtypes) == 1, f"{op.name}: operands must share one dtype, got {sorted(dtypes)}")
     return dtypes.pop()
 
@@ -17,12 +17,13 @@ def _same_dtype(op: Operation, *names: str) -> str:
 class BinaryOp(Operation):
     """``lhs (op) rhs`` elementwise with broadcasting; both operands share a dtype."""
 
-    operands = (Operand("lhs"), Operand("rhs"))
+    lhs = operand_def()
+    rhs = operand_def()
     result_dtype: str | None = None  # None: the operands' dtype
 
     def infer_types(self) -> list[TensorType]:
-        dtype = _same_dtype(self, "lhs", "rhs")
-        shape = broadcast_shapes(self.operand("lhs").type.shape, self.operand("rhs").type.shape)  # type: ignore[union-attr]
+        dtype = _same_dtype(self, self.lhs, self.rhs)
+        shape = broadcast_shapes(self.lhs.type.shape, self.rhs.type.shape)
         return [TensorType(shape, self.result_dtype or dtype)]
 
 
@@ -96,8 +97,10 @@ class Equal(CompareOp):
 
 
 class LogicalOp(BinaryOp):
+    """A logical op on booleans (``i1``)."""
+
     def verify(self) -> None:
-        check(self.operand("lhs").type.dtype == "i1", f"{self.name}: operands must be booleans (i1)")  # type: ignore[union-attr]
+        check(self.lhs.type.dtype == "i1", f"{self.name}: operands must be booleans (i1)")
 
 
 @register_op
@@ -115,10 +118,12 @@ class Or(LogicalOp):
 
 
 class UnaryOp(Operation):
-    operands = (Operand("input"),)
+    """An elementwise op of one operand; the result has the input's shape and dtype."""
+
+    input = operand_def()
 
     def infer_types(self) -> list[TensorType]:
-        return [self.operand("input").type.with_encoding(None)]  # type: ignore[union-attr]
+        return [self.input.type.with_encoding(None)]
 
 
 @register_op
@@ -149,7 +154,7 @@ class Not(UnaryOp):
     name = "math.not"
 
     def verify(self) -> None:
-        check(self.operand("input").type.dtype == "i1", f"{self.name}: operand must be boolean (i1)")  # type: ignore[union-attr]
+        check(self.input.type.dtype == "i1", f"{self.name}: operand must be boolean (i1)")
 
 
 @register_op
@@ -157,12 +162,11 @@ class Cast(Operation):
     """Convert the element type to ``to`` (float to int truncates toward zero, as numpy)."""
 
     name = "math.cast"
-    operands = (Operand("input"),)
-    attributes = (Attr("to", str, choices=tuple(DTYPES)),)
+    input = operand_def()
+    to = attr_def(str, choices=tuple(DTYPES))
 
     def infer_types(self) -> list[TensorType]:
-        x = self.operand("input").type  # type: ignore[union-attr]
-        return [TensorType(x.shape, self.attr("to"))]
+        return [TensorType(self.input.type.shape, self.to)]
 
 
 @register_op
@@ -170,13 +174,15 @@ class Where(Operation):
     """``cond ? a : b`` elementwise with broadcasting; ``cond`` is boolean, ``a`` and ``b`` share a dtype."""
 
     name = "math.where"
-    operands = (Operand("cond"), Operand("a"), Operand("b"))
+    cond = operand_def()
+    a = operand_def()
+    b = operand_def()
 
     def infer_types(self) -> list[TensorType]:
-        cond = self.operand("cond").type  # type: ignore[union-attr]
+        cond = self.cond.type
         check(cond.dtype == "i1", f"{self.name}: condition must be boolean (i1), got {cond.dtype}")
-        dtype = _same_dtype(self, "a", "b")
-        shape = broadcast_shapes(cond.shape, self.operand("a").type.shape, self.operand("b").type.shape)  # type: ignore[union-attr]
+        dtype = _same_dtype(self, self.a, self.b)
+        shape = broadcast_shapes(cond.shape, self.a.type.shape, self.b.type.shape)
         return [TensorType(shape, dtype)]
 
 
@@ -186,11 +192,12 @@ class MatMul(Operation):
     rank 2 are turned into ``nn.linear`` by the frontend."""
 
     name = "math.matmul"
-    operands = (Operand("lhs"), Operand("rhs"))
+    lhs = operand_def()
+    rhs = operand_def()
 
     def infer_types(self) -> list[TensorType]:
-        a, b = self.operand("lhs").type, self.operand("rhs").type  # type: ignore[union-attr]
-        dtype = _same_dtype(self, "lhs", "rhs")
+        a, b = self.lhs.type, self.rhs.type
+        dtype = _same_dtype(self, self.lhs, self.rhs)
         check(a.rank >= 2 and b.rank >= 2, f"{self.name}: operands must have rank >= 2")
         check(a.shape[-1] is None or b.shape[-2] is None or a.shape[-1] == b.shape[-2],
               f"{self.name}: inner dimensions {a.shape[-1]} and {b.shape[-2]} differ")

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
+from ...errors import VerificationError
 from ..attributes import check
-from ..core import Attr, Operand, Operation, register_op
+from ..core import Operation, Value, attr_def, operand_def, opt_operand_def, register_op
 from ..shapes import normalize_axis, window_output_dim
 from ..types import KWTABound, TensorType, group_size
 
 _FLOAT = ("f32", "f64", "f16")
 
 
-def _check_float(op: Operation, name: str) -> TensorType:
-    value = op.operand(name)
-    assert value is not None
+def _check_float(op: Operation, name: str, value: Value) -> TensorType:
     check(value.type.dtype in _FLOAT, f"{op.name}: operand '{name}' must be floating point, got {value.type.dtype}")
     return value.type
 
 
-def _check_per_channel(op: Operation, name: str, channels: int | None) -> None:
-    value = op.operand(name)
+def _check_per_channel(op: Operation, name: str, value: Value | None, channels: int | None) -> None:
     if value is None:
         return
     check(value.type.rank == 1, f"{op.name}: '{name}' must be a vector, got rank {value.type.rank}")
@@ -28,70 +26,82 @@ def _check_per_channel(op: Operation, name: str, channels: int | None) -> None:
     )
 
 
-def conv2d_output_shape(op: Operation) -> tuple[int | None, ...]:
-    """Output shape of a conv2d-like op with attributes strides, pads, dilations, groups."""
-    x = _check_float(op, "input")
-    w = _check_float(op, "weight")
+class ConvWindow(Operation):
+    """The window attributes shared by the conv2d ops (not an op itself)."""
+
+    strides = attr_def("ints2", (1, 1))
+    pads = attr_def("ints4", (0, 0, 0, 0))  # top, left, bottom, right
+    dilations = attr_def("ints2", (1, 1))
+    groups = attr_def(int, 1)
+
+
+class WeightedLayer(Operation):
+    """The operands shared by the conv2d and linear ops (not an op itself)."""
+
+    input = operand_def()
+    weight = operand_def()
+    bias = opt_operand_def()
+
+
+class ConvLike(ConvWindow, WeightedLayer):
+    """A conv2d-like op (``nn.conv2d``, ``sparse.conv2d``); not an op itself."""
+
+
+def conv2d_output_shape(op: ConvLike) -> tuple[int | None, ...]:
+    """Output shape of a conv2d-like op."""
+    x = _check_float(op, "input", op.input)
+    w = _check_float(op, "weight", op.weight)
     check(x.rank == 4, f"{op.name}: input must be NCHW (rank 4), got rank {x.rank}")
     check(w.rank == 4, f"{op.name}: weight must be OIHW (rank 4), got rank {w.rank}")
-    strides, pads, dilations, groups = (op.attr(n) for n in ("strides", "pads", "dilations", "groups"))
-    check(len(strides) == 2 and min(strides) >= 1, f"{op.name}: strides must be two positive ints, got {strides}")
-    check(len(pads) == 4 and min(pads) >= 0, f"{op.name}: pads must be four non-negative ints, got {pads}")
-    check(len(dilations) == 2 and min(dilations) >= 1, f"{op.name}: bad dilations {dilations}")
+    strides, pads, dilations, groups = op.strides, op.pads, op.dilations, op.groups
+    check(min(strides) >= 1, f"{op.name}: strides must be two positive ints, got {strides}")
+    check(min(pads) >= 0, f"{op.name}: pads must be four non-negative ints, got {pads}")
+    check(min(dilations) >= 1, f"{op.name}: bad dilations {dilations}")
     check(groups >= 1, f"{op.name}: groups must be >= 1")
     n, c, h, wd = x.shape
     o, i, kh, kw = w.shape
     check(c is None or i is None or c == i * groups, f"{op.name}: input has {c} channels, weight expects {i}x{groups}")
     check(o is None or o % groups == 0, f"{op.name}: {o} output channels do not split into {groups} groups")
-    _check_per_channel(op, "bias", o)
-    assert kh is not None and kw is not None
+    _check_per_channel(op, "bias", op.bias, o)
+    if kh is None or kw is None:
+        raise VerificationError(f"{op.name}: the kernel size must be static, got {w.shape}")
     oh = window_output_dim(h, kh, strides[0], pads[0], pads[2], dilations[0])
     ow = window_output_dim(wd, kw, strides[1], pads[1], pads[3], dilations[1])
     return (n, o, oh, ow)
 
 
-CONV_ATTRS = (
-    Attr("strides", "ints", (1, 1)),
-    Attr("pads", "ints", (0, 0, 0, 0)),
-    Attr("dilations", "ints", (1, 1)),
-    Attr("groups", int, 1),
-)
-
-
 @register_op
-class Conv2D(Operation):
+class Conv2D(ConvLike):
     """2-D convolution (cross-correlation), NCHW input, OIHW weight, optional per-output-channel bias.
 
     ``pads`` are (top, left, bottom, right) zeros. Output: (N, O, OH, OW) in the input's float type.
     """
 
     name = "nn.conv2d"
-    operands = (Operand("input"), Operand("weight"), Operand("bias", "optional"))
-    attributes = CONV_ATTRS
 
     def infer_types(self) -> list[TensorType]:
-        return [TensorType(conv2d_output_shape(self), self.operand("input").type.dtype)]
+        return [TensorType(conv2d_output_shape(self), self.input.type.dtype)]
 
 
-def linear_output_shape(op: Operation) -> tuple[int | None, ...]:
-    x = _check_float(op, "input")
-    w = _check_float(op, "weight")
+def linear_output_shape(op: WeightedLayer) -> tuple[int | None, ...]:
+    """Output shape of a linear-like op (``nn.linear``, ``sparse.linear``)."""
+    x = _check_float(op, "input", op.input)
+    w = _check_float(op, "weight", op.weight)
     check(x.rank == 2, f"{op.name}: input must be (batch, features), got rank {x.rank}")
     check(w.rank == 2, f"{op.name}: weight must be (out, in), got rank {w.rank}")
     check(x.shape[1] is None or x.shape[1] == w.shape[1], f"{op.name}: {x.shape[1]} inputs, weight takes {w.shape[1]}")
-    _check_per_channel(op, "bias", w.shape[0])
+    _check_per_channel(op, "bias", op.bias, w.shape[0])
     return (x.shape[0], w.shape[0])
 
 
 @register_op
-class Linear(Operation):
+class Linear(WeightedLayer):
     """Fully connected layer ``y = x @ weight.T + bias``; x is (B, in), weight (out, in): one row per unit."""
 
     name = "nn.linear"
-    operands = (Operand("input"), Operand("weight"), Operand("bias", "optional"))
 
     def infer_types(self) -> list[TensorType]:
-        return [TensorType(linear_output_shape(self), self.operand("input").type.dtype)]
+        return [TensorType(linear_output_shape(self), self.input.type.dtype)]
 
 
 @register_op
@@ -99,14 +109,18 @@ class BatchNorm(Operation):
     """Inference batch normalisation over axis 1: ``(x - mean) / sqrt(var + epsilon) * scale + bias``."""
 
     name = "nn.batch_norm"
-    operands = (Operand("input"), Operand("scale"), Operand("bias"), Operand("mean"), Operand("var"))
-    attributes = (Attr("epsilon", float, 1e-5),)
+    input = operand_def()
+    scale = operand_def()
+    bias = operand_def()
+    mean = operand_def()
+    var = operand_def()
+    epsilon = attr_def(float, 1e-5)
 
     def infer_types(self) -> list[TensorType]:
-        x = _check_float(self, "input")
+        x = _check_float(self, "input", self.input)
         check(x.rank >= 2, f"{self.name}: input needs a channel axis (rank >= 2)")
-        for name in ("scale", "bias", "mean", "var"):
-            _check_per_channel(self, name, x.shape[1])
+        for name, value in (("scale", self.scale), ("bias", self.bias), ("mean", self.mean), ("var", self.var)):
+            _check_per_channel(self, name, value, x.shape[1])
         return [x.with_encoding(None)]
 
 
@@ -115,34 +129,38 @@ class ChannelAffine(Operation):
     """Per-channel affine map over axis 1: ``x * scale[c] + shift[c]`` (a folded batch norm)."""
 
     name = "nn.channel_affine"
-    operands = (Operand("input"), Operand("scale"), Operand("shift"))
+    input = operand_def()
+    scale = operand_def()
+    shift = operand_def()
 
     def infer_types(self) -> list[TensorType]:
-        x = _check_float(self, "input")
+        x = _check_float(self, "input", self.input)
         check(x.rank >= 2, f"{self.name}: input needs a channel axis (rank >= 2)")
-        _check_per_channel(self, "scale", x.shape[1])
-        _check_per_channel(self, "shift", x.shape[1])
+        _check_per_channel(self, "scale", self.scale, x.shape[1])
+        _check_per_channel(self, "shift", self.shift, x.shape[1])
         return [x.with_encoding(None)]
 
 
-POOL_ATTRS = (
-    Attr("kernel", "ints"),
-    Attr("strides", "ints", (1, 1)),
-    Attr("pads", "ints", (0, 0, 0, 0)),
-    Attr("ceil_mode", bool, False),
-)
+class Pool2D(Operation):
+    """The operand and window attributes shared by the pooling ops (not an op itself)."""
+
+    input = operand_def()
+    kernel = attr_def("ints2")
+    strides = attr_def("ints2", (1, 1))
+    pads = attr_def("ints4", (0, 0, 0, 0))  # top, left, bottom, right
+    ceil_mode = attr_def(bool, False)
 
 
-def pool_output_shape(op: Operation, x: TensorType) -> tuple[int | None, ...]:
+def pool_output_shape(op: Pool2D, x: TensorType) -> tuple[int | None, ...]:
     check(x.rank == 4, f"{op.name}: input must be NCHW (rank 4), got rank {x.rank}")
-    kernel, strides, pads = op.attr("kernel"), op.attr("strides"), op.attr("pads")
-    check(len(kernel) == 2 and min(kernel) >= 1, f"{op.name}: kernel must be two positive ints")
-    check(len(strides) == 2 and min(strides) >= 1, f"{op.name}: strides must be two positive ints")
-    check(len(pads) == 4 and min(pads) >= 0, f"{op.name}: pads must be four non-negative ints")
+    kernel, strides, pads = op.kernel, op.strides, op.pads
+    check(min(kernel) >= 1, f"{op.name}: kernel must be two positive ints")
+    check(min(strides) >= 1, f"{op.name}: strides must be two positive ints")
+    check(min(pads) >= 0, f"{op.name}: pads must be four non-negative ints")
     check(pads[0] < kernel[0] and pads[1] < kernel[1] and pads[2] < kernel[0] and pads[3] < kernel[1],
           f"{op.name}: padding {list(pads)} must be smaller than the kernel {list(kernel)}")
     n, c, h, w = x.shape
-    ceil = op.attr("ceil_mode")
+    ceil = op.ceil_mode
     return (n, c, window_output_dim(h, kernel[0], strides[0], pads[0], pads[2], 1, ceil),
             window_output_dim(w, kernel[1], strides[1], pads[1], pads[3], 1, ceil))
 
@@ -163,31 +181,28 @@ def pooled_bound(bound: KWTABound | None, out_shape: tuple[int | None, ...], ker
 
 
 @register_op
-class MaxPool2D(Operation):
+class MaxPool2D(Pool2D):
     """Max pooling over H, W; padded positions never win. Keeps a global k-WTA bound (disjoint windows)."""
 
     name = "nn.maxpool2d"
-    operands = (Operand("input"),)
-    attributes = POOL_ATTRS
 
     def infer_types(self) -> list[TensorType]:
-        x = _check_float(self, "input")
+        x = _check_float(self, "input", self.input)
         shape = pool_output_shape(self, x)
         bound = x.encoding if isinstance(x.encoding, KWTABound) else None
-        bound = pooled_bound(bound, shape, self.attr("kernel"), self.attr("strides"), self.attr("pads"))
+        bound = pooled_bound(bound, shape, self.kernel, self.strides, self.pads)
         return [TensorType(shape, x.dtype, bound)]
 
 
 @register_op
-class AvgPool2D(Operation):
+class AvgPool2D(Pool2D):
     """Average pooling over H, W; ``count_include_pad`` says whether padded zeros count in the mean."""
 
     name = "nn.avgpool2d"
-    operands = (Operand("input"),)
-    attributes = (*POOL_ATTRS, Attr("count_include_pad", bool, False))
+    count_include_pad = attr_def(bool, False)
 
     def infer_types(self) -> list[TensorType]:
-        x = _check_float(self, "input")
+        x = _check_float(self, "input", self.input)
         return [TensorType(pool_output_shape(self, x), x.dtype)]
 
 
@@ -196,10 +211,10 @@ class GlobalAvgPool2D(Operation):
     """Mean over H and W, keeping them as size-1 axes: (N, C, H, W) -> (N, C, 1, 1)."""
 
     name = "nn.global_avgpool2d"
-    operands = (Operand("input"),)
+    input = operand_def()
 
     def infer_types(self) -> list[TensorType]:
-        x = _check_float(self, "input")
+        x = _check_float(self, "input", self.input)
         check(x.rank == 4, f"{self.name}: input must be NCHW (rank 4), got rank {x.rank}")
         return [TensorType((x.shape[0], x.shape[1], 1, 1), x.dtype)]
 
@@ -209,21 +224,21 @@ class Relu(Operation):
     """``max(x, 0)``; keeps a k-WTA bound (it only removes non-zeros)."""
 
     name = "nn.relu"
-    operands = (Operand("input"),)
+    input = operand_def()
 
     def infer_types(self) -> list[TensorType]:
-        x = _check_float(self, "input")
+        x = _check_float(self, "input", self.input)
         keep = x.encoding if isinstance(x.encoding, KWTABound) else None
         return [x.with_encoding(keep)]
 
 
 class _SoftmaxBase(Operation):
-    operands = (Operand("input"),)
-    attributes = (Attr("axis", int, -1),)
+    input = operand_def()
+    axis = attr_def(int, -1)
 
     def infer_types(self) -> list[TensorType]:
-        x = _check_float(self, "input")
-        normalize_axis(self.attr("axis"), x.rank)
+        x = _check_float(self, "input", self.input)
+        normalize_axis(self.axis, x.rank)
         return [x.with_encoding(None)]
 
 
@@ -246,7 +261,7 @@ class Dropout(Operation):
     """Dropout at inference: the identity. ``canonicalize`` removes it."""
 
     name = "nn.dropout"
-    operands = (Operand("input"),)
+    input = operand_def()
 
     def infer_types(self) -> list[TensorType]:
-        return [self.operand("input").type]
+        return [self.input.type]

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from ...errors import VerificationError
 from ..attributes import StructAttr, check, struct_attr
-from ..core import Attr, Operand, Operation, register_op
+from ..core import Operation, attr_def, operand_def, opt_operand_def, register_op
 from ..shapes import window_output_dim
 from ..types import BSR, CSC, CSR, ELL, KWTABound, TensorType
-from .nn import CONV_ATTRS, conv2d_output_shape, linear_output_shape, pooled_bound
+from .nn import ConvLike, WeightedLayer, conv2d_output_shape, linear_output_shape, pooled_bound
 
 TIES = ("keep", "break")
 KERNELS = ("auto", "dense", "weight_sparse", "act_sparse", "sparse_sparse")
@@ -59,14 +59,16 @@ class KWinners(Operation):
     """
 
     name = "sparse.kwta"
-    operands = (Operand("input"), Operand("boost", "optional"))
-    attributes = (Attr("k", int), Attr("over", "ints"), Attr("ties", str, "keep", choices=TIES))
+    input = operand_def()
+    boost = opt_operand_def()
+    k = attr_def(int)
+    over = attr_def("ints")
+    ties = attr_def(str, "keep", choices=TIES)
 
     def infer_types(self) -> list[TensorType]:
-        x = self.operand("input").type  # type: ignore[union-attr]
-        bound = check_kwta(self.name, x.shape, self.attr("k"), self.attr("over"))
-        boost = self.operand("boost")
-        check_boost(self.name, boost.type if boost else None, x.shape)
+        x = self.input.type
+        bound = check_kwta(self.name, x.shape, self.k, self.over)
+        check_boost(self.name, self.boost.type if self.boost else None, x.shape)
         return [TensorType(x.shape, x.dtype, bound)]
 
 
@@ -102,13 +104,22 @@ class MaxPoolStage(StructAttr):
         check(len(self.pads) == 4 and min(self.pads) >= 0, "#epi.maxpool: pads must be four non-negative ints")
 
 
-def epilogue_type(op: Operation, shape: tuple[int | None, ...], dtype: str) -> TensorType:
+class FusedLayer(WeightedLayer):
+    """The operands and attributes shared by the fused layers ``sparse.conv2d`` and ``sparse.linear``
+    (not an op itself): boost factors for the k-WTA stage, the epilogue stages and the kernel choice."""
+
+    boost = opt_operand_def()
+    epilogue = attr_def("structs", ())
+    kernel = attr_def(str, "auto", choices=KERNELS)
+
+
+def epilogue_type(op: FusedLayer, shape: tuple[int | None, ...], dtype: str) -> TensorType:
     """The type after applying ``op``'s epilogue stages to a result of ``shape``; checks the stages."""
-    stages = op.attr("epilogue")
+    stages = op.epilogue
     kinds = [type(s) for s in stages]
     check(all(k in (ReluStage, KWTAStage, MaxPoolStage) for k in kinds), f"{op.name}: unknown epilogue stage")
     check(len(set(kinds)) == len(kinds), f"{op.name}: each epilogue stage may appear once")
-    boost = op.operand("boost")
+    boost = op.boost
     check(boost is None or KWTAStage in kinds, f"{op.name}: a boost operand needs an #epi.kwta stage")
     bound: KWTABound | None = None
     for stage in stages:
@@ -127,54 +138,48 @@ def epilogue_type(op: Operation, shape: tuple[int | None, ...], dtype: str) -> T
     return TensorType(shape, dtype, bound)
 
 
-EPILOGUE_ATTRS = (Attr("epilogue", "structs", ()), Attr("kernel", str, "auto", choices=KERNELS))
-
 #: Which weight encodings each kernel reads: compressed formats for the weight-sparse kernels, a dense
 #: tensor (possibly with measured #sparse facts) for the others.
 STORED_FORMATS = (CSR, CSC, ELL, BSR)
 
 
-def check_kernel(op: Operation) -> None:
+def check_kernel(op: FusedLayer) -> None:
     """The kernel choice must fit the weight's storage format and the input's sparsity bound."""
-    kernel = op.attr("kernel")
+    kernel = op.kernel
     if kernel == "auto":
         return
-    weight_enc = op.operand("weight").type.encoding  # type: ignore[union-attr]
+    weight_enc = op.weight.type.encoding
     compressed = isinstance(weight_enc, STORED_FORMATS)
     if kernel in ("weight_sparse", "sparse_sparse") and not compressed:
         raise VerificationError(f"{op.name}: kernel '{kernel}' needs compressed weights (#csr, #csc, #ell, #bsr)")
-    if kernel in ("dense", "act_sparse") and compressed:
+    if kernel in ("dense", "act_sparse") and isinstance(weight_enc, STORED_FORMATS):
         raise VerificationError(f"{op.name}: kernel '{kernel}' reads dense weights, got #{weight_enc.mnemonic}")
-    bounded = isinstance(op.operand("input").type.encoding, KWTABound)  # type: ignore[union-attr]
+    bounded = isinstance(op.input.type.encoding, KWTABound)
     if kernel in ("act_sparse", "sparse_sparse") and not bounded:
         raise VerificationError(f"{op.name}: kernel '{kernel}' needs an input with a #kwta bound")
 
 
 @register_op
-class SparseConv2D(Operation):
+class SparseConv2D(FusedLayer, ConvLike):
     """``nn.conv2d`` with a fused epilogue and a kernel choice (see module docstring)."""
 
     name = "sparse.conv2d"
-    operands = (Operand("input"), Operand("weight"), Operand("bias", "optional"), Operand("boost", "optional"))
-    attributes = (*CONV_ATTRS, *EPILOGUE_ATTRS)
 
     def infer_types(self) -> list[TensorType]:
-        return [epilogue_type(self, conv2d_output_shape(self), self.operand("input").type.dtype)]  # type: ignore[union-attr]
+        return [epilogue_type(self, conv2d_output_shape(self), self.input.type.dtype)]
 
     def verify(self) -> None:
         check_kernel(self)
 
 
 @register_op
-class SparseLinear(Operation):
+class SparseLinear(FusedLayer):
     """``nn.linear`` with a fused epilogue (ReLU, k-WTA) and a kernel choice (see module docstring)."""
 
     name = "sparse.linear"
-    operands = (Operand("input"), Operand("weight"), Operand("bias", "optional"), Operand("boost", "optional"))
-    attributes = EPILOGUE_ATTRS
 
     def infer_types(self) -> list[TensorType]:
-        return [epilogue_type(self, linear_output_shape(self), self.operand("input").type.dtype)]  # type: ignore[union-attr]
+        return [epilogue_type(self, linear_output_shape(self), self.input.type.dtype)]
 
     def verify(self) -> None:
         check_kernel(self)

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 from ..attributes import check
-from ..core import Attr, Operand, Operation, register_op
+from ..core import Operation, attr_def, operand_def, register_op, var_operand_def
 from ..shapes import broadcast_shapes, normalize_axis, reshape_output
 from ..types import DTYPES, KWTABound, TensorType
-
-
-def _input(op: Operation, name: str = "input") -> TensorType:
-    value = op.operand(name)
-    assert value is not None
-    return value.type
 
 
 @register_op
@@ -19,10 +13,10 @@ class Identity(Operation):
     """Returns its input. ``canonicalize`` removes it."""
 
     name = "tensor.identity"
-    operands = (Operand("input"),)
+    input = operand_def()
 
     def infer_types(self) -> list[TensorType]:
-        return [_input(self)]
+        return [self.input.type]
 
 
 @register_op
@@ -31,12 +25,12 @@ class Reshape(Operation):
     is written as -1). Keeps a k-WTA bound over all non-batch axes when the batch axis is kept."""
 
     name = "tensor.reshape"
-    operands = (Operand("input"),)
-    attributes = (Attr("shape", "ints"),)
+    input = operand_def()
+    shape = attr_def("ints")
 
     def infer_types(self) -> list[TensorType]:
-        x = _input(self)
-        shape = reshape_output(x.shape, self.attr("shape"))
+        x = self.input.type
+        shape = reshape_output(x.shape, self.shape)
         bound = x.encoding if isinstance(x.encoding, KWTABound) else None
         keeps = (
             bound is not None
@@ -45,7 +39,8 @@ class Reshape(Operation):
             and bound.over == tuple(range(1, x.rank))
             and shape[0] == x.shape[0]
         )
-        return [TensorType(shape, x.dtype, KWTABound(bound.k, tuple(range(1, len(shape)))) if keeps else None)]  # type: ignore[union-attr]
+        kept = KWTABound(bound.k, tuple(range(1, len(shape)))) if bound is not None and keeps else None
+        return [TensorType(shape, x.dtype, kept)]
 
 
 @register_op
@@ -53,12 +48,12 @@ class Transpose(Operation):
     """Permute axes: output axis i is input axis ``perm[i]``."""
 
     name = "tensor.transpose"
-    operands = (Operand("input"),)
-    attributes = (Attr("perm", "ints"),)
+    input = operand_def()
+    perm = attr_def("ints")
 
     def infer_types(self) -> list[TensorType]:
-        x = _input(self)
-        perm = self.attr("perm")
+        x = self.input.type
+        perm = self.perm
         check(sorted(perm) == list(range(x.rank)),
               f"{self.name}: perm {list(perm)} is not a permutation of {x.rank} axes")
         return [TensorType(tuple(x.shape[p] for p in perm), x.dtype)]
@@ -69,21 +64,22 @@ class Concat(Operation):
     """Concatenate along ``axis``; all inputs share dtype and the other dimensions."""
 
     name = "tensor.concat"
-    operands = (Operand("inputs", "variadic"),)
-    attributes = (Attr("axis", int),)
+    inputs = var_operand_def()
+    axis = attr_def(int)
 
     def infer_types(self) -> list[TensorType]:
-        types = [v.type for v in self.operand_group("inputs")]
+        types = [v.type for v in self.inputs]
         check(len(types) >= 1, f"{self.name}: needs at least one input")
         rank = types[0].rank
-        axis = normalize_axis(self.attr("axis"), rank)
+        axis = normalize_axis(self.axis, rank)
         check(all(t.rank == rank for t in types), f"{self.name}: inputs must share one rank")
         check(len({t.dtype for t in types}) == 1, f"{self.name}: inputs must share one dtype")
         shape: list[int | None] = []
         for a in range(rank):
             dims = [t.shape[a] for t in types]
             if a == axis:
-                shape.append(None if any(d is None for d in dims) else sum(dims))  # type: ignore[arg-type]
+                static_dims = [d for d in dims if d is not None]
+                shape.append(sum(static_dims) if len(static_dims) == len(dims) else None)
             else:
                 static = {d for d in dims if d is not None}
                 check(len(static) <= 1, f"{self.name}: inputs differ in dimension {a}: {dims}")
@@ -103,12 +99,15 @@ class Slice(Operation):
     """``x[start:end:step]`` along each listed axis (Python slicing rules, ends clamped)."""
 
     name = "tensor.slice"
-    operands = (Operand("input"),)
-    attributes = (Attr("starts", "ints"), Attr("ends", "ints"), Attr("axes", "ints"), Attr("steps", "ints"))
+    input = operand_def()
+    starts = attr_def("ints")
+    ends = attr_def("ints")
+    axes = attr_def("ints")
+    steps = attr_def("ints")
 
     def infer_types(self) -> list[TensorType]:
-        x = _input(self)
-        starts, ends, axes, steps = (self.attr(n) for n in ("starts", "ends", "axes", "steps"))
+        x = self.input.type
+        starts, ends, axes, steps = self.starts, self.ends, self.axes, self.steps
         check(len(starts) == len(ends) == len(axes) == len(steps),
               f"{self.name}: starts/ends/axes/steps differ in length")
         check(all(s != 0 for s in steps), f"{self.name}: steps must be non-zero")
@@ -130,13 +129,14 @@ class Gather(Operation):
     """Take ``indices`` (int, negative counts from the end) along ``axis``, as ONNX Gather."""
 
     name = "tensor.gather"
-    operands = (Operand("input"), Operand("indices"))
-    attributes = (Attr("axis", int, 0),)
+    input = operand_def()
+    indices = operand_def()
+    axis = attr_def(int, 0)
 
     def infer_types(self) -> list[TensorType]:
-        x, idx = _input(self), _input(self, "indices")
+        x, idx = self.input.type, self.indices.type
         check(idx.dtype in ("i64", "i32"), f"{self.name}: indices must be integers, got {idx.dtype}")
-        a = normalize_axis(self.attr("axis"), x.rank)
+        a = normalize_axis(self.axis, x.rank)
         return [TensorType((*x.shape[:a], *idx.shape, *x.shape[a + 1 :]), x.dtype)]
 
 
@@ -148,14 +148,17 @@ class TopK(Operation):
     """
 
     name = "tensor.topk"
-    operands = (Operand("input"),)
-    attributes = (Attr("k", int), Attr("axis", int, -1), Attr("largest", bool, True), Attr("sorted", bool, True))
+    input = operand_def()
+    k = attr_def(int)
+    axis = attr_def(int, -1)
+    largest = attr_def(bool, True)
+    sorted = attr_def(bool, True)
     num_results = 2
 
     def infer_types(self) -> list[TensorType]:
-        x = _input(self)
-        a = normalize_axis(self.attr("axis"), x.rank)
-        k = self.attr("k")
+        x = self.input.type
+        a = normalize_axis(self.axis, x.rank)
+        k = self.k
         check(k >= 0, f"{self.name}: k must be >= 0")
         check(x.dtype != "i1", f"{self.name}: the input must be numeric, not boolean")
         check(x.shape[a] is None or k <= x.shape[a], f"{self.name}: k={k} exceeds axis size {x.shape[a]}")
@@ -169,15 +172,17 @@ class ScatterElements(Operation):
     along ``axis`` (``out[..., indices[i,j], ...] = updates[i, j]``)."""
 
     name = "tensor.scatter_elements"
-    operands = (Operand("data"), Operand("indices"), Operand("updates"))
-    attributes = (Attr("axis", int, 0),)
+    data = operand_def()
+    indices = operand_def()
+    updates = operand_def()
+    axis = attr_def(int, 0)
 
     def infer_types(self) -> list[TensorType]:
-        data, idx, upd = _input(self, "data"), _input(self, "indices"), _input(self, "updates")
+        data, idx, upd = self.data.type, self.indices.type, self.updates.type
         check(idx.dtype in ("i64", "i32"), f"{self.name}: indices must be integers")
         check(idx.rank == data.rank and upd.rank == data.rank, f"{self.name}: data, indices, updates need one rank")
         check(upd.dtype == data.dtype, f"{self.name}: updates and data differ in dtype")
-        normalize_axis(self.attr("axis"), data.rank)
+        normalize_axis(self.axis, data.rank)
         return [data.with_encoding(None)]
 
 
@@ -187,11 +192,12 @@ class FullLike(Operation):
     Shape, which appears with a dynamic batch)."""
 
     name = "tensor.full_like"
-    operands = (Operand("like"),)
-    attributes = (Attr("value", float), Attr("dtype", str, choices=tuple(DTYPES)))
+    like = operand_def()
+    value = attr_def(float)
+    dtype = attr_def(str, choices=tuple(DTYPES))
 
     def infer_types(self) -> list[TensorType]:
-        return [TensorType(_input(self, "like").shape, self.attr("dtype"))]
+        return [TensorType(self.like.type.shape, self.dtype)]
 
 
 @register_op
@@ -200,10 +206,10 @@ class Expand(Operation):
     broadcasts like 1)."""
 
     name = "tensor.expand"
-    operands = (Operand("input"),)
-    attributes = (Attr("shape", "ints"),)
+    input = operand_def()
+    shape = attr_def("ints")
 
     def infer_types(self) -> list[TensorType]:
-        x = _input(self)
-        target = tuple(None if d == -1 else d for d in self.attr("shape"))
+        x = self.input.type
+        target = tuple(None if d == -1 else d for d in self.shape)
         return [TensorType(broadcast_shapes(x.shape, target), x.dtype)]

@@ -29,9 +29,13 @@ TVM 0.27 facts the generators rely on (each one cost a miscompile or a slow kern
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 import numpy as np
 import tvm
@@ -117,6 +121,45 @@ def host_isa() -> str:
     from ..cpu import resolve_cpu
 
     return resolve_cpu().isa
+
+
+#: The ISA class the generator being run emits code for (set by :func:`isa_scoped` / :func:`isa_scope`).
+_ISA: ContextVar[str | None] = ContextVar("sparsecc_kernel_isa", default=None)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def kernel_isa(isa: str | None = None) -> str:
+    """The ISA class to generate for: ``isa`` if given, else the one of the generator being run (see
+    :func:`isa_scoped`), else the host's. Helpers deep inside the TIR macros (e.g. :func:`compress_store`)
+    read it here instead of taking an ``isa`` argument through every macro."""
+    return isa or _ISA.get() or host_isa()
+
+
+@contextmanager
+def isa_scope(isa: str | None) -> Iterator[str]:
+    """Generate for ``isa`` (None: keep the enclosing choice) inside the ``with`` block."""
+    resolved = kernel_isa(isa)
+    token = _ISA.set(resolved)
+    try:
+        yield resolved
+    finally:
+        _ISA.reset(token)
+
+
+def isa_scoped(fn: _F) -> _F:
+    """Decorate a generator: its ``isa=`` keyword (default: the enclosing scope, else the host) holds for
+    every helper it calls; a generator that declares an ``isa`` parameter receives the resolved name."""
+    takes_isa = "isa" in inspect.signature(fn).parameters
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with isa_scope(kwargs.pop("isa", None)) as isa:
+            if takes_isa:
+                kwargs["isa"] = isa
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def build(kernels: Sequence[Kernel], target: tvm.target.Target | None = None) -> tvm.runtime.Module:
@@ -252,6 +295,23 @@ def mask_count(mask: Any, lanes: int = LANES) -> Any:
     return tirx.call_llvm_pure_intrin("int32", "llvm.vector.reduce.add", tirx.Cast(f"int32x{lanes}", mask))
 
 
+def compress_table_size() -> int:
+    """Bytes of the left-pack table :func:`compress_store` needs on this ISA (1 = no table)."""
+    return 256 * 8 if kernel_isa() == "avx2" else 1
+
+
+def _movemask8(mask: Any, half: int) -> Any:
+    """int32 bit mask (0..255) of lanes 8*half .. 8*half+7 of a 16-lane boolean vector (``vmovmskps``)."""
+    minus_one, zero = (tirx.Broadcast(tirx.const(v, "int32"), LANES) for v in (-1, 0))
+    ones = tirx.Select(mask, minus_one, zero)
+    part = tirx.Shuffle([ones], [tirx.const(i, "int32") for i in range(8 * half, 8 * half + 8)])
+    return tirx.call_llvm_pure_intrin("int32", "llvm.x86.avx.movmsk.ps.256", tirx.reinterpret("float32x8", part))
+
+
+def _lane(value: Any, j: int) -> Any:
+    return tirx.Shuffle([value], [tirx.const(j, "int32")])
+
+
 def reduce_max(value: Any, dtype: str = "uint32") -> Any:
     """Horizontal maximum of an unsigned/float vector."""
     name = "llvm.vector.reduce.umax" if dtype.startswith("uint") else "llvm.vector.reduce.fmax"
@@ -300,3 +360,60 @@ def transpose_square(rows: Sequence[Any], lanes: int = LANES) -> list[Any]:
         vs = out
         h //= 2
     return vs
+
+
+@T.macro
+def fill_compress_table(table):
+    """Fill the AVX2 left-pack table: entry m (8 bytes) lists the set bits of the 8-bit mask m, lowest first
+    (the lanes ``vpermps`` moves to the front). No-op on other ISAs."""
+    if kernel_isa() == "avx2":
+        pos = T.alloc_buffer((1,), "int32")
+        for z in range(256):
+            table[T.ramp(z * 8, 1, 8)] = T.broadcast(T.uint8(0), 8)
+        for m in range(256):
+            pos[0] = m * 8
+            for i in range(8):
+                table[pos[0]] = T.Cast("uint8", i)
+                pos[0] = pos[0] + T.bitwise_and(T.shift_right(m, i), 1)
+
+
+def _left_pack_avx2(dst, pos, bits, value, mask, table, dtype) -> None:
+    """Emit the AVX2 compress of :func:`compress_store`: per 8-lane half a ``vmovmskps``, a table lookup and a
+    ``vpermps``, an 8-lane store and the count."""
+    for h in range(2):
+        T.buffer_store(bits, _movemask8(mask, h), [0])
+        half = tirx.Shuffle([value], [tirx.const(8 * h + i, "int32") for i in range(8)])
+        perm = tirx.Cast("int32x8", table[tirx.Ramp(bits[0] * 8, 1, 8)])
+        packed = tirx.call_llvm_pure_intrin(
+            "float32x8", "llvm.x86.avx2.permps", tirx.reinterpret("float32x8", half), perm
+        )
+        T.buffer_store(dst, tirx.reinterpret(f"{dtype}x8", packed), [tirx.Ramp(pos[0], 1, 8)])
+        T.buffer_store(pos, pos[0] + tirx.popcount(bits[0]), [0])
+
+
+def _left_pack_scalar(dst, pos, value, mask) -> None:
+    """Emit the portable compress of :func:`compress_store`: one scalar store per lane, advancing by its bit."""
+    for j in range(LANES):
+        T.buffer_store(dst, _lane(value, j), [pos[0]])
+        T.buffer_store(pos, pos[0] + tirx.Cast("int32", _lane(mask, j)), [0])
+
+
+@T.macro
+def compress_store(dst, pos, value, mask, table, dtype):
+    """Store the lanes of the 16-lane ``value`` selected by ``mask`` packed at ``dst[pos[0]:]`` and advance
+    ``pos[0]`` by their count. AVX-512: one ``vpcompress``; AVX2: per 8-lane half a ``vmovmskps``, a
+    table lookup (``table`` from :func:`fill_compress_table`) and a ``vpermps``; other ISAs: one scalar store
+    per lane. Up to 16 elements past the new ``pos[0]`` may be written (``dst`` needs that slack).
+
+    In-place compaction (``value``/``mask`` re-read ``dst`` at a position >= ``pos[0]``) is safe: every part is
+    counted before its store, and a store never reaches the lanes still to be read."""
+    if kernel_isa() == "avx512":
+        kept = T.alloc_buffer((1,), "int32")
+        kept[0] = mask_count(mask)
+        dst[T.ramp(pos[0], 1, LANES)] = vector_compress(value, mask, LANES, dtype)
+        pos[0] = pos[0] + kept[0]
+    elif kernel_isa() == "avx2":
+        bits = T.alloc_buffer((1,), "int32")
+        _left_pack_avx2(dst, pos, bits, value, mask, table, dtype)
+    else:
+        _left_pack_scalar(dst, pos, value, mask)

@@ -34,6 +34,7 @@ from .common import (
     for_each_sample,
     fused_epilogue,
     host_isa,
+    isa_scoped,
     make_kernel,
     transpose_square,
 )
@@ -65,6 +66,7 @@ def pack_dense_weight(weight: np.ndarray, block: int) -> np.ndarray:
     return np.ascontiguousarray(flat.reshape(op // block, block, -1).transpose(0, 2, 1))
 
 
+@isa_scoped
 def conv2d_dense(
     geometry: ConvGeometry,
     weight: np.ndarray,
@@ -96,16 +98,17 @@ def conv2d_dense(
     # maps (per-lane stores at a channel stride of >= 1 KiB thrash L1 sets) and for weights too big for L2
     # (the weights are streamed once per pixel tile, so the tile should hold as many pixels as possible).
     weight_bytes = 4 * o_ch * c_in * kh * kw
-    budget = TILE_VECTORS[isa or host_isa()]
+    isa = isa or host_isa()
+    budget = TILE_VECTORS[isa]
     # the 16 x 16 transposed tile needs 16 accumulator vectors: only where the registers hold them (AVX-512)
     transposed = budget >= lanes and (npix >= TRANSPOSE_MIN_PIXELS or weight_bytes > STREAMED_WEIGHT_BYTES)
     if transposed:
         ov, xt_full = 1, lanes
-    elif budget >= 4 * PIXEL_TILE:
+    elif isa == "avx512":  # 6 pixels x 64 channels: 24 of the 32 zmm registers
         ov = 4 if nvec % 4 == 0 else (2 if nvec % 2 == 0 else 1)
         xt_full = min(PIXEL_TILE * 4 // ov, 12)
     else:  # narrower register files (AVX2, SSE2, NEON): fewer accumulators, same micro-kernel
-        ov, xt_full = NARROW_TILE[isa or host_isa()]
+        ov, xt_full = NARROW_TILE[isa]
     ob_ch = ov * lanes
     nob = nvec // ov
     wpk = pack_dense_weight(np.asarray(weight, np.float32), ob_ch)

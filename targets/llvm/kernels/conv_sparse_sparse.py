@@ -22,7 +22,18 @@ import numpy as np
 from tvm.script import tirx as T
 
 from ....compiler.ir.layer import ConvGeometry, Epilogue
-from .common import LANES, NO_EPILOGUE, Kernel, ceil_div, fused_epilogue, make_kernel, mask_count, vector_compress
+from .common import (
+    LANES,
+    NO_EPILOGUE,
+    Kernel,
+    ceil_div,
+    compress_store,
+    compress_table_size,
+    fill_compress_table,
+    fused_epilogue,
+    isa_scoped,
+    make_kernel,
+)
 from .epilogue import conv_epilogue, epilogue_boost, epilogue_scratch
 
 
@@ -35,6 +46,7 @@ def pack_weight_columns(weight: np.ndarray) -> np.ndarray:
     return cols.reshape(kh * kw * c_in, op)
 
 
+@isa_scoped
 def conv2d_sparse_sparse(
     geometry: ConvGeometry,
     weight: np.ndarray,
@@ -151,6 +163,9 @@ def conv2d_sparse_sparse(
         hist = T.alloc_buffer((max(scratch["hist"], 1),), "int32")
         thr = T.alloc_buffer((1,), "uint32")
         m = T.alloc_buffer((1,), "int32")
+        m2 = T.alloc_buffer((1,), "int32")
+        table = T.alloc_buffer((compress_table_size(),), "uint8")
+        fill_compress_table(table)
         for b in range(batch):
             xs = T.decl_buffer((n_in,), "float32", data=X.data, elem_offset=b * n_in)
             ys = T.decl_buffer((n_y,), "float32", data=Y.data, elem_offset=b * n_y)
@@ -160,16 +175,14 @@ def conv2d_sparse_sparse(
                     xt[p * cpad + c] = T.if_then_else(c < c_in, xs[T.min(c, c_in - 1) * hw_in + p], T.float32(0))
             # per-pixel lists of active channels
             for p in range(hw_in):
-                m[0] = 0
+                m[0] = p * cpad
+                m2[0] = p * cpad
                 for cv in range(cpad // lanes):
                     vals = T.meta_var(xt[T.ramp(p * cpad + cv * lanes, 1, lanes)])
                     nz = T.meta_var(vals != T.broadcast(T.float32(0), lanes))
-                    ent_c[T.ramp(p * cpad + m[0], 1, lanes)] = vector_compress(
-                        T.ramp(cv * lanes, 1, lanes), nz, lanes, "int32"
-                    )
-                    ent_v[T.ramp(p * cpad + m[0], 1, lanes)] = vector_compress(vals, nz, lanes, "float32")
-                    m[0] = m[0] + mask_count(nz)
-                cnt[p] = m[0]
+                    compress_store(ent_c, m, T.ramp(cv * lanes, 1, lanes), nz, table, "int32")
+                    compress_store(ent_v, m2, vals, nz, table, "float32")
+                cnt[p] = m[0] - p * cpad
             for oy in range(ho):
                 for ox in range(wo):
                     if fused:

@@ -33,6 +33,7 @@ from .common import (
     for_each_sample,
     fused_epilogue,
     host_isa,
+    isa_scoped,
     make_kernel,
     masked_load,
     masked_store,
@@ -84,6 +85,7 @@ def _row_tile(height: int, chunks: int, max_tile: int) -> int:
     return best
 
 
+@isa_scoped
 def conv2d_weight_sparse(
     geometry: ConvGeometry,
     weight: np.ndarray,

@@ -29,6 +29,7 @@ from .common import (
     ceil_div,
     float_key,
     for_each_sample,
+    isa_scoped,
     make_kernel,
     mask_count,
     sample_bracket,
@@ -167,6 +168,7 @@ def group_tie_fixup(src, dst, boost, keys, thr, n, hw, k, mode):
             need[0] = need[0] - 1
 
 
+@isa_scoped
 def kwta_global(
     shape: tuple[int, ...],
     kwta: Kwta,
@@ -272,6 +274,7 @@ def local_kwta(src, dst, boost, channels, hw, k, break_ties):
                 )
 
 
+@isa_scoped
 def kwta_local(
     shape: tuple[int, int, int],
     kwta: Kwta,

@@ -37,6 +37,7 @@ from .common import (
     fused_epilogue,
     gather_window,
     host_isa,
+    isa_scoped,
     make_kernel,
     mask_count,
     masked_load,
@@ -99,6 +100,7 @@ def linear_epilogue(act, dst, boost, keys, cand, hist, thr, units, relu, kwta, m
 NARROW_LINEAR_TILE = (2, 3)
 
 
+@isa_scoped
 def linear_dense(
     geometry: LinearGeometry,
     weight: np.ndarray,
@@ -301,6 +303,7 @@ def pack_row_pairs(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return np.array(ptr, np.int32), cols, vals
 
 
+@isa_scoped
 def linear_sparse(
     geometry: LinearGeometry,
     weight: np.ndarray,
@@ -440,6 +443,7 @@ def linear_sparse(
     )
 
 
+@isa_scoped
 def linear_scatter(
     geometry: LinearGeometry,
     weight: np.ndarray,
@@ -469,10 +473,15 @@ def linear_scatter(
     tail = in_features - windows * LANES
 
     @T.macro
-    def scatter(X, b, i, colptr_buf, rows_buf, vals_buf, acc):
-        if X[b, i] != T.float32(0):
-            for p in T.serial(colptr_buf[i], colptr_buf[i + 1]):
-                acc[rows_buf[p]] = acc[rows_buf[p]] + X[b, i] * vals_buf[p]
+    def scatter(X, b, i, colptr_buf, rows_buf, vals_buf, acc, xv, span):
+        """acc += X[b, i] * column i. The input and the column bounds are read once into registers (allocas):
+        read from the parameter buffers inside the loop, LLVM reloads them after every store to acc."""
+        xv[0] = X[b, i]
+        if xv[0] != T.float32(0):
+            span[0] = colptr_buf[i]
+            span[1] = colptr_buf[i + 1]
+            for p in T.serial(span[0], span[1]):
+                acc[rows_buf[p]] = acc[rows_buf[p]] + xv[0] * vals_buf[p]
 
     @T.macro
     def sample(X, Y, colptr_buf, rows_buf, vals_buf, bias_buf, boost_buf, b):
@@ -482,14 +491,16 @@ def linear_scatter(
         cand = T.alloc_buffer((op + LANES if glob else 1,), "uint32")
         hist = T.alloc_buffer((2048 if glob else 1,), "int32")
         thr = T.alloc_buffer((1,), "uint32")
+        xv = T.alloc_buffer((1,), "float32")
+        span = T.alloc_buffer((2,), "int32")
         for i0 in range(op // LANES):
             acc[T.ramp(i0 * LANES, 1, LANES)] = vec(bias_buf, i0 * LANES)
         for w in range(windows):
             if mask_count(X[b, T.ramp(w * LANES, 1, LANES)] != T.broadcast(T.float32(0), LANES)) > 0:
                 for j in range(LANES):
-                    scatter(X, b, w * LANES + j, colptr_buf, rows_buf, vals_buf, acc)
+                    scatter(X, b, w * LANES + j, colptr_buf, rows_buf, vals_buf, acc, xv, span)
         for j in range(tail):
-            scatter(X, b, windows * LANES + j, colptr_buf, rows_buf, vals_buf, acc)
+            scatter(X, b, windows * LANES + j, colptr_buf, rows_buf, vals_buf, acc, xv, span)
         ys = T.decl_buffer((o_units,), "float32", data=Y.data, elem_offset=b * o_units)
         linear_epilogue(acc, ys, boost_buf, keys, cand, hist, thr, o_units, relu, kwta, mode)
 

@@ -5,7 +5,8 @@ order-preserving uint32 keys (:func:`~.common.float_key`: IEEE order, -0.0 == +0
 
 * :func:`radix_select` — MSD radix select: per pass a histogram of the next (at most 11-bit) digit of
   ``key - lo`` over the surviving candidates, a scan from the top bin to the bin that holds the target rank,
-  and an in-place AVX-512 ``vpcompress`` compaction of that bin. At most 3 passes (32 bits); each pass works
+  and an in-place compaction of that bin (:func:`~.common.compress_store`: ``vpcompress`` on AVX-512, a
+  table-driven ``vpermps`` left-pack on AVX2). At most 3 passes (32 bits); each pass works
   only on the previous pass's bin, so the cost is ~1 scalar histogram update + 1/16 vector compress per
   input element, plus the bins scanned.
 * :func:`select_small` — whole-group radix select: vector min/max for the key range, then ``radix_select``.
@@ -25,15 +26,24 @@ from __future__ import annotations
 
 from tvm.script import tirx as T
 
-from .common import LANES, mask_count, reduce_max, reduce_min, vec, vector_compress
+from .common import (
+    LANES,
+    compress_store,
+    compress_table_size,
+    fill_compress_table,
+    reduce_max,
+    reduce_min,
+    vec,
+)
 
 #: widest radix digit (2^11 histogram bins)
 DIGIT_BITS = 11
 
 
 @T.macro
-def radix_select(src, count, rank, lo, nbits, hist, thr):
-    """k-th largest (``rank``, 1-based) of ``src[0:count]``; all keys lie in ``[lo, lo + 2**nbits)``."""
+def radix_select(src, count, rank, lo, nbits, hist, thr, table):
+    """k-th largest (``rank``, 1-based) of ``src[0:count]``; all keys lie in ``[lo, lo + 2**nbits)``.
+    ``table``: the left-pack table of :func:`~.common.compress_store`."""
     m = T.alloc_buffer((1,), "int32")
     kk = T.alloc_buffer((1,), "int32")
     base = T.alloc_buffer((1,), "uint32")
@@ -41,7 +51,6 @@ def radix_select(src, count, rank, lo, nbits, hist, thr):
     j = T.alloc_buffer((1,), "int32")
     above = T.alloc_buffer((1,), "int32")
     w = T.alloc_buffer((1,), "int32")
-    kept = T.alloc_buffer((1,), "int32")
     m[0] = count
     kk[0] = rank
     base[0] = lo
@@ -64,18 +73,15 @@ def radix_select(src, count, rank, lo, nbits, hist, thr):
                 j[0] = j[0] - 1
             kk[0] = kk[0] - above[0]
             sel = T.meta_var(T.Cast("uint32", j[0]))
-            # in-place compaction of bin `sel` (write index never passes read index). `v` and `keep` are
-            # meta-vars, re-read from `src` at every use: count the kept lanes before the store can overwrite
-            # the vector being read (when nearly every key stays, the write lands right behind the read).
+            # in-place compaction of bin `sel` (the write index never passes the read index; `v` and `keep`
+            # are meta-vars, re-read from `src` at every use: compress_store counts before it stores)
             w[0] = 0
             for i0 in range(m[0] // LANES):
                 v = T.meta_var(vec(src, i0 * LANES))
                 keep = T.meta_var(
                     T.shift_right(v - T.broadcast(b0, LANES), T.broadcast(ushift, LANES)) == T.broadcast(sel, LANES)
                 )
-                kept[0] = mask_count(keep)
-                src[T.ramp(w[0], 1, LANES)] = vector_compress(v, keep)
-                w[0] = w[0] + kept[0]
+                compress_store(src, w, v, keep, table, "uint32")
             for i in range(m[0] - m[0] // LANES * LANES):
                 s = T.meta_var(src[m[0] // LANES * LANES + i])
                 src[w[0]] = s
@@ -108,10 +114,12 @@ def select_small(keys, n, k, hist, thr):
     """Exact k-th largest of keys[0:n] (destroys ``keys``)."""
     lo = T.alloc_buffer((1,), "uint32")
     hi = T.alloc_buffer((1,), "uint32")
+    table = T.alloc_buffer((compress_table_size(),), "uint8")
+    fill_compress_table(table)
     key_range(keys, n, lo, hi)
     span = T.meta_var(hi[0] - lo[0])
     nbits = T.meta_var(T.if_then_else(span == T.uint32(0), 0, 32 - T.Cast("int32", T.clz(span))))
-    radix_select(keys, n, k, lo[0], nbits, hist, thr)
+    radix_select(keys, n, k, lo[0], nbits, hist, thr, table)
 
 
 @T.macro
@@ -128,6 +136,8 @@ def select_sampled(source, keys, n, k, samples, rank_hi, rank_lo, cand, hist, th
     smax = T.alloc_buffer((1,), "uint32")
     gt = T.alloc_buffer((LANES,), "int32")
     m = T.alloc_buffer((1,), "int32")
+    table = T.alloc_buffer((compress_table_size(),), "uint8")
+    fill_compress_table(table)
     # strided sample (twice: each radix_select consumes its copy)
     smin[0] = T.uint32(0xFFFFFFFF)
     smax[0] = T.uint32(0)
@@ -139,10 +149,10 @@ def select_sampled(source, keys, n, k, samples, rank_hi, rank_lo, cand, hist, th
         smax[0] = T.max(smax[0], v)
     span = T.meta_var(smax[0] - smin[0])
     sbits = T.meta_var(T.if_then_else(span == T.uint32(0), 0, 32 - T.Cast("int32", T.clz(span))))
-    radix_select(cand, samples, rank_hi, smin[0], sbits, hist, t_hi)
+    radix_select(cand, samples, rank_hi, smin[0], sbits, hist, t_hi, table)
     for s in range(samples):
         cand[s] = cand[samples + s]
-    radix_select(cand, samples, rank_lo, smin[0], sbits, hist, t_lo)
+    radix_select(cand, samples, rank_lo, smin[0], sbits, hist, t_lo, table)
     # one pass: count keys above the bracket, compress keys inside it
     lo_v = T.meta_var(T.broadcast(t_lo[0], LANES))
     hi_v = T.meta_var(T.broadcast(t_hi[0], LANES))
@@ -152,8 +162,7 @@ def select_sampled(source, keys, n, k, samples, rank_hi, rank_lo, cand, hist, th
         v = T.meta_var(source[0](i0))
         gt[T.ramp(0, 1, LANES)] = gt[T.ramp(0, 1, LANES)] + T.Cast(f"int32x{LANES}", v > hi_v)
         inside = T.meta_var(T.bitwise_and(v >= lo_v, v <= hi_v))
-        cand[T.ramp(m[0], 1, LANES)] = vector_compress(v, inside)
-        m[0] = m[0] + mask_count(inside)
+        compress_store(cand, m, v, inside, table, "uint32")
     c_gt = T.alloc_buffer((1,), "int32")
     c_gt[0] = T.call_llvm_pure_intrin("int32", "llvm.vector.reduce.add", gt[T.ramp(0, 1, LANES)])
     for i in range(n - n // LANES * LANES):
@@ -164,7 +173,7 @@ def select_sampled(source, keys, n, k, samples, rank_hi, rank_lo, cand, hist, th
     if c_gt[0] < k and k <= c_gt[0] + m[0]:
         span2 = T.meta_var(t_hi[0] - t_lo[0])
         nbits2 = T.meta_var(T.if_then_else(span2 == T.uint32(0), 0, 32 - T.Cast("int32", T.clz(span2))))
-        radix_select(cand, m[0], k - c_gt[0], t_lo[0], nbits2, hist, thr)
+        radix_select(cand, m[0], k - c_gt[0], t_lo[0], nbits2, hist, thr, table)
     else:
         for i0 in range(n // LANES):
             keys[T.ramp(i0 * LANES, 1, LANES)] = source[0](i0)
