@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..compiler.errors import SparseccError
+from ..compiler.ir.layer import ConvGeometry, LinearGeometry
 from ..compiler.kernel_profile import BUILTIN, KernelProfile, profile_for
 
 
@@ -108,8 +109,9 @@ def calibrate(mcpu: str | None = None, mattr: str | None = None, quick: bool = F
 
     def conv_weight_sparse_wins(density: float) -> bool:
         w = _fixed_fan_in(rng, (o, c, k, k), density)
-        t_sparse, t_dense = _race(_timer(conv2d_weight_sparse((c, hw, hw), w, None), x, out, target),
-                                  _timer(conv2d_dense((c, hw, hw), w, None), x, out, target), rounds)
+        geometry = ConvGeometry((c, hw, hw), w.shape)
+        t_sparse, t_dense = _race(_timer(conv2d_weight_sparse(geometry, w, None), x, out, target),
+                                  _timer(conv2d_dense(geometry, w, None), x, out, target), rounds)
         say(f"conv weight density {density:.2f}: tap-list {t_sparse * 1e6:.0f} us, dense {t_dense * 1e6:.0f} us")
         return t_sparse < t_dense
 
@@ -117,15 +119,16 @@ def calibrate(mcpu: str | None = None, mattr: str | None = None, quick: bool = F
 
     def conv_act_sparse_wins(activity: float) -> bool:
         xa = _active(rng, (1, c, hw, hw), activity)
-        t_act, t_ws = _race(_timer(conv2d_sparse_sparse((c, hw, hw), w_conv, None), xa, out, target),
-                            _timer(conv2d_weight_sparse((c, hw, hw), w_conv, None), xa, out, target), rounds)
+        geometry = ConvGeometry((c, hw, hw), w_conv.shape)
+        t_act, t_ws = _race(_timer(conv2d_sparse_sparse(geometry, w_conv, None), xa, out, target),
+                            _timer(conv2d_weight_sparse(geometry, w_conv, None), xa, out, target), rounds)
         say(f"conv input activity {activity:.2f}: activation-sparse {t_act * 1e6:.0f} us, "
             f"tap-list {t_ws * 1e6:.0f} us")
         return t_act < t_ws
 
     w_lin = _fixed_fan_in(rng, (n_out, n_in), 0.1)
-    scatter = linear_scatter(n_in, w_lin, None)
-    packed = linear_sparse(n_in, w_lin, None, isa=cpu.isa)
+    scatter = linear_scatter(LinearGeometry(n_in, n_out), w_lin, None)
+    packed = linear_sparse(LinearGeometry(n_in, n_out), w_lin, None, isa=cpu.isa)
 
     def linear_scatter_wins(activity: float) -> bool:
         xa = _active(rng, (1, n_in), activity)

@@ -21,6 +21,7 @@ from .errors import InputError, SparseccError
 from .feeds import check_feeds
 from .ir import ops
 from .ir.core import Module, Operation, Value
+from .ir.layer import Epilogue
 from .ir.ops.sparse import KWTAStage, MaxPoolStage, ReluStage
 from .ir.shapes import normalize_axis
 
@@ -334,7 +335,9 @@ def _identity(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
 
 # -- fused sparse layers ------------------------------------------------------------------------------------
 def apply_epilogue(op: Operation, ctx: Context, y: np.ndarray, boost: np.ndarray | None) -> np.ndarray:
-    for stage in op.attr("epilogue"):
+    """Apply the fused stages of ``op`` (its :class:`Epilogue`, in order) to the layer output ``y``; ``boost`` is
+    the boost operand's value in this run (it may be computed)."""
+    for stage in Epilogue.of_op(op).stages:
         if isinstance(stage, ReluStage):
             y = np.maximum(y, np.zeros((), dtype=y.dtype))
         elif isinstance(stage, KWTAStage):

@@ -25,6 +25,7 @@ from ..compiler.ir.parser import parse_module
 from ..compiler.passes.base import Pass, PassInstrument, PassManager
 from ..compiler.passes.builtin import default_pipeline
 from ..compiler.passes.specialize_batch import SpecializeBatch
+from ..targets.options import option_names
 
 ModelLike = str | os.PathLike[str] | onnx.ModelProto | Module
 
@@ -120,8 +121,7 @@ def _check_target_options(target: str, compile_fn: Callable[..., Any], options: 
     params = inspect.signature(compile_fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return  # the target validates its own options (hls)
-    known = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
-             and n not in ("pipeline", "batch", "progress")]
+    known = option_names(target)
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise CompileError(f"unknown option(s) {', '.join(unknown)} for target '{target}'; its options: "

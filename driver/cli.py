@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..compiler.errors import CliParser, SparseccError, SparseccWarning
+from ..targets.options import TARGET_OPTIONS, OptionSpec, option_specs
 
 if TYPE_CHECKING:
     from ..runtime.rpc import RemoteOptions
@@ -129,55 +130,22 @@ def cmd_opt(args: argparse.Namespace) -> int:
     return 0
 
 
-HLS_OPTIONS = {
-    "precision": "number type of the design: float or ap_fixed<W,I[,Q,O]> (default float)",
-    "layer_precision": "per-layer number types: NAME:TYPE;NAME:TYPE",
-    "weight_precision": "number type of the stored weights",
-    "accum_precision": "number type of the accumulators",
-    "interface": "top-function interface: array or axis (AXI stream)",
-    "part": "FPGA part for build.tcl and the estimates (default xcu250-figd2104-2L-e)",
-    "clock_mhz": "target clock in MHz (default 250)",
-    "packing": "weight packing: none or complementary",
-    "pack_size": "filters overlaid per complementary pack",
-    "lanes": "MAC / k-WTA lanes of every layer (default 1)",
-    "reuse_factor": "hls4ml reuse factor: lanes = ceil(loop length / R) per layer",
-    "target_fps": "fewest lanes per layer reaching this many samples/s",
-    "budget": "fastest lanes that fit a part: zcu104 or u250",
-    "layer_lanes": "per-layer lanes: NAME:L;NAME:L",
-    "csim_cache": "directory of the C-simulation builds (default ~/.cache/sparsecc/hls)",
-}
-
-
-LLVM_OPTIONS = {
-    "mcpu": "CPU to compile for, as LLVM names it (haswell, znver3, skylake-avx512, neoverse-n1; default: this host)",
-    "mtriple": "target triple (default: this host's; aarch64-linux-gnu cross-compiles for 64-bit Arm)",
-    "mattr": "CPU feature overrides, e.g. '-avx512f' or '+avx2,+fma'",
-    "profile": "kernel profile: a built-in name (llvm-avx2, ...) or a .json written by 'sparsecc calibrate'",
-    "fast_math": "drop the IEEE guards: faster, but inputs holding inf/NaN may give finite results where "
-                 "onnxruntime gives NaN (see README, 'IEEE special values')",
-}
-
-
-#: each target's own CLI options (name -> help); flags are ``--name-with-dashes``
-TARGET_OPTIONS = {"llvm": LLVM_OPTIONS, "hls": HLS_OPTIONS}
-#: option types other than str
-OPTION_TYPES: dict[str, type] = {"pack_size": int, "lanes": int, "reuse_factor": int, "clock_mhz": float,
-                                 "target_fps": float, "fast_math": bool}
-
-
-def _flag(name: str) -> str:
-    return f"--{name.replace('_', '-')}"
+def _cli_options() -> dict[str, list[OptionSpec]]:
+    """Each target's options that have a command-line flag (declared in ``targets/options.py``)."""
+    return {target: [s for s in option_specs(options) if s.cli] for target, options in TARGET_OPTIONS.items()}
 
 
 def add_target_options(parser: argparse.ArgumentParser) -> None:
-    """Every target's own options, one argument group per target (compile and check)."""
-    for target, options in TARGET_OPTIONS.items():
+    """Every target's own options, one argument group per target that has flags (compile and check)."""
+    for target, specs in _cli_options().items():
+        if not specs:
+            continue
         group = parser.add_argument_group(f"{target} target options")
-        for name, text in options.items():
-            if OPTION_TYPES.get(name) is bool:  # a switch: absent = the target's default
-                group.add_argument(_flag(name), dest=name, help=text, action="store_const", const=True)
+        for spec in specs:
+            if spec.type is bool:  # a switch: absent = the target's default
+                group.add_argument(spec.flag, dest=spec.name, help=spec.help, action="store_const", const=True)
             else:
-                group.add_argument(_flag(name), dest=name, help=text, type=OPTION_TYPES.get(name, str))
+                group.add_argument(spec.flag, dest=spec.name, help=spec.help, type=spec.type)
 
 
 def add_rpc_options(parser: argparse.ArgumentParser) -> None:
@@ -199,12 +167,13 @@ def _remote_options(args: argparse.Namespace) -> RemoteOptions:
 def _target_options(args: argparse.Namespace) -> dict[str, object]:
     """The target options given on the command line; another target's option is an error."""
     chosen: dict[str, object] = {}
-    for target, options in TARGET_OPTIONS.items():
-        given = {name: getattr(args, name) for name in options if getattr(args, name, None) is not None}
+    for target, specs in _cli_options().items():
+        given = {spec.flag: (spec.name, getattr(args, spec.name)) for spec in specs
+                 if getattr(args, spec.name, None) is not None}
         if given and args.target != target:
-            flags = ", ".join(_flag(n) for n in given)
+            flags = ", ".join(given)
             raise SparseccError(f"{flags} {'applies' if len(given) == 1 else 'apply'} to --target {target} only")
-        chosen.update(given)
+        chosen.update(given.values())
     return chosen
 
 

@@ -25,6 +25,7 @@ from tvm.relax import op as R
 from ..compiler.errors import CompileError
 from ..compiler.ir import ops
 from ..compiler.ir.core import Module, Operation, Value
+from ..compiler.ir.layer import Epilogue
 from ..compiler.ir.ops.sparse import KWTAStage, MaxPoolStage, ReluStage
 from ..compiler.ir.types import TensorType
 
@@ -261,7 +262,7 @@ def epilogue_expr(lo: RelaxLowering, op: Operation, y: relax.Expr) -> relax.Expr
 
     shape = conv2d_output_shape(op) if isinstance(op, ops.SparseConv2D) else linear_output_shape(op)
     current = TensorType(shape, op.result.type.dtype)
-    for stage in op.attr("epilogue"):
+    for stage in Epilogue.of_op(op).stages:
         y = lo.emit(y)
         if isinstance(stage, ReluStage):
             y = relu_expr(y)

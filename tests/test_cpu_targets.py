@@ -14,6 +14,7 @@ tvm = pytest.importorskip("tvm")
 from test_llvm_kernels import ref_conv, ref_kwta, ref_pool, sparse_filters  # noqa: E402
 
 from sparsecc.compiler.errors import CompileError  # noqa: E402
+from sparsecc.compiler.ir.layer import ConvGeometry, Epilogue, Kwta, LinearGeometry  # noqa: E402
 from sparsecc.runtime.host import cannot_execute, host_arch  # noqa: E402
 from sparsecc.targets.llvm.build import run_isolated  # noqa: E402
 from sparsecc.targets.llvm.cpu import resolve_cpu  # noqa: E402
@@ -21,7 +22,6 @@ from sparsecc.targets.llvm.kernels.common import isa_scope  # noqa: E402
 from sparsecc.targets.llvm.kernels.conv_dense import conv2d_dense  # noqa: E402
 from sparsecc.targets.llvm.kernels.conv_sparse_sparse import conv2d_sparse_sparse  # noqa: E402
 from sparsecc.targets.llvm.kernels.conv_weight_sparse import conv2d_weight_sparse  # noqa: E402
-from sparsecc.targets.llvm.kernels.epilogue import KwtaSpec  # noqa: E402
 from sparsecc.targets.llvm.kernels.kwta import kwta_global, kwta_local  # noqa: E402
 from sparsecc.targets.llvm.kernels.linear import linear_dense, linear_scatter, linear_sparse  # noqa: E402
 
@@ -116,7 +116,7 @@ def _families(isa):
     b = rng.integers(-2, 3, 16).astype(np.float32)
     x = rng.integers(-3, 4, (2, 8, 12, 12)).astype(np.float32)
     x_sparse = x * (rng.random(x.shape) < 0.1)
-    spec = KwtaSpec(40, boost=rng.choice([0.5, 1.0, 2.0], 16).astype(np.float32))
+    spec = Kwta.select(40, 4, boost=rng.choice([0.5, 1.0, 2.0], 16).astype(np.float32))
     conv = ref_conv(x, w, b)
     wl = sparse_filters(rng, (40, 96), 10)
     bl = rng.integers(-2, 3, 40).astype(np.float32)
@@ -130,18 +130,22 @@ def _families(isa):
 
 
 def _family_list(w, b, x, x_sparse, spec, conv, wl, bl, xl, xl_sparse, xk, xr, xb):
+    geo, lin = ConvGeometry((8, 12, 12), w.shape), LinearGeometry(96, 40)
     return [
-        ("conv_dense", conv2d_dense((8, 12, 12), w, b, name="conv_dense"), x, conv),
-        ("conv_weight_sparse", conv2d_weight_sparse((8, 12, 12), w, b, kwta=spec, pool=2, name="conv_ws"), x,
+        ("conv_dense", conv2d_dense(geo, w, b, name="conv_dense"), x, conv),
+        ("conv_weight_sparse", conv2d_weight_sparse(geo, w, b, Epilogue.fused(4, kwta=spec, pool=2), "conv_ws"), x,
          ref_pool(ref_kwta(conv, 40, spec.boost), 2)),
-        ("conv_sparse_sparse", conv2d_sparse_sparse((8, 12, 12), w, b, name="conv_ss"), x_sparse,
+        ("conv_sparse_sparse", conv2d_sparse_sparse(geo, w, b, name="conv_ss"), x_sparse,
          ref_conv(x_sparse, w, b)),
-        ("kwta_global", kwta_global((8, 16, 16), 200, name="kwta_g"), xk, ref_kwta(xk, 200)),
-        ("kwta_global_radix", kwta_global((8, 24, 24), 500, name="kwta_r"), xr, ref_kwta(xr, 500)),
-        ("kwta_global_sampled", kwta_global((16, 32, 32), 1500, name="kwta_s"), xb, ref_kwta(xb, 1500)),
-        ("kwta_local", kwta_local(8, 16, 16, 3, name="kwta_l"), xk, ref_kwta(xk, 3, local=True)),
-        ("linear_dense", linear_dense(96, wl, bl, relu=True, name="lin_dense"), xl, np.maximum(xl @ wl.T + bl, 0)),
-        ("linear_scatter", linear_scatter(96, wl, bl, name="lin_scatter"), xl_sparse, xl_sparse @ wl.T + bl),
+        ("kwta_global", kwta_global((8, 16, 16), Kwta.select(200, 4), "kwta_g"), xk, ref_kwta(xk, 200)),
+        ("kwta_global_radix", kwta_global((8, 24, 24), Kwta.select(500, 4), "kwta_r"), xr, ref_kwta(xr, 500)),
+        ("kwta_global_sampled", kwta_global((16, 32, 32), Kwta.select(1500, 4), "kwta_s"), xb,
+         ref_kwta(xb, 1500)),
+        ("kwta_local", kwta_local((8, 16, 16), Kwta.select(3, 4, local=True), "kwta_l"), xk,
+         ref_kwta(xk, 3, local=True)),
+        ("linear_dense", linear_dense(lin, wl, bl, Epilogue.fused(2, relu=True), "lin_dense"), xl,
+         np.maximum(xl @ wl.T + bl, 0)),
+        ("linear_scatter", linear_scatter(lin, wl, bl, name="lin_scatter"), xl_sparse, xl_sparse @ wl.T + bl),
     ]
 
 
@@ -150,7 +154,7 @@ def _linear_sparse(isa):
     wl = sparse_filters(rng, (40, 96), 10)
     bl = rng.integers(-2, 3, 40).astype(np.float32)
     xl = rng.integers(-3, 4, (3, 96)).astype(np.float32)
-    return linear_sparse(96, wl, bl, name="lin_sparse", isa=isa), xl, xl @ wl.T + bl
+    return linear_sparse(LinearGeometry(96, 40), wl, bl, name="lin_sparse", isa=isa), xl, xl @ wl.T + bl
 
 
 @pytest.fixture(scope="module")

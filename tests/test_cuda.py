@@ -2,7 +2,7 @@
 
 Without a GPU: every zoo model compiles to one library whose fat binary holds sm_80 and sm_90 SASS plus PTX;
 the generated CUDA source and PTX contain sparsecc's sparse kernels; the kernels' logic is checked on the CPU
-(the same TIR emitted as serial loops, see ``targets/cuda/kernels.py``); loading and checking say in one line
+(the same TIR emitted as serial loops, see ``targets/cuda/kernels/``); loading and checking say in one line
 that there is no GPU. With a GPU (``-m gpu``): ``sparsecc check`` passes for every zoo model at batch 1 and 8.
 """
 
@@ -22,13 +22,15 @@ from support import ALL_MODELS, SPARSE_MODELS
 import sparsecc
 from sparsecc.compiler.errors import CompileError, DeviceUnavailableError
 from sparsecc.compiler.interpreter import conv2d, pool2d
-from sparsecc.compiler.ir.ops.sparse import MaxPoolStage
+from sparsecc.compiler.ir.layer import ConvGeometry, Epilogue, Kwta, LinearGeometry
+from sparsecc.compiler.ir.ops.sparse import MaxPoolStage, ReluStage
 from sparsecc.runtime import read_manifest
 from sparsecc.targets.cuda import build_kernel, device_module
 from sparsecc.targets.cuda import kernels as K
 from sparsecc.targets.cuda.library import read_device_code, replace_device_code
 from sparsecc.targets.cuda.lowering import KERNEL_FAMILIES
 from sparsecc.targets.cuda.nvcc import FatbinEntry, fatbin_entries
+from sparsecc.targets.kernel import Kernel
 
 HAVE_NVCC = shutil.which("nvcc") is not None
 
@@ -220,8 +222,8 @@ def test_replace_device_code_refuses_an_unexpected_layout() -> None:
 
 
 # -- kernel logic on the CPU (the same TIR, serial loops) ---------------------------------------------------------
-def _run_cpu(kernel: K.GpuKernel, x: np.ndarray) -> np.ndarray:
-    lib = tvm.compile(tvm.IRModule({"main": kernel.func.with_attr("global_symbol", "main")}),
+def _run_cpu(kernel: Kernel, x: np.ndarray) -> np.ndarray:
+    lib = tvm.compile(tvm.IRModule({"main": kernel.prim_func.with_attr("global_symbol", "main")}),
                       target=tvm.target.Target({"kind": "llvm"}))
     y = tvm.runtime.tensor(np.zeros((x.shape[0], *kernel.out_shape), np.float32))
     lib["main"](tvm.runtime.tensor(x), *(tvm.runtime.tensor(c) for c in kernel.constants), y)
@@ -264,7 +266,7 @@ def test_kwta_global_kernel_selects_exactly(shape: tuple[int, ...], k: int, ties
     boosted = (x * boost).reshape(3, -1)
     tie_units = np.arange(1, 31)  # inside channel 0 (unit 0 for a flat row): one boost factor
     above, tied = _tie_at_rank_k(x.reshape(3, -1)[0], boosted[0], tie_units, k)
-    y = _run_cpu(K.kwta_global(shape, k, ties, boost, flavour=K.CPU), x)
+    y = _run_cpu(K.kwta_global(shape, Kwta.select(k, len(shape) + 1, ties=ties, boost=boost), flavour=K.CPU), x)
     assert np.array_equal(y, _kwta_rows(x.reshape(3, -1), boosted, k, ties).reshape(x.shape))
     # break: exactly k survive (the first tied units in flat order); keep: every tied unit survives
     assert np.count_nonzero(y.reshape(3, -1)[0]) == (k if ties == "break" else above + tied)
@@ -273,7 +275,7 @@ def test_kwta_global_kernel_selects_exactly(shape: tuple[int, ...], k: int, ties
 def test_kwta_global_kernel_fuses_relu_and_max_pool() -> None:
     x = np.random.default_rng(2).standard_normal((2, 8, 6, 6)).astype(np.float32)
     pool = MaxPoolStage((2, 2), (2, 2))
-    kernel = K.kwta_global((8, 6, 6), 60, relu=True, pool=pool, flavour=K.CPU)
+    kernel = K.kwta_global((8, 6, 6), Kwta.select(60, 4), Epilogue(4, (ReluStage(), pool)), flavour=K.CPU)
     masked = _kwta_rows(x.reshape(2, -1), x.reshape(2, -1), 60, "keep").reshape(x.shape)
     expected = np.maximum(pool2d(masked, (2, 2), (2, 2), (0, 0, 0, 0), False, "max"), 0)
     assert np.array_equal(_run_cpu(kernel, x), expected)
@@ -288,7 +290,7 @@ def test_kwta_local_kernel_selects_per_pixel(ties: str) -> None:
     x[0, :10, 0, 0] = 4.0  # channels 0..9 tie at the top of pixel (0, 0): ranks 1..10 hold the k-th (6)
     boosted = x * boost
     assert (boosted[0, :, 0, 0] > 6.0).sum() == 0 and (boosted[0, :, 0, 0] == 6.0).sum() == 10
-    y = _run_cpu(K.kwta_local((24, 5, 7), 6, ties, boost, flavour=K.CPU), x)
+    y = _run_cpu(K.kwta_local((24, 5, 7), Kwta.select(6, 4, local=True, ties=ties, boost=boost), flavour=K.CPU), x)
     rows = np.moveaxis(x, 1, -1)
     expected = np.moveaxis(_kwta_rows(rows, np.moveaxis(boosted, 1, -1), 6, ties), -1, 1)
     assert np.array_equal(y, expected)
@@ -316,9 +318,10 @@ def test_conv_kernels_match_the_interpreter(case) -> None:
     if pool is not None:
         expected = pool2d(expected, pool.kernel, pool.strides, pool.pads, pool.ceil_mode, "max")
     expected = np.maximum(expected, 0)
-    geometry = K.ConvGeometry(in_shape, w_shape, strides, pads, dilations, groups)
-    kernels = [K.conv2d_gather(geometry, weight, bias, True, pool, flavour=K.CPU),
-               K.conv2d_scatter(geometry, weight, bias, True, pool, flavour=K.CPU)]
+    geometry = ConvGeometry(in_shape, w_shape, strides, pads, dilations, groups)
+    epilogue = Epilogue(4, (ReluStage(),) if pool is None else (ReluStage(), pool))
+    kernels = [K.conv2d_gather(geometry, weight, bias, epilogue, flavour=K.CPU),
+               K.conv2d_scatter(geometry, weight, bias, epilogue, flavour=K.CPU)]
     for kernel in kernels:
         if kernel is not None:
             np.testing.assert_allclose(_run_cpu(kernel, x), expected, rtol=1e-5, atol=1e-5)
@@ -338,14 +341,15 @@ def test_linear_kernels_match_numpy(fixed_fan_in: bool) -> None:
     x = rng.standard_normal((3, 700)).astype(np.float32)
     x[rng.random(x.shape) < 0.9] = 0
     expected = np.maximum(x @ weight.T + bias, 0)
-    for kernel in (K.linear_gather(weight, bias, True, flavour=K.CPU),
-                   K.linear_scatter(weight, bias, True, flavour=K.CPU)):
+    geometry, relu = LinearGeometry(700, 120), Epilogue(2, (ReluStage(),))
+    for kernel in (K.linear_gather(geometry, weight, bias, relu, flavour=K.CPU),
+                   K.linear_scatter(geometry, weight, bias, relu, flavour=K.CPU)):
         assert kernel is not None
         np.testing.assert_allclose(_run_cpu(kernel, x), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_a_single_kernel_cross_compiles_without_a_gpu() -> None:
-    lib = build_kernel(K.kwta_global((64, 10, 10), 800, "break").func)
+    lib = build_kernel(K.kwta_global((64, 10, 10), Kwta.select(800, 4, ties="break")).prim_func)
     assert "__syncthreads()" in device_module(lib).inspect_source("cuda")
 
 
@@ -386,8 +390,8 @@ def test_kwta_global_kernel_on_gpu(ties: str) -> None:
     x = rng.standard_normal((3, *shape)).astype(np.float32)
     flat = x.reshape(3, -1)
     _tie_at_rank_k(flat[0], flat[0].copy(), np.arange(600), k)  # 600 units tie across the k-th rank
-    kernel = K.kwta_global(shape, k, ties, flavour=K.GPU)
-    lib = build_kernel(kernel.func)
+    kernel = K.kwta_global(shape, Kwta.select(k, 4, ties=ties), flavour=K.GPU)
+    lib = build_kernel(kernel.prim_func)
     dev = tvm.cuda(0)
     y = tvm.runtime.tensor(np.zeros_like(x), dev)
     lib["main"](tvm.runtime.tensor(x, dev), tvm.runtime.tensor(kernel.constants[0], dev), y)

@@ -20,15 +20,17 @@ from tvm.script import tirx as T
 
 from sparsecc.compiler.errors import CompileError
 from sparsecc.compiler.interpreter import conv2d, pool2d
+from sparsecc.compiler.ir.layer import ConvGeometry, Epilogue, Kwta, LinearGeometry
 from sparsecc.compiler.ir.ops.sparse import MaxPoolStage
 from sparsecc.targets.cuda import build_kernel, device_module
 from sparsecc.targets.cuda import kernels as K
+from sparsecc.targets.kernel import Kernel
 
 SEEDS = (1, 2)
 
 
-def _run(kernel: K.GpuKernel, x: np.ndarray) -> np.ndarray:
-    lib = tvm.compile(tvm.IRModule({"main": kernel.func.with_attr("global_symbol", "main")}),
+def _run(kernel: Kernel, x: np.ndarray) -> np.ndarray:
+    lib = tvm.compile(tvm.IRModule({"main": kernel.prim_func.with_attr("global_symbol", "main")}),
                       target=tvm.target.Target({"kind": "llvm"}))
     y = tvm.runtime.tensor(np.zeros((x.shape[0], *kernel.out_shape), np.float32))
     lib["main"](tvm.runtime.tensor(x), *(tvm.runtime.tensor(c) for c in kernel.constants), y)
@@ -50,13 +52,14 @@ def _sparse_weight(rng: np.random.Generator, shape: tuple[int, ...], density: fl
 
 def _conv_case():
     rng = np.random.default_rng(10)
-    geometry = K.ConvGeometry((8, 12, 12), (24, 8, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    geometry = ConvGeometry((8, 12, 12), (24, 8, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1)
     weight, bias = _sparse_weight(rng, (24, 8, 3, 3), 0.5), rng.standard_normal(24).astype(np.float32)
     x = _wide_range(rng, (2, 8, 12, 12), 0.6)
     pool = MaxPoolStage((2, 2), (2, 2))
     expected = pool2d(conv2d(x, weight, bias, (1, 1), (1, 1, 1, 1), (1, 1), 1), (2, 2), (2, 2), (0, 0, 0, 0),
                       False, "max")
-    return (lambda flavour: K.conv2d_scatter(geometry, weight, bias, False, pool, flavour=flavour)), x, expected
+    epilogue = Epilogue(4, (pool,))
+    return (lambda flavour: K.conv2d_scatter(geometry, weight, bias, epilogue, flavour=flavour)), x, expected
 
 
 def _linear_case():
@@ -64,7 +67,7 @@ def _linear_case():
     weight, bias = _sparse_weight(rng, (600, 300), 0.2), rng.standard_normal(600).astype(np.float32)
     x = _wide_range(rng, (3, 300), 0.7)
     expected = (x.astype(np.float64) @ weight.T.astype(np.float64) + bias).astype(np.float32)
-    return (lambda flavour: K.linear_scatter(weight, bias, flavour=flavour)), x, expected
+    return (lambda flavour: K.linear_scatter(LinearGeometry(300, 600), weight, bias, flavour=flavour)), x, expected
 
 
 @pytest.mark.parametrize("case", [_conv_case, _linear_case], ids=["conv2d_scatter", "linear_scatter"])
@@ -83,8 +86,8 @@ def test_kwta_kernels_are_bitwise_identical_in_any_thread_order(ties: str) -> No
     rng = np.random.default_rng(12)
     x = rng.standard_normal((2, 8, 8, 8)).astype(np.float32)
     x[0, 0, :4] = 0.75  # 32 tied units
-    in_order = _run(K.kwta_global((8, 8, 8), 100, ties, flavour=K.CPU), x)
-    shuffled = _run(K.kwta_global((8, 8, 8), 100, ties, flavour=K.Flavour.emulation(SEEDS[0])), x)
+    in_order = _run(K.kwta_global((8, 8, 8), Kwta.select(100, 4, ties=ties), flavour=K.CPU), x)
+    shuffled = _run(K.kwta_global((8, 8, 8), Kwta.select(100, 4, ties=ties), flavour=K.Flavour.emulation(SEEDS[0])), x)
     assert np.array_equal(shuffled, in_order)
 
 
@@ -116,16 +119,16 @@ def test_shuffled_emulation_exposes_an_order_dependent_float_sum() -> None:
 
 def test_device_source_has_no_float_atomics() -> None:
     rng = np.random.default_rng(14)
-    geometry = K.ConvGeometry((16, 14, 14), (32, 16, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    geometry = ConvGeometry((16, 14, 14), (32, 16, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1)
     kernels = [K.conv2d_scatter(geometry, _sparse_weight(rng, (32, 16, 5, 5), 0.2), None),
-               K.linear_scatter(_sparse_weight(rng, (1000, 1600), 0.1), None),
-               K.kwta_global((64, 10, 10), 800, "break")]
+               K.linear_scatter(LinearGeometry(1600, 1000), _sparse_weight(rng, (1000, 1600), 0.1), None),
+               K.kwta_global((64, 10, 10), Kwta.select(800, 4, ties="break"))]
     for kernel in kernels:
         assert kernel is not None
-        source = device_module(build_kernel(kernel.func)).inspect_source("cuda")
+        source = device_module(build_kernel(kernel.prim_func)).inspect_source("cuda")
         targets = re.findall(r"tvm_builtin_cuda_atomic_add\(\(&\((\w+)\[", source) + re.findall(
             r"\batomicAdd\(\(&\((\w+)\[", source)
-        assert set(targets) <= {"hist_ptr"}, (kernel.kind, targets)  # the k-WTA's int32 histogram only
+        assert set(targets) <= {"hist_ptr"}, (kernel.name, targets)  # the k-WTA's int32 histogram only
         assert "atomicCAS" not in source
 
 
@@ -133,18 +136,18 @@ def test_device_source_has_no_float_atomics() -> None:
 @pytest.mark.parametrize("threads", [16, 384, 2048])
 def test_block_size_must_be_a_power_of_two_for_the_scans(threads: int) -> None:
     with pytest.raises(CompileError, match=f"a block of {threads} threads.*power of two"):
-        K.kwta_global((300,), 30, "break", threads=threads)
+        K.kwta_global((300,), Kwta.select(30, 2, ties="break"), threads=threads)
     with pytest.raises(CompileError, match=f"a block of {threads} threads"):
-        K.linear_scatter(np.eye(8, dtype=np.float32), None, threads=threads)
+        K.linear_scatter(LinearGeometry(8, 8), np.eye(8, dtype=np.float32), None, threads=threads)
 
 
 @pytest.mark.parametrize("lanes", [3, 48, 512])
 def test_lanes_must_divide_the_block(lanes: int) -> None:
-    geometry = K.ConvGeometry((2, 6, 6), (4, 2, 3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    geometry = ConvGeometry((2, 6, 6), (4, 2, 3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1)
     with pytest.raises(CompileError, match=f"{lanes} lanes per active input must be a power of two dividing"):
         K.conv2d_scatter(geometry, np.ones((4, 2, 3, 3), np.float32), None, lanes=lanes)
     with pytest.raises(CompileError, match="lanes per active input"):
-        K.linear_scatter(np.eye(8, dtype=np.float32), None, lanes=lanes)
+        K.linear_scatter(LinearGeometry(8, 8), np.eye(8, dtype=np.float32), None, lanes=lanes)
 
 
 def test_float_atomics_are_refused_by_the_generator() -> None:
@@ -162,13 +165,13 @@ def test_float_atomics_are_refused_by_the_generator() -> None:
 def test_histogram_is_cleared_whatever_the_block_size(threads: int) -> None:
     # with fewer threads than the 256 bins, a partial clear leaves counts of the previous radix pass behind
     x = np.random.default_rng(15).standard_normal((2, 500)).astype(np.float32)
-    y = _run(K.kwta_global((500,), 37, "keep", threads=threads, flavour=K.CPU), x)
+    y = _run(K.kwta_global((500,), Kwta.select(37, 2), threads=threads, flavour=K.CPU), x)
     threshold = np.sort(x, axis=1)[:, -37][:, None]
     assert np.array_equal(y, np.where(x < threshold, np.float32(0), x))
 
 
 def test_packed_tap_codes_refuse_oversized_filters() -> None:
-    geometry = K.ConvGeometry((1, 270, 1), (1, 1, 260, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    geometry = ConvGeometry((1, 270, 1), (1, 1, 260, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
     with pytest.raises(CompileError, match="too large for the packed tap codes"):
         K.conv2d_scatter(geometry, np.ones((1, 1, 260, 1), np.float32), None)
 

@@ -11,11 +11,11 @@ import pytest
 
 tvm = pytest.importorskip("tvm")
 
+from sparsecc.compiler.ir.layer import ConvGeometry, Epilogue, Kwta, LinearGeometry  # noqa: E402
 from sparsecc.targets.llvm.kernels.common import build, np_float_key  # noqa: E402
 from sparsecc.targets.llvm.kernels.conv_dense import conv2d_dense  # noqa: E402
 from sparsecc.targets.llvm.kernels.conv_sparse_sparse import conv2d_sparse_sparse  # noqa: E402
 from sparsecc.targets.llvm.kernels.conv_weight_sparse import conv2d_weight_sparse  # noqa: E402
-from sparsecc.targets.llvm.kernels.epilogue import KwtaSpec  # noqa: E402
 from sparsecc.targets.llvm.kernels.kwta import kwta_global, kwta_local  # noqa: E402
 from sparsecc.targets.llvm.kernels.linear import linear_dense, linear_scatter, linear_sparse  # noqa: E402
 from sparsecc.targets.llvm.kernels.plan import conv2d, linear  # noqa: E402
@@ -113,7 +113,7 @@ def test_kwta_1d_keeps_all_ties_and_negative_winners(batch):
     x = ints(rng, (batch, 100), -4, 3)  # values mostly negative: winners can be negative
     x[:, ::9] = -0.0
     x[:, 1::9] = 0.0
-    kern = kwta_global((100,), 10)
+    kern = kwta_global((100,), Kwta.select(10, 2))
     y = run(kern, x, x.shape)
     np.testing.assert_array_equal(y, ref_kwta(x, 10))
     assert (np.count_nonzero(y, axis=1) >= 1).all()
@@ -123,7 +123,7 @@ def test_kwta_1d_break_ties_keeps_exactly_k_lowest_index_first():
     rng = np.random.default_rng(1)
     x = ints(rng, (3, 100), 0, 3)  # lots of equal values
     boost = rng.choice([0.5, 1.0, 2.0], 100).astype(np.float32)
-    kern = kwta_global((100,), 17, boost=boost, break_ties=True)
+    kern = kwta_global((100,), Kwta.select(17, 2, ties="break", boost=boost))
     y = run(kern, x, x.shape)
     np.testing.assert_array_equal(y, ref_kwta(x, 17, boost, break_ties=True))
 
@@ -135,7 +135,7 @@ def test_kwta_2d_global_with_channel_boost(shape, k):
     rng = np.random.default_rng(2)
     x = (ints(rng, (3, *shape), -8, 9) / 4).astype(np.float32)
     boost = rng.choice([0.5, 1.0, 1.5, 2.0], shape[0]).astype(np.float32)
-    kern = kwta_global(shape, k, boost=boost)
+    kern = kwta_global(shape, Kwta.select(k, 4, boost=boost))
     y = run(kern, x, x.shape)
     np.testing.assert_array_equal(y, ref_kwta(x, k, boost))
 
@@ -144,7 +144,7 @@ def test_kwta_2d_global_break_ties():
     rng = np.random.default_rng(3)
     x = ints(rng, (2, 6, 4, 4), 0, 4)
     boost = rng.choice([1.0, 2.0], 6).astype(np.float32)
-    kern = kwta_global((6, 4, 4), 13, boost=boost, break_ties=True)
+    kern = kwta_global((6, 4, 4), Kwta.select(13, 4, ties="break", boost=boost))
     y = run(kern, x, x.shape)
     np.testing.assert_array_equal(y, ref_kwta(x, 13, boost, break_ties=True))
     assert (np.count_nonzero(y.reshape(2, -1), axis=1) <= 13).all()
@@ -159,7 +159,7 @@ def test_kwta_sampled_bracket_and_its_fallback(adversarial):
     x = (ints(rng, (1, *shape), -400, 400) / 8).astype(np.float32)
     if adversarial:
         x.reshape(-1)[:: 16384 // 1024] = 1000.0
-    kern = kwta_global(shape, 1555, boost=rng.choice([0.5, 1.0], 16).astype(np.float32))
+    kern = kwta_global(shape, Kwta.select(1555, 4, boost=rng.choice([0.5, 1.0], 16).astype(np.float32)))
     boost = kern.constants[0]
     y = run(kern, x, x.shape)
     np.testing.assert_array_equal(y, ref_kwta(x, 1555, boost))
@@ -172,7 +172,7 @@ def test_kwta_local_per_pixel(shape, break_ties):
     x[:, :, 0, 0] = -0.0
     boost = rng.choice([1.0, 2.0], shape[0]).astype(np.float32)
     k = 4 if shape[0] > 5 else 2
-    kern = kwta_local(*shape, k, boost=boost, break_ties=break_ties)
+    kern = kwta_local(shape, Kwta.select(k, 4, local=True, ties="break" if break_ties else "keep", boost=boost))
     y = run(kern, x, x.shape)
     np.testing.assert_array_equal(y, ref_kwta(x, k, boost, local=True, break_ties=break_ties))
 
@@ -187,8 +187,9 @@ def test_weight_sparse_conv_fused_kwta_maxpool(batch):
     w = sparse_filters(rng, (16, 3, 3, 3), 13)
     b = ints(rng, 16)
     x = ints(rng, (batch, 3, 12, 12))
-    spec = KwtaSpec(60, boost=rng.choice([0.5, 1.0, 2.0], 16).astype(np.float32))
-    kern = conv2d_weight_sparse((3, 12, 12), w, b, padding=(1, 1, 1, 1), kwta=spec, pool=2)
+    spec = Kwta.select(60, 4, boost=rng.choice([0.5, 1.0, 2.0], 16).astype(np.float32))
+    kern = conv2d_weight_sparse(ConvGeometry((3, 12, 12), w.shape, pads=(1, 1, 1, 1)), w, b,
+                                Epilogue.fused(4, kwta=spec, pool=2))
     y = run(kern, x, (batch, 16, 6, 6))
     want = ref_pool(ref_kwta(ref_conv(x, w, b, pad=(1, 1, 1, 1)), 60, spec.boost), 2)
     np.testing.assert_array_equal(y, want)
@@ -199,7 +200,8 @@ def test_weight_sparse_conv_stride2_relu_asymmetric_padding():
     w = sparse_filters(rng, (16, 4, 3, 3), 9)
     b = ints(rng, 16)
     x = ints(rng, (3, 4, 9, 11))
-    kern = conv2d_weight_sparse((4, 9, 11), w, b, stride=(2, 2), padding=(1, 0, 2, 1), relu=True)
+    kern = conv2d_weight_sparse(ConvGeometry((4, 9, 11), w.shape, (2, 2), (1, 0, 2, 1)), w, b,
+                                Epilogue.fused(4, relu=True))
     want = np.maximum(ref_conv(x, w, b, (2, 2), (1, 0, 2, 1)), 0)
     np.testing.assert_array_equal(run(kern, x, want.shape), want)
 
@@ -232,17 +234,18 @@ def test_weight_sparse_conv_flat_planes_for_every_width(mcpu):
         w = sparse_filters(rng, (filters, shape[0], ks, ks), keep)
         b = ints(rng, filters)
         x = ints(rng, (3, *shape))
-        spec = None if kw is None else KwtaSpec(kw[0], kw[1], rng.choice([0.5, 1.0, 2.0], filters).astype(np.float32),
-                                                 kw[2])
-        kernels.append(conv2d_weight_sparse(shape, w, b, padding=pad, relu=relu, kwta=spec, pool=pool,
-                                            pool_first=pool_first, name=f"flat{i}", isa=cpu.isa))
+        spec = None if kw is None else Kwta.select(kw[0], 4, local=kw[1], ties="break" if kw[2] else "keep",
+                                                    boost=rng.choice([0.5, 1.0, 2.0], filters).astype(np.float32))
+        epilogue = Epilogue.fused(4, relu=relu, kwta=spec, pool=pool, pool_first=pool_first)
+        kernels.append(conv2d_weight_sparse(ConvGeometry(shape, w.shape, pads=pad), w, b, epilogue, f"flat{i}",
+                                            isa=cpu.isa))
         want = ref_conv(x, w, b, pad=pad)
         if relu:
             want = np.maximum(want, 0)
         if pool and pool_first:
             want = ref_pool(want, pool)
         if spec is not None:
-            want = ref_kwta(want, spec.k, spec.boost, spec.local, spec.break_ties)
+            want = ref_kwta(want, spec.k, spec.boost, kw[1], kw[2])
         if pool and not pool_first:
             want = ref_pool(want, pool)
         cases.append((x, want))
@@ -260,7 +263,7 @@ def test_dense_conv_small_map_odd_channel_count(batch):
     w = ints(rng, (20, 6, 3, 3))
     b = ints(rng, 20)
     x = ints(rng, (batch, 6, 5, 4))
-    kern = conv2d_dense((6, 5, 4), w, b, padding=(1, 1, 1, 1), relu=True)
+    kern = conv2d_dense(ConvGeometry((6, 5, 4), w.shape, pads=(1, 1, 1, 1)), w, b, Epilogue.fused(4, relu=True))
     want = np.maximum(ref_conv(x, w, b, pad=(1, 1, 1, 1)), 0)
     np.testing.assert_array_equal(run(kern, x, want.shape), want)
 
@@ -271,9 +274,10 @@ def test_dense_conv_large_map_fused_local_kwta_maxpool(batch):
     w = ints(rng, (16, 2, 3, 3))
     b = ints(rng, 16)
     x = ints(rng, (batch, 2, 17, 16))
-    spec = KwtaSpec(5, local=True, boost=rng.choice([1.0, 2.0], 16).astype(np.float32))
+    spec = Kwta.select(5, 4, local=True, boost=rng.choice([1.0, 2.0], 16).astype(np.float32))
     # the AVX-512 register budget picks the 16 x 16 transposed tile (portable code: it runs on any host)
-    kern = conv2d_dense((2, 17, 16), w, b, padding=(1, 1, 1, 1), kwta=spec, pool=2, isa="avx512")
+    geometry = ConvGeometry((2, 17, 16), w.shape, pads=(1, 1, 1, 1))
+    kern = conv2d_dense(geometry, w, b, Epilogue.fused(4, kwta=spec, pool=2), isa="avx512")
     assert kern.info["tile"] == (16, 1)
     want = ref_pool(ref_kwta(ref_conv(x, w, b, pad=(1, 1, 1, 1)), 5, spec.boost, local=True), 2)
     np.testing.assert_array_equal(run(kern, x, want.shape), want)
@@ -284,8 +288,8 @@ def test_dense_conv_global_kwta_break_ties():
     w = ints(rng, (16, 3, 3, 3), -1, 2)
     b = np.zeros(16, np.float32)
     x = ints(rng, (2, 3, 6, 6), 0, 2)
-    spec = KwtaSpec(40, break_ties=True)
-    kern = conv2d_dense((3, 6, 6), w, b, kwta=spec)
+    spec = Kwta.select(40, 4, ties="break")
+    kern = conv2d_dense(ConvGeometry((3, 6, 6), w.shape), w, b, Epilogue.fused(4, kwta=spec))
     want = ref_kwta(ref_conv(x, w, b), 40, break_ties=True)
     np.testing.assert_array_equal(run(kern, x, want.shape), want)
 
@@ -296,8 +300,9 @@ def test_sparse_sparse_conv_fused_kwta_maxpool(batch):
     w = sparse_filters(rng, (20, 8, 3, 3), 14)
     b = ints(rng, 20)
     x = ints(rng, (batch, 8, 9, 9), density=0.2)
-    spec = KwtaSpec(30, boost=rng.choice([0.5, 1.0], 20).astype(np.float32))
-    kern = conv2d_sparse_sparse((8, 9, 9), w, b, padding=(1, 1, 1, 1), kwta=spec, pool=2)
+    spec = Kwta.select(30, 4, boost=rng.choice([0.5, 1.0], 20).astype(np.float32))
+    kern = conv2d_sparse_sparse(ConvGeometry((8, 9, 9), w.shape, pads=(1, 1, 1, 1)), w, b,
+                                Epilogue.fused(4, kwta=spec, pool=2))
     want = ref_pool(ref_kwta(ref_conv(x, w, b, pad=(1, 1, 1, 1)), 30, spec.boost), 2)
     np.testing.assert_array_equal(run(kern, x, want.shape), want)
 
@@ -308,8 +313,9 @@ def test_pool_then_kwta_order_for_fpga_style_layers():
     w = sparse_filters(rng, (32, 16, 3, 3), 7)
     b = ints(rng, 32)
     x = ints(rng, (2, 16, 10, 10), density=0.05)
-    spec = KwtaSpec(12, boost=rng.choice([0.5, 1.0], 32).astype(np.float32))
-    kern = conv2d((16, 10, 10), w, b, padding=(1, 1, 1, 1), kwta=spec, pool=2, pool_first=True, active_fraction=0.02)
+    spec = Kwta.select(12, 4, boost=rng.choice([0.5, 1.0], 32).astype(np.float32))
+    kern = conv2d(ConvGeometry((16, 10, 10), w.shape, pads=(1, 1, 1, 1)), w, b,
+                  Epilogue.fused(4, kwta=spec, pool=2, pool_first=True), active_fraction=0.02)
     assert kern.info["family"] == "conv2d_sparse_sparse"
     want = ref_kwta(ref_pool(ref_conv(x, w, b, pad=(1, 1, 1, 1)), 2), 12, spec.boost)
     np.testing.assert_array_equal(run(kern, x, want.shape), want)
@@ -325,7 +331,7 @@ def test_dense_linear_relu_kwta(batch):
     w = ints(rng, (20, 37))
     b = ints(rng, 20)
     x = ints(rng, (batch, 37))
-    kern = linear_dense(37, w, b, relu=True, kwta=KwtaSpec(6))
+    kern = linear_dense(LinearGeometry(37, w.shape[0]), w, b, Epilogue.fused(2, relu=True, kwta=Kwta.select(6, 2)))
     want = ref_kwta(np.maximum(x @ w.T + b, 0), 6)
     np.testing.assert_array_equal(run(kern, x, want.shape), want)
 
@@ -338,7 +344,8 @@ def test_sparse_linear_both_paths_with_break_ties(batch):
     b = ints(rng, 21)
     x = ints(rng, (batch, 50), density=0.4)
     boost = rng.choice([0.5, 1.0, 2.0], 21).astype(np.float32)
-    kern = linear_sparse(50, w, b, kwta=KwtaSpec(5, boost=boost, break_ties=True))
+    kern = linear_sparse(LinearGeometry(50, w.shape[0]), w, b,
+                         Epilogue.fused(2, kwta=Kwta.select(5, 2, ties="break", boost=boost)))
     want = ref_kwta(x @ w.T + b, 5, boost, break_ties=True)
     np.testing.assert_array_equal(run(kern, x, want.shape), want)
 
@@ -349,18 +356,19 @@ def test_sparse_linear_both_paths_with_break_ties(batch):
 
 def test_layer_without_kwta_has_no_boost_param():
     rng = np.random.default_rng(14)
-    kern = linear_dense(8, ints(rng, (16, 8)), None)
+    kern = linear_dense(LinearGeometry(8, 16), ints(rng, (16, 8)), None)
     assert len(kern.prim_func.params) == 2 + len(kern.constants)
     assert len(kern.constants) == 2
 
 
 def test_plan_picks_kernel_family_from_density_and_shape():
     rng = np.random.default_rng(15)
-    assert conv2d((1, 8, 8), ints(rng, (16, 1, 3, 3)), None).info["family"] == "conv2d_weight_sparse"
-    assert conv2d((32, 8, 8), ints(rng, (16, 32, 3, 3)), None).info["family"] == "conv2d_dense"
-    assert conv2d((32, 8, 8), sparse_filters(rng, (16, 32, 3, 3), 50), None).info["family"] == ("conv2d_weight_sparse")
-    assert linear(64, sparse_filters(rng, (16, 64), 6), None).info["family"] == "linear_sparse"
-    assert linear(64, ints(rng, (16, 64), 1, 3), None).info["family"] == "linear_dense"
+    small, wide = ConvGeometry((1, 8, 8), (16, 1, 3, 3)), ConvGeometry((32, 8, 8), (16, 32, 3, 3))
+    assert conv2d(small, ints(rng, (16, 1, 3, 3)), None).info["family"] == "conv2d_weight_sparse"
+    assert conv2d(wide, ints(rng, (16, 32, 3, 3)), None).info["family"] == "conv2d_dense"
+    assert conv2d(wide, sparse_filters(rng, (16, 32, 3, 3), 50), None).info["family"] == ("conv2d_weight_sparse")
+    assert linear(LinearGeometry(64, 16), sparse_filters(rng, (16, 64), 6), None).info["family"] == "linear_sparse"
+    assert linear(LinearGeometry(64, 16), ints(rng, (16, 64), 1, 3), None).info["family"] == "linear_dense"
 
 
 @pytest.mark.parametrize("n", [8192, 8200])
@@ -370,13 +378,13 @@ def test_kwta_radix_select_when_a_pass_keeps_almost_every_key(n: int) -> None:
     rng = np.random.default_rng(5)
     x = (1.0 + rng.random((2, n)) * 1e-3).astype(np.float32)
     x[:, rng.choice(n, 150, replace=False)] = rng.random((2, 150)).astype(np.float32) * 900 + 2
-    kernel = kwta_global((n,), 2048)
+    kernel = kwta_global((n,), Kwta.select(2048, 2))
     np.testing.assert_array_equal(run(kernel, x, x.shape), ref_kwta(x, 2048))
 
 
 @pytest.mark.parametrize("batch", [1, 3, 70])  # 70: the SpMM path of large batches (two chunks, one partial)
-@pytest.mark.parametrize("kwta", [None, KwtaSpec(6, boost=np.linspace(0.5, 1.5, 37).astype(np.float32))])
-def test_sparse_sparse_linear_scatters_only_active_inputs(batch: int, kwta: KwtaSpec | None) -> None:
+@pytest.mark.parametrize("kwta", [None, Kwta.select(6, 2, boost=np.linspace(0.5, 1.5, 37).astype(np.float32))])
+def test_sparse_sparse_linear_scatters_only_active_inputs(batch: int, kwta: Kwta | None) -> None:
     rng = np.random.default_rng(11)
     weight = ints(rng, (37, 83), density=0.1).astype(np.float32)
     bias = ints(rng, (37,)).astype(np.float32)
@@ -385,5 +393,5 @@ def test_sparse_sparse_linear_scatters_only_active_inputs(batch: int, kwta: Kwta
     expected = x @ weight.T + bias
     if kwta is not None:
         expected = ref_kwta(expected, kwta.k, kwta.boost)
-    got = run(linear_scatter(83, weight, bias, relu=False, kwta=kwta), x, (batch, 37))
+    got = run(linear_scatter(LinearGeometry(83, 37), weight, bias, Epilogue.fused(2, kwta=kwta)), x, (batch, 37))
     np.testing.assert_array_equal(got, expected)

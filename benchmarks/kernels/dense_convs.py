@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from sparsecc.benchmarks.kernels.gsc_layers import interleaved, ort_session, timer_ort, timer_tvm
+from sparsecc.compiler.ir.layer import ConvGeometry, Epilogue
 from sparsecc.targets.llvm.kernels.common import build
 from sparsecc.targets.llvm.kernels.plan import conv2d
 
@@ -74,7 +75,8 @@ def main() -> None:
             w = (rng.standard_normal((o, c, k, k)) / np.sqrt(c * k * k)).astype(np.float32)
             b = rng.standard_normal(o).astype(np.float32) * 0.1
             t0 = time.perf_counter()
-            kern = conv2d((c, h, h), w, b, padding=(pad,) * 4, relu=True, pool=2 if pool else None, name="conv")
+            kern = conv2d(ConvGeometry((c, h, h), w.shape, pads=(pad,) * 4), w, b,
+                          Epilogue.fused(4, relu=True, pool=2 if pool else None), "conv")
             mod = build([kern])
             compile_s = time.perf_counter() - t0
             x = rng.standard_normal((batch, c, h, h)).astype(np.float32)

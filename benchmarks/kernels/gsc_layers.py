@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sparsecc.compiler.ir.layer import ConvGeometry, Epilogue, Kwta, LinearGeometry
 from sparsecc.targets.llvm.kernels.common import Kernel, build, np_float_key
 from sparsecc.targets.llvm.kernels.conv_weight_sparse import conv2d_weight_sparse
-from sparsecc.targets.llvm.kernels.epilogue import KwtaSpec
 from sparsecc.targets.llvm.kernels.linear import linear_dense, linear_sparse
 
 
@@ -245,7 +245,8 @@ def make_layers(batch: int, seed: int = 0, return_params: bool = False):
     layers = [
         Layer(
             "L1 conv1+kwta+pool",
-            conv2d_weight_sparse((1, 32, 32), w1, b1, kwta=KwtaSpec(k1, boost=boost1), pool=2, name="gsc_l1"),
+            conv2d_weight_sparse(ConvGeometry((1, 32, 32), w1.shape), w1, b1,
+                                 Epilogue.fused(4, kwta=Kwta.select(k1, 4, boost=boost1), pool=2), "gsc_l1"),
             x1,
             onnx_layer("conv", batch, (1, 32, 32), w1, b1, (k1, boost1), True),
             onnx_layer("conv", batch, (1, 32, 32), w1, b1, None, True),
@@ -255,7 +256,8 @@ def make_layers(batch: int, seed: int = 0, return_params: bool = False):
         ),
         Layer(
             "L2 conv2+kwta+pool",
-            conv2d_weight_sparse((64, 14, 14), w2, b2, kwta=KwtaSpec(k2, boost=boost2), pool=2, name="gsc_l2"),
+            conv2d_weight_sparse(ConvGeometry((64, 14, 14), w2.shape), w2, b2,
+                                 Epilogue.fused(4, kwta=Kwta.select(k2, 4, boost=boost2), pool=2), "gsc_l2"),
             a1,
             onnx_layer("conv", batch, (64, 14, 14), w2, b2, (k2, boost2), True),
             onnx_layer("conv", batch, (64, 14, 14), w2, b2, None, True),
@@ -265,7 +267,8 @@ def make_layers(batch: int, seed: int = 0, return_params: bool = False):
         ),
         Layer(
             "L3 fc1+kwta",
-            linear_sparse(1600, w3, b3, kwta=KwtaSpec(k3, boost=boost3), name="gsc_l3"),
+            linear_sparse(LinearGeometry(1600, w3.shape[0]), w3, b3,
+                          Epilogue.fused(2, kwta=Kwta.select(k3, 2, boost=boost3)), "gsc_l3"),
             a2,
             onnx_layer("gemm", batch, (1600,), w3, b3, (k3, boost3), False),
             onnx_layer("gemm", batch, (1600,), w3, b3, None, False),
@@ -275,7 +278,7 @@ def make_layers(batch: int, seed: int = 0, return_params: bool = False):
         ),
         Layer(
             "L4 fc2",
-            linear_dense(1000, w4, b4, name="gsc_l4"),
+            linear_dense(LinearGeometry(1000, w4.shape[0]), w4, b4, name="gsc_l4"),
             a3,
             onnx_layer("gemm", batch, (1000,), w4, b4, None, False),
             onnx_layer("gemm", batch, (1000,), w4, b4, None, False),
@@ -301,7 +304,8 @@ def extra_layers(batch: int, seed: int = 1) -> list[Layer]:
     extra = [
         Layer(
             "L2 via sparse_sparse",
-            conv2d_sparse_sparse((64, 14, 14), w2, b2, kwta=KwtaSpec(800, boost=boost2), pool=2, name="gsc_l2s"),
+            conv2d_sparse_sparse(ConvGeometry((64, 14, 14), w2.shape), w2, b2,
+                                 Epilogue.fused(4, kwta=Kwta.select(800, 4, boost=boost2), pool=2), "gsc_l2s"),
             l2.x,
             l2.ort_full,
             l2.ort_dense,
@@ -318,9 +322,10 @@ def extra_layers(batch: int, seed: int = 1) -> list[Layer]:
     xf = kwta_ref(xf, 627, np.ones(64, np.float32))  # 627 of 12544 inputs active
     full = onnx_layer("conv", batch, (64, 14, 14), wf, bf, (320, boostf), True, pool_first=True)
     dense = onnx_layer("conv", batch, (64, 14, 14), wf, bf, None, True)
-    spec = KwtaSpec(320, boost=boostf)
+    spec = Kwta.select(320, 4, boost=boostf)
     for fam, gen in (("weight_sparse", conv2d_weight_sparse), ("sparse_sparse", conv2d_sparse_sparse)):
-        kern = gen((64, 14, 14), wf, bf, kwta=spec, pool=2, pool_first=True, name=f"fpga_{fam}")
+        kern = gen(ConvGeometry((64, 14, 14), wf.shape), wf, bf, Epilogue.fused(4, kwta=spec, pool=2, pool_first=True),
+                   f"fpga_{fam}")
         extra.append(
             Layer(
                 f"FPGA conv2 via {fam}",

@@ -29,9 +29,11 @@ from tvm import relax
 
 from ...compiler.ir import ops
 from ...compiler.ir.core import Operation, Value
+from ...compiler.ir.layer import ConvGeometry, Epilogue, Kwta, LinearGeometry
 from ...compiler.ir.ops.nn import conv2d_output_shape, linear_output_shape
-from ...compiler.ir.ops.sparse import KWTAStage, MaxPoolStage, ReluStage
+from ...compiler.ir.ops.sparse import MaxPoolStage, ReluStage
 from ...compiler.ir.types import TensorType
+from ..kernel import Kernel
 from ..relax_lowering import KernelSet, RelaxLowering, conv2d_expr, kwta_expr, linear_expr, pool_expr
 from . import kernels as K
 
@@ -60,16 +62,10 @@ def _is_f32(*values: Value | None) -> bool:
     return all(v is None or v.type.dtype == "f32" for v in values)
 
 
-def _split_epilogue(stages: Sequence[Any]) -> tuple[list[Any], KWTAStage | None, list[Any]]:
-    for i, stage in enumerate(stages):
-        if isinstance(stage, KWTAStage):
-            return list(stages[:i]), stage, list(stages[i + 1:])
-    return list(stages), None, []
-
-
-def _call(lo: RelaxLowering, kernel: K.GpuKernel, name: str, x: relax.Expr, batch_dim: int | None) -> relax.Expr:
+def _call(lo: RelaxLowering, kernel: Kernel, x: relax.Expr, batch_dim: int | None) -> relax.Expr:
     args = [x, *(lo.const(c) for c in kernel.constants)]
-    return lo.call_tir(kernel.func, f"{kernel.kind}_{name}", args, [TensorType((batch_dim, *kernel.out_shape))])[0]
+    assert kernel.out_shape is not None
+    return lo.call_tir(kernel.prim_func, kernel.name, args, [TensorType((batch_dim, *kernel.out_shape))])[0]
 
 
 def _generic_stages(lo: RelaxLowering, y: relax.Expr, stages: Sequence[Any]) -> relax.Expr:
@@ -87,36 +83,31 @@ def _pool_shape(shape: tuple[int | None, ...], pool: MaxPoolStage) -> tuple[int 
     return (shape[0], shape[1], oh, ow)
 
 
-def apply_kwta(lo: RelaxLowering, y: relax.Expr, shape: tuple[int | None, ...], k: int, over: Sequence[int],
-               ties: str, boost: Value | None, post: Sequence[Any], name: str) -> relax.Expr:
-    """k-WTA (then the ``post`` stages) on ``y`` of ``shape`` with the GPU kernels where they apply."""
+def apply_kwta(lo: RelaxLowering, y: relax.Expr, shape: tuple[int | None, ...], kwta: Kwta, boost: Value | None,
+               post: Epilogue, name: str) -> relax.Expr:
+    """k-WTA (then the ``post`` stages) on ``y`` of ``shape`` with the GPU kernels where they apply; ``boost``: the
+    op's boost operand (a computed one keeps the generic lowering)."""
     rank = len(shape)
-    over = tuple(over)
-    boost_array = _constant(boost)
-    if boost is not None and boost_array is None:
-        out = lo.emit(kwta_expr(lo, y, TensorType(shape), boost, k, over, ties))
-        return _generic_stages(lo, out, post)
+    over, ties = kwta.over, kwta.ties
+    if boost is not None and kwta.boost is None:
+        out = lo.emit(kwta_expr(lo, y, TensorType(shape), boost, kwta.k, over, ties))
+        return _generic_stages(lo, out, post.stages)
     group = tuple(int(d) for d in shape[1:])  # type: ignore[arg-type]
-    if over == tuple(range(1, rank)):
-        relu = any(isinstance(s, ReluStage) for s in post) and ties == "keep"
-        pool = next((s for s in post if isinstance(s, MaxPoolStage)), None) if ties == "keep" and rank == 4 else None
-        kernel = K.kwta_global(group, k, ties, boost_array, relu, pool)
-        rest = [s for s in post if not ((relu and isinstance(s, ReluStage)) or s is pool)]
+    if kwta.is_global:
+        relu = post.relu and ties == "keep"
+        pool = post.pool if ties == "keep" and rank == 4 else None
+        fused = [s for s in post.stages if (relu and isinstance(s, ReluStage)) or s is pool]
+        kernel = K.kwta_global(group, kwta, Epilogue(rank, tuple(fused)), name)
+        rest = [s for s in post.stages if s not in fused]
     elif over == (1,) and rank >= 3:
-        relu = any(isinstance(s, ReluStage) for s in post)
-        kernel = K.kwta_local(group, k, ties, boost_array, relu)
-        rest = [s for s in post if not (relu and isinstance(s, ReluStage))]
+        fused = [s for s in post.stages if isinstance(s, ReluStage)]
+        kernel = K.kwta_local(group, kwta, Epilogue(rank, tuple(fused)), name)
+        rest = [s for s in post.stages if s not in fused]
     else:
-        out = lo.emit(kwta_expr(lo, y, TensorType(shape), boost, k, over, ties))
-        return _generic_stages(lo, out, post)
-    out = _call(lo, kernel, name, y, shape[0])
+        out = lo.emit(kwta_expr(lo, y, TensorType(shape), boost, kwta.k, over, ties))
+        return _generic_stages(lo, out, post.stages)
+    out = _call(lo, kernel, y, shape[0])
     return _generic_stages(lo, out, rest) if rest else out
-
-
-def _layer_pre(pre: Sequence[Any]) -> tuple[bool, MaxPoolStage | None]:
-    relu = any(isinstance(s, ReluStage) for s in pre)
-    pool = next((s for s in pre if isinstance(s, MaxPoolStage)), None)
-    return relu, pool
 
 
 @KERNELS.register(ops.SparseConv2D)
@@ -125,29 +116,27 @@ def sparse_conv2d(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
     weight, bias = _constant(w), _constant(b)
     if x is None or weight is None or (b is not None and bias is None) or not _is_f32(x, w, b):
         return None
-    pre, kwta, post = _split_epilogue(op.attr("epilogue"))
+    epilogue = Epilogue.of_op(op)
+    pre, kwta, post = epilogue.before_kwta, epilogue.kwta, epilogue.after_kwta
     kind = op.attr("kernel")
     name = op.result.name or "conv"
     xv = lo.value(x)
     shape = conv2d_output_shape(op)
     if kind in ("dense", "auto"):
-        y = _generic_stages(lo, conv2d_expr(lo, xv, op), pre)
+        y = _generic_stages(lo, conv2d_expr(lo, xv, op), pre.stages)
     else:
-        geometry = K.ConvGeometry(tuple(x.type.shape[1:]), tuple(weight.shape), tuple(op.attr("strides")),  # type: ignore[arg-type]
-                                  tuple(op.attr("pads")), tuple(op.attr("dilations")), op.attr("groups"))
-        relu, pool = _layer_pre(pre)
+        geometry = ConvGeometry.of_op(op)
         kernel = None
         if kind in ("sparse_sparse", "act_sparse"):
-            kernel = K.conv2d_scatter(geometry, weight, bias, relu, pool, kind=f"conv2d_{kind}")
+            kernel = K.conv2d_scatter(geometry, weight, bias, pre, name, kind=f"conv2d_{kind}")
         if kernel is None:
-            kernel = K.conv2d_gather(geometry, weight, bias, relu, pool)
-        y = _call(lo, kernel, name, xv, x.type.shape[0])
-    for stage in pre:
-        if isinstance(stage, MaxPoolStage):
-            shape = _pool_shape(shape, stage)
+            kernel = K.conv2d_gather(geometry, weight, bias, pre, name)
+        y = _call(lo, kernel, xv, x.type.shape[0])
+    if pre.pool is not None:
+        shape = _pool_shape(shape, pre.pool)
     if kwta is None:
         return [y]
-    return [apply_kwta(lo, y, shape, kwta.k, kwta.over, kwta.ties, op.operand("boost"), post, name)]
+    return [apply_kwta(lo, y, shape, kwta, op.operand("boost"), post, name)]
 
 
 @KERNELS.register(ops.SparseLinear)
@@ -156,24 +145,25 @@ def sparse_linear(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
     weight, bias = _constant(w), _constant(b)
     if x is None or weight is None or (b is not None and bias is None) or not _is_f32(x, w, b):
         return None
-    pre, kwta, post = _split_epilogue(op.attr("epilogue"))
+    epilogue = Epilogue.of_op(op)
+    pre, kwta, post = epilogue.before_kwta, epilogue.kwta, epilogue.after_kwta
     kind = op.attr("kernel")
     name = op.result.name or "linear"
     xv = lo.value(x)
     if kind in ("dense", "auto"):
-        y = _generic_stages(lo, linear_expr(lo, xv, op), pre)
+        y = _generic_stages(lo, linear_expr(lo, xv, op), pre.stages)
     else:
-        relu, _ = _layer_pre(pre)
+        geometry = LinearGeometry.of_op(op)
         kernel = None
         if kind in ("sparse_sparse", "act_sparse"):
-            kernel = K.linear_scatter(weight, bias, relu, kind=f"linear_{kind}")
+            kernel = K.linear_scatter(geometry, weight, bias, pre, name, kind=f"linear_{kind}")
         if kernel is None:
-            kernel = K.linear_gather(weight, bias, relu)
-        y = _call(lo, kernel, name, xv, x.type.shape[0])
+            kernel = K.linear_gather(geometry, weight, bias, pre, name)
+        y = _call(lo, kernel, xv, x.type.shape[0])
     if kwta is None:
         return [y]
     shape = linear_output_shape(op)
-    return [apply_kwta(lo, y, shape, kwta.k, kwta.over, kwta.ties, op.operand("boost"), post, name)]
+    return [apply_kwta(lo, y, shape, kwta, op.operand("boost"), post, name)]
 
 
 @KERNELS.register(ops.KWinners)
@@ -182,5 +172,5 @@ def kwinners(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
     if x is None or not _is_f32(x) or any(d is None for d in x.type.shape[1:]):
         return None
     name = op.result.name or "kwta"
-    return [apply_kwta(lo, lo.value(x), x.type.shape, op.attr("k"), op.attr("over"), op.attr("ties"),
-                       op.operand("boost"), [], name)]
+    return [apply_kwta(lo, lo.value(x), x.type.shape, Kwta.of_op(op), op.operand("boost"), Epilogue(x.type.rank),
+                       name)]

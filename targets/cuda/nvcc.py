@@ -24,9 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ...compiler.errors import CompileError
+from ..options import CUDATargetOptions
 
 #: Real architectures compiled to SASS; the first is also embedded as PTX.
-ARCHS: tuple[str, ...] = ("sm_80", "sm_90")
+ARCHS: tuple[str, ...] = CUDATargetOptions.archs
 
 #: nvcc front-end flags TVM's generated code expects (half/bfloat16 operators, constexpr helpers).
 FRONTEND_FLAGS = (

@@ -28,10 +28,11 @@ from sparsecc.compiler.errors import ArtifactError, CompileError
 from sparsecc.compiler.ir.core import Module
 from sparsecc.runtime.artifact import MANIFEST, CompiledModel, Manifest, make_manifest, read_manifest, write_artifact
 
+from .design import Design
 from .estimate import estimate as estimate_design
 from .estimate import measured_stage_cycles, profile_markdown, stage_cycles
 from .loops import STAGES
-from .lowering import Design, Lowering
+from .lowering import Lowering
 from .options import HLSOptions
 from .parallelism import allowed, choose_lanes, fits
 from .project import ProjectWriter, testbench_lines, write_files

@@ -23,8 +23,8 @@ import json
 import math
 from typing import Any
 
+from .design import Design, Layer, element_bits
 from .loops import STAGES
-from .lowering import Design, Layer
 
 #: Pipeline depth (fill + drain cycles) paid per entry of a pipelined loop, per stage; float MACs are deeper.
 PIPELINE_DEPTH = {"mac": 4, "scan": 3, "pointwise": 4, "kwta": 4, "pool": 3}
@@ -180,9 +180,7 @@ def _scaled_banks(what: str, banks: int, generated: int, lanes: int) -> int:
 
 
 def _bits(array: Any, layer: Layer) -> int:
-    from .lowering import _element_bits
-
-    return _element_bits(array, layer.precision)
+    return element_bits(array, layer.precision)
 
 
 # -- a design ----------------------------------------------------------------------------------------------------

@@ -36,13 +36,15 @@ from typing import Any
 
 from sparsecc.compiler.errors import CompileError
 
+from ..options import HLSTargetOptions, option_specs
 from .precision import FLOAT, Precision, parse_layer_precisions, parse_precision
 
-INTERFACES = ("array", "axis")
-BUDGETS = ("zcu104", "u250")
-PACKINGS = ("none", "complementary")
-DEFAULT_PART = "xcu250-figd2104-2L-e"
-DEFAULT_CLOCK_MHZ = 250.0
+_DECLARED = {spec.name: spec for spec in option_specs(HLSTargetOptions)}
+INTERFACES = _DECLARED["interface"].choices
+BUDGETS = _DECLARED["budget"].choices
+PACKINGS = _DECLARED["packing"].choices
+DEFAULT_PART: str = _DECLARED["part"].default
+DEFAULT_CLOCK_MHZ: float = _DECLARED["clock_mhz"].default
 
 
 def default_cache_dir() -> Path:
@@ -76,7 +78,7 @@ class HLSOptions:
     @staticmethod
     def from_options(options: dict[str, Any]) -> HLSOptions:
         """Parse keyword options (strings as the CLI gives them, or typed values); unknown names raise."""
-        known = {f.name for f in dataclasses.fields(HLSOptions)} | {"emit_source"}
+        known = set(_DECLARED)
         unknown = sorted(set(options) - known)
         if unknown:
             raise CompileError(f"unknown hls option(s) {unknown}; options: {', '.join(sorted(known))}")

@@ -19,8 +19,8 @@ import math
 
 from sparsecc.compiler.errors import CompileError
 
+from .design import Design, Layer
 from .estimate import PARTS_BY_KEY, Resources, interval, layer_resources, stage_cycles
-from .lowering import Design, Layer
 from .options import HLSOptions
 
 #: Most lanes a layer may get.

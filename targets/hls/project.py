@@ -11,9 +11,9 @@ from sparsecc.compiler.interpreter import interpret
 from sparsecc.compiler.ir.core import Module
 from sparsecc.runtime.hls.csim import kernel_include_dir
 
+from .design import Buffer, Design, Layer, View
 from .estimate import estimate as estimate_design
 from .estimate import markdown, to_json
-from .lowering import Buffer, Design, Layer, View
 from .precision import accumulator_for
 
 #: Samples in the testbench's data files.

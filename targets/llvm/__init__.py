@@ -13,6 +13,7 @@ import tempfile
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import tvm
 
@@ -23,6 +24,7 @@ from ...compiler.kernel_profile import load_profile, profile_for
 from ...runtime.artifact import make_manifest
 from ...runtime.host import cannot_execute
 from ...runtime.tvm_model import LIBRARY, TVMModel, load_library
+from ..options import LLVMTargetOptions
 from ..relax_lowering import RelaxLowering
 from .build import build_library
 from .cpu import CpuTarget, resolve_cpu
@@ -55,17 +57,19 @@ def _cross_compiler(cpu: CpuTarget) -> str | None:
     return cxx
 
 
-def validate_options(mcpu: str | None = None, mtriple: str | None = None, mattr: str | list[str] | None = None,
-                     profile: str | None = None, fast_math: object = False, **_: object) -> str:
-    """Check the CPU choice before any work (raises CompileError); returns the kernel profile to plan with:
-    ``profile`` (a built-in name or a file from ``sparsecc calibrate``) or the built-in one of the CPU's ISA."""
-    if not isinstance(fast_math, bool):
-        raise CompileError(f"fast_math must be True or False, got {type(fast_math).__name__} {fast_math!r}")
-    cpu = resolve_cpu(mcpu, mtriple, mattr)
+def validate_options(**options: Any) -> str:
+    """Check the options (:class:`~sparsecc.targets.options.LLVMTargetOptions`, names already checked) and the CPU
+    choice before any work (raises CompileError); returns the kernel profile to plan with: ``profile`` (a built-in
+    name or a file from ``sparsecc calibrate``) or the built-in one of the CPU's ISA."""
+    chosen = LLVMTargetOptions(**options)
+    if not isinstance(chosen.fast_math, bool):
+        raise CompileError(f"fast_math must be True or False, got {type(chosen.fast_math).__name__} "
+                           f"{chosen.fast_math!r}")
+    cpu = resolve_cpu(chosen.mcpu, chosen.mtriple, chosen.mattr)
     _cross_compiler(cpu)
-    if profile is not None:
-        load_profile(profile)  # raises a one-line error for a bad name or file
-        return profile
+    if chosen.profile is not None:
+        load_profile(chosen.profile)  # raises a one-line error for a bad name or file
+        return chosen.profile
     return profile_for("llvm", cpu.isa)
 
 

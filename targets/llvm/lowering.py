@@ -26,7 +26,7 @@ from tvm import relax
 
 from ...compiler.ir import ops
 from ...compiler.ir.core import Operation
-from ...compiler.ir.ops.sparse import KWTAStage, MaxPoolStage, ReluStage
+from ...compiler.ir.layer import ConvGeometry, Epilogue, Kwta, LinearGeometry
 from ...compiler.ir.types import TensorType
 from ..relax_lowering import KernelSet, RelaxLowering
 from . import kernels as K
@@ -48,43 +48,25 @@ class _Unsupported(Exception):
     """The specialised kernels do not cover this op: use the generic lowering."""
 
 
-def _epilogue(op: Operation, rank: int) -> tuple[bool, K.KwtaSpec | None, int | None, bool]:
-    """(relu, kwta, pool size, pool before k-WTA) of a fused op's epilogue, as the generators take them.
+def _epilogue(op: Operation) -> Epilogue:
+    """The layer's epilogue when the generators cover it (raises _Unsupported otherwise).
 
     The generators apply bias -> ReLU -> k-WTA, with max-pool (kernel = stride, no padding, floor) before or
     after the k-WTA. ReLU commutes with max-pool, and ReLU after k-WTA equals ReLU before it when the boost
     factors are positive (both keep exactly the positive units among the top k).
     """
-    stages = list(op.attr("epilogue"))
-    kinds = [type(s) for s in stages]
-    relu = ReluStage in kinds
-    kwta_stage = next((s for s in stages if isinstance(s, KWTAStage)), None)
-    pool_stage = next((s for s in stages if isinstance(s, MaxPoolStage)), None)
-    boost = _constant(op, "boost")
-    if boost is not None and boost.size != boost.shape[1]:
-        raise _Unsupported  # boost factors that vary within a channel
-    relu_after_kwta = relu and kwta_stage is not None and kinds.index(ReluStage) > kinds.index(KWTAStage)
-    if relu_after_kwta and boost is not None and not np.all(boost > 0):
+    epilogue = Epilogue.of_op(op)
+    boost = epilogue.boost
+    if epilogue.boost_dynamic or (boost is not None and boost.size != boost.shape[1]):
+        raise _Unsupported  # computed boost factors, or factors that vary within a channel
+    if epilogue.relu_after_kwta and boost is not None and not np.all(boost > 0):
         raise _Unsupported
-    pool = None
-    if pool_stage is not None:
-        (kh, kw), (sh, sw) = pool_stage.kernel, pool_stage.strides
-        if not (kh == kw == sh == sw) or any(pool_stage.pads) or pool_stage.ceil_mode:
-            raise _Unsupported
-        pool = kh
-    spec = None
-    if kwta_stage is not None:
-        if kwta_stage.over == tuple(range(1, rank)):
-            local = False
-        elif kwta_stage.over == (1,) and rank == 4:
-            local = True
-        else:
-            raise _Unsupported
-        spec = K.KwtaSpec(kwta_stage.k, local, None if boost is None else boost.reshape(-1),
-                          kwta_stage.ties == "break")
-    pool_first = pool_stage is not None and kwta_stage is not None and kinds.index(MaxPoolStage) < kinds.index(
-        KWTAStage)
-    return relu, spec, pool, pool_first
+    if epilogue.pool is not None and epilogue.pool_size is None:
+        raise _Unsupported
+    kwta = epilogue.kwta
+    if kwta is not None and not (kwta.is_global or kwta.local):
+        raise _Unsupported
+    return epilogue
 
 
 def _emit(lo: RelaxLowering, op: Operation, kernel: K.Kernel) -> list[relax.Expr]:
@@ -106,55 +88,44 @@ def _unique(lo: RelaxLowering, op: Operation, family: str) -> str:
 
 @KERNELS.register(ops.SparseConv2D)
 def _conv2d(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
-    x = op.operand("input")
-    assert x is not None
     try:
         weight = _constant(op, "weight")
         bias = _constant(op, "bias")
-        relu, kwta, pool, pool_first = _epilogue(op, 4)
+        epilogue = _epilogue(op)
     except _Unsupported:
         return None
-    if op.attr("groups") != 1 or op.attr("dilations") != (1, 1) or any(d is None for d in x.type.shape[1:]):
+    geometry = ConvGeometry.of_op(op)
+    if geometry.groups != 1 or geometry.dilations != (1, 1) or not geometry.static:
         return None
-    in_shape = tuple(int(d) for d in x.type.shape[1:])  # type: ignore[arg-type]
-    strides, pads = op.attr("strides"), op.attr("pads")
     kernel = op.attr("kernel")
-    if kernel in ("act_sparse", "sparse_sparse") and strides == (1, 1):
-        name = _unique(lo, op, "conv2d_act_sparse")
-        built = K.conv2d_sparse_sparse(in_shape, weight, bias, pads, relu, kwta, pool, pool_first, name,
+    if kernel in ("act_sparse", "sparse_sparse") and geometry.strides == (1, 1):
+        built = K.conv2d_sparse_sparse(geometry, weight, bias, epilogue, _unique(lo, op, "conv2d_act_sparse"),
                                        isa=lo.isa)
-    elif kernel in ("weight_sparse", "sparse_sparse", "act_sparse") and strides == (1, 1):
-        name = _unique(lo, op, "conv2d_weight_sparse")
-        built = K.conv2d_weight_sparse(in_shape, weight, bias, strides, pads, relu, kwta, pool, pool_first, name,
+    elif kernel in ("weight_sparse", "sparse_sparse", "act_sparse") and geometry.strides == (1, 1):
+        built = K.conv2d_weight_sparse(geometry, weight, bias, epilogue, _unique(lo, op, "conv2d_weight_sparse"),
                                        isa=lo.isa)
     else:
-        name = _unique(lo, op, "conv2d_dense")
-        built = K.conv2d_dense(in_shape, weight, bias, strides, pads, relu, kwta, pool, pool_first, name,
-                               isa=lo.isa)
+        built = K.conv2d_dense(geometry, weight, bias, epilogue, _unique(lo, op, "conv2d_dense"), isa=lo.isa)
     return _emit(lo, op, built)
 
 
 @KERNELS.register(ops.SparseLinear)
 def _linear(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
-    x = op.operand("input")
-    assert x is not None
     try:
         weight = _constant(op, "weight")
         bias = _constant(op, "bias")
-        relu, kwta, pool, _ = _epilogue(op, 2)
+        epilogue = _epilogue(op)
     except _Unsupported:
         return None
-    if pool is not None or x.type.shape[1] is None:
+    geometry = LinearGeometry.of_op(op)
+    if epilogue.pool is not None or not geometry.static:
         return None
     if op.attr("kernel") == "sparse_sparse":
-        built = K.linear_scatter(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_scatter"),
-                                 isa=lo.isa)
+        built = K.linear_scatter(geometry, weight, bias, epilogue, _unique(lo, op, "linear_scatter"), isa=lo.isa)
     elif op.attr("kernel") == "weight_sparse":
-        built = K.linear_sparse(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_sparse"),
-                                isa=lo.isa)
+        built = K.linear_sparse(geometry, weight, bias, epilogue, _unique(lo, op, "linear_sparse"), isa=lo.isa)
     else:
-        built = K.linear_dense(int(x.type.shape[1]), weight, bias, relu, kwta, _unique(lo, op, "linear_dense"),
-                               isa=lo.isa)
+        built = K.linear_dense(geometry, weight, bias, epilogue, _unique(lo, op, "linear_dense"), isa=lo.isa)
     return _emit(lo, op, built)
 
 
@@ -164,21 +135,19 @@ def _kwta(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
     assert x is not None
     t: TensorType = x.type
     try:
-        boost = _constant(op, "boost")
+        _constant(op, "boost")
     except _Unsupported:
         return None
     if any(d is None for d in t.shape[1:]):
         return None
-    if boost is not None and not _per_channel(boost, t):
+    kwta = Kwta.of_op(op)
+    if kwta.boost is not None and not _per_channel(kwta.boost, t):
         return None
-    k, over, ties = op.attr("k"), op.attr("over"), op.attr("ties")
-    boost_flat = None if boost is None else boost.reshape(-1)
-    if over == tuple(range(1, t.rank)):
-        shape = tuple(int(d) for d in t.shape[1:])  # type: ignore[arg-type]
-        built = K.kwta_global(shape, k, boost_flat, ties == "break", _unique(lo, op, "kwta_global"), isa=lo.isa)
-    elif over == (1,) and t.rank == 4:
-        c, h, w = (int(d) for d in t.shape[1:])  # type: ignore[arg-type]
-        built = K.kwta_local(c, h, w, k, boost_flat, ties == "break", _unique(lo, op, "kwta_local"), isa=lo.isa)
+    shape = tuple(int(d) for d in t.shape[1:])  # type: ignore[arg-type]
+    if kwta.is_global:
+        built = K.kwta_global(shape, kwta, _unique(lo, op, "kwta_global"), isa=lo.isa)
+    elif kwta.local:
+        built = K.kwta_local(shape, kwta, _unique(lo, op, "kwta_local"), isa=lo.isa)  # type: ignore[arg-type]
     else:
         return None
     return _emit(lo, op, built)

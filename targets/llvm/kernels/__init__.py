@@ -26,14 +26,14 @@ from .common import Kernel, build, host_target
 from .conv_dense import conv2d_dense
 from .conv_sparse_sparse import conv2d_sparse_sparse
 from .conv_weight_sparse import conv2d_weight_sparse
-from .epilogue import KwtaSpec
+from .epilogue import Kwta
 from .kwta import kwta_global, kwta_local
 from .linear import linear_dense, linear_scatter, linear_sparse
 from .plan import conv2d, linear
 
 __all__ = [
     "Kernel",
-    "KwtaSpec",
+    "Kwta",
     "build",
     "conv2d",
     "conv2d_dense",

@@ -35,7 +35,6 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -43,6 +42,9 @@ import tvm
 from tvm import tirx
 from tvm.script import tirx as T
 from tvm.script.ir_builder import IRBuilder
+
+from ....compiler.ir.layer import Epilogue, Kwta
+from ...kernel import Kernel
 
 #: float32 lanes of one AVX-512 register; the kernels' vector width.
 LANES = 16
@@ -57,23 +59,6 @@ NATIVE_LANES = {"avx512": 16, "avx2": 8, "sse2": 4, "neon": 4}
 
 #: int32 value of the sign bit (0x80000000).
 SIGN_BIT = -2147483648
-
-
-@dataclass
-class Kernel:
-    """A generated kernel.
-
-    Attributes:
-        prim_func: the TIR function; params are (activations..., *constants, output).
-        constants: packed/compressed constant arrays, in parameter order.
-        name: short name, also the function's ``global_symbol``.
-        info: free-form numbers for reports (e.g. ``dense_macs``, ``nonzero_macs`` per sample).
-    """
-
-    prim_func: tirx.PrimFunc
-    constants: list[np.ndarray]
-    name: str
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 def make_kernel(
@@ -97,6 +82,23 @@ def make_kernel(
     func = prim_func.with_attr("global_symbol", name)
     arrays = [np.ascontiguousarray(c) for c in constants if c is not None]
     return Kernel(func, arrays, name, dict(info))
+
+
+#: no fused stages after a conv (NCHW) / linear layer
+NO_EPILOGUE = Epilogue(4)
+NO_LINEAR_EPILOGUE = Epilogue(2)
+
+
+def fused_epilogue(epilogue: Epilogue) -> tuple[bool, Kwta | None, int | None, bool]:
+    """(relu, kwta, pool window, pool before k-WTA) of an epilogue the fused kernels cover: bias -> ReLU ->
+    k-WTA (global, or local on NCHW) with a max-pool of kernel = stride (no padding, floor) before or after it;
+    a ValueError for anything else."""
+    if epilogue.pool is not None and epilogue.pool_size is None:
+        raise ValueError(f"max-pool {epilogue.pool} is not kernel = stride without padding: not fused")
+    kwta = epilogue.kwta
+    if kwta is not None and not (kwta.is_global or kwta.local):
+        raise ValueError(f"k-WTA over axes {list(kwta.over)} of a rank-{kwta.rank} tensor: not fused")
+    return epilogue.relu, kwta, epilogue.pool_size, epilogue.pool_first
 
 
 def for_each_sample(batch: Any, sample: Callable[..., None], *args: Any) -> None:

@@ -24,18 +24,21 @@ from __future__ import annotations
 import numpy as np
 from tvm.script import tirx as T
 
+from ....compiler.ir.layer import ConvGeometry, Epilogue
 from .common import (
     LANES,
+    NO_EPILOGUE,
     TILE_VECTORS,
     Kernel,
     ceil_div,
     for_each_sample,
+    fused_epilogue,
     host_isa,
     isa_scoped,
     make_kernel,
     transpose_square,
 )
-from .epilogue import KwtaSpec, conv_epilogue, epilogue_boost, epilogue_scratch
+from .epilogue import conv_epilogue, epilogue_boost, epilogue_scratch
 
 #: pixels per register tile of the 6 x 64 tile
 PIXEL_TILE = 6
@@ -65,16 +68,12 @@ def pack_dense_weight(weight: np.ndarray, block: int) -> np.ndarray:
 
 @isa_scoped
 def conv2d_dense(
-    in_shape: tuple[int, int, int],
+    geometry: ConvGeometry,
     weight: np.ndarray,
     bias: np.ndarray | None,
-    stride: tuple[int, int] = (1, 1),
-    padding: tuple[int, int, int, int] = (0, 0, 0, 0),
-    relu: bool = False,
-    kwta: KwtaSpec | None = None,
-    pool: int | None = None,
-    pool_first: bool = False,
+    epilogue: Epilogue = NO_EPILOGUE,
     name: str = "conv2d_dense",
+    *,
     isa: str | None = None,
 ) -> Kernel:
     """Fused dense conv2d (+bias, +ReLU, +k-WTA, +max-pool) for NCHW input (B, C, H, W), batch symbolic.
@@ -82,6 +81,8 @@ def conv2d_dense(
     Returns a Kernel with params ``(x, wp, bias, [boost], y)``: ``wp`` from :func:`pack_dense_weight`,
     ``bias`` (Op,), ``boost`` only with k-WTA (:func:`.epilogue.epilogue_boost`); y is (B, O, Ho', Wo').
     """
+    in_shape, stride, padding = geometry.in_shape, geometry.strides, geometry.pads
+    relu, kwta, pool, pool_first = fused_epilogue(epilogue)
     c_in, h_in, w_in = in_shape
     o_ch, c_w, kh, kw = weight.shape
     if c_w != c_in:

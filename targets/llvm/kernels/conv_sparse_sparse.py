@@ -21,17 +21,20 @@ from __future__ import annotations
 import numpy as np
 from tvm.script import tirx as T
 
+from ....compiler.ir.layer import ConvGeometry, Epilogue
 from .common import (
     LANES,
+    NO_EPILOGUE,
     Kernel,
     ceil_div,
     compress_store,
     compress_table_size,
     fill_compress_table,
+    fused_epilogue,
     isa_scoped,
     make_kernel,
 )
-from .epilogue import KwtaSpec, conv_epilogue, epilogue_boost, epilogue_scratch
+from .epilogue import conv_epilogue, epilogue_boost, epilogue_scratch
 
 
 def pack_weight_columns(weight: np.ndarray) -> np.ndarray:
@@ -45,14 +48,10 @@ def pack_weight_columns(weight: np.ndarray) -> np.ndarray:
 
 @isa_scoped
 def conv2d_sparse_sparse(
-    in_shape: tuple[int, int, int],
+    geometry: ConvGeometry,
     weight: np.ndarray,
     bias: np.ndarray | None,
-    padding: tuple[int, int, int, int] = (0, 0, 0, 0),
-    relu: bool = False,
-    kwta: KwtaSpec | None = None,
-    pool: int | None = None,
-    pool_first: bool = False,
+    epilogue: Epilogue = NO_EPILOGUE,
     name: str = "conv2d_sparse_sparse",
 ) -> Kernel:
     """Fused activation-sparse conv2d (stride 1) for NCHW input (B, C, H, W), batch symbolic.
@@ -60,6 +59,8 @@ def conv2d_sparse_sparse(
     Params ``(x, wc, bias, [boost], y)``: ``wc`` from :func:`pack_weight_columns`, ``bias`` (Op,),
     ``boost`` only with k-WTA (:func:`.epilogue.epilogue_boost`); y is (B, O, Ho', Wo').
     """
+    in_shape, padding = geometry.in_shape, geometry.pads
+    relu, kwta, pool, pool_first = fused_epilogue(epilogue)
     c_in, h_in, w_in = in_shape
     o_ch, c_w, kh, kw = weight.shape
     if c_w != c_in:

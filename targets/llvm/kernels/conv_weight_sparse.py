@@ -23,19 +23,22 @@ from __future__ import annotations
 import numpy as np
 from tvm.script import tirx as T
 
+from ....compiler.ir.layer import ConvGeometry, Epilogue
 from .common import (
     LANES,
     NATIVE_LANES,
+    NO_EPILOGUE,
     TILE_VECTORS,
     Kernel,
     ceil_div,
     for_each_sample,
+    fused_epilogue,
     isa_scoped,
     make_kernel,
     masked_load,
     masked_store,
 )
-from .epilogue import KwtaSpec, conv_epilogue, epilogue_boost, epilogue_scratch
+from .epilogue import conv_epilogue, epilogue_boost, epilogue_scratch
 
 #: input bytes per channel block (the block's pre-shifted planes stay in the 48 KiB L1D)
 L1_INPUT_BYTES = 32 * 1024
@@ -94,16 +97,12 @@ def _row_tile(height: int, chunks: int, max_tile: int) -> int:
 
 @isa_scoped
 def conv2d_weight_sparse(
-    in_shape: tuple[int, int, int],
+    geometry: ConvGeometry,
     weight: np.ndarray,
     bias: np.ndarray | None,
-    stride: tuple[int, int] = (1, 1),
-    padding: tuple[int, int, int, int] = (0, 0, 0, 0),
-    relu: bool = False,
-    kwta: KwtaSpec | None = None,
-    pool: int | None = None,
-    pool_first: bool = False,
+    epilogue: Epilogue = NO_EPILOGUE,
     name: str = "conv2d_weight_sparse",
+    *,
     isa: str | None = None,
 ) -> Kernel:
     """Fused conv2d (+bias, +ReLU, +k-WTA, +max-pool) specialised to a sparse OIHW ``weight``.
@@ -118,6 +117,8 @@ def conv2d_weight_sparse(
     :func:`pack_tap_lists`; ``boost`` only with k-WTA, layout from :func:`.epilogue.epilogue_boost`).
     ``y`` is (B, O, Ho', Wo') after pooling.
     """
+    in_shape, stride, padding = geometry.in_shape, geometry.strides, geometry.pads
+    relu, kwta, pool, pool_first = fused_epilogue(epilogue)
     c_in, h_in, w_in = in_shape
     o_ch, c_w, kh, kw = weight.shape
     if c_w != c_in:

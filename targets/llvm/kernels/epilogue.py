@@ -12,31 +12,12 @@ Without k-WTA and pooling the conv kernels store straight into the output and sk
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from tvm.script import tirx as T
 
+from ....compiler.ir.layer import Kwta
 from .common import LANES, ceil_div, float_key, masked_store, strided_vec
 from .kwta import boost_constant, group_mask, group_threshold, group_tie_fixup, local_kwta
-
-
-@dataclass(frozen=True)
-class KwtaSpec:
-    """k-WTA of a fused layer.
-
-    Attributes:
-        k: winners per selection group (k_inference of nupic's KWinners/KWinners2d).
-        local: select over channels at each pixel (KWinners2d local=True) instead of over C*H*W.
-        boost: boost factors ``exp(-boost_strength * duty_cycle)``: per channel (C,) for conv layers,
-            per unit (N,) for linear layers; None when boost_strength == 0.
-        break_ties: exactly k winners (lower flat index first) instead of keeping all ties.
-    """
-
-    k: int
-    local: bool = False
-    boost: np.ndarray | None = None
-    break_ties: bool = False
 
 
 def pooled_row(src, dst, c, qy, q0, height, width, pool, lanes, mask=None) -> None:
@@ -88,7 +69,7 @@ def maxpool(src, dst, channels, height, width, pool, mask):
                 pooled_row(src, dst, c, qy, q0, height, width, pool, lanes, mask)
 
 
-def epilogue_boost(kwta: KwtaSpec | None, channels: int, hw: int) -> tuple[np.ndarray | None, str]:
+def epilogue_boost(kwta: Kwta | None, channels: int, hw: int) -> tuple[np.ndarray | None, str]:
     """The boost constant a fused conv kernel passes to :func:`conv_epilogue` (None without k-WTA)."""
     if kwta is None:
         return None, "none"
@@ -98,7 +79,7 @@ def epilogue_boost(kwta: KwtaSpec | None, channels: int, hw: int) -> tuple[np.nd
     return boost_constant(kwta.boost, channels, hw)
 
 
-def epilogue_scratch(kwta: KwtaSpec | None, pool: int | None, n: int, pool_first: bool = False) -> dict[str, int]:
+def epilogue_scratch(kwta: Kwta | None, pool: int | None, n: int, pool_first: bool = False) -> dict[str, int]:
     """Sizes (elements) of the scratch buffers :func:`conv_epilogue` needs; 0 = not needed. ``n`` is the
     pre-pool activation count of one sample."""
     glob = kwta is not None and not kwta.local
@@ -148,7 +129,6 @@ def conv_epilogue(
 
 
 __all__ = [
-    "KwtaSpec",
     "conv_epilogue",
     "epilogue_boost",
     "epilogue_scratch",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from tvm.script import tirx as T
 
+from ....compiler.ir.layer import Kwta
 from .common import (
     LANES,
     Kernel,
@@ -170,9 +171,7 @@ def group_tie_fixup(src, dst, boost, keys, thr, n, hw, k, mode):
 @isa_scoped
 def kwta_global(
     shape: tuple[int, ...],
-    k: int,
-    boost: np.ndarray | None = None,
-    break_ties: bool = False,
+    kwta: Kwta,
     name: str = "kwta_global",
 ) -> Kernel:
     """Global k-WTA over each sample: input (B, *shape) -> output (B, *shape), float32.
@@ -181,6 +180,7 @@ def kwta_global(
     channel). PrimFunc params: ``(x, [boost], y)``; ``boost`` = ``constants[0]`` (packed by
     :func:`boost_constant`) is present only when a boost is given. Batch is symbolic.
     """
+    k, boost, break_ties = kwta.k, kwta.boost, kwta.break_ties
     n = int(np.prod(shape))
     channels = shape[0] if len(shape) == 3 else n
     hw = n // channels
@@ -276,12 +276,8 @@ def local_kwta(src, dst, boost, channels, hw, k, break_ties):
 
 @isa_scoped
 def kwta_local(
-    channels: int,
-    height: int,
-    width: int,
-    k: int,
-    boost: np.ndarray | None = None,
-    break_ties: bool = False,
+    shape: tuple[int, int, int],
+    kwta: Kwta,
     name: str = "kwta_local",
 ) -> Kernel:
     """Local k-WTA (KWinners2d local=True): at each (h, w) keep the k largest of the C boosted channels.
@@ -292,11 +288,11 @@ def kwta_local(
     over the C channels — exact, no sort, no data-dependent branches. ``break_ties``: per pixel exactly k
     survive, lower channel index first.
     """
+    (channels, height, width), k, boost, break_ties = shape, kwta.k, kwta.boost, kwta.break_ties
     hw = height * width
     if not 1 <= k <= channels:
         raise ValueError(f"k={k} outside [1, {channels}]")
     boost_arr = np.ones(channels, np.float32) if boost is None else np.asarray(boost, np.float32).reshape(channels)
-    shape = (channels, height, width)
 
     @T.prim_func
     def kwta(x_handle: T.handle, boost_buf: T.Buffer((channels,), "float32"), y_handle: T.handle):

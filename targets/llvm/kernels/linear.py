@@ -25,13 +25,16 @@ from __future__ import annotations
 import numpy as np
 from tvm.script import tirx as T
 
+from ....compiler.ir.layer import Epilogue, Kwta, LinearGeometry
 from ....compiler.ir.weights import csc_arrays
 from .common import (
     LANES,
+    NO_LINEAR_EPILOGUE,
     TILE_VECTORS,
     Kernel,
     ceil_div,
     for_each_sample,
+    fused_epilogue,
     gather_window,
     host_isa,
     isa_scoped,
@@ -41,7 +44,6 @@ from .common import (
     masked_store,
     vec,
 )
-from .epilogue import KwtaSpec
 from .kwta import boost_constant, group_mask, group_threshold, group_tie_fixup
 
 #: batch sizes from which linear_sparse switches from per-sample scatter to batch-vectorized SpMM
@@ -50,7 +52,7 @@ SPMM_MIN_BATCH = 16
 SPMM_CHUNK = 64
 
 
-def _epilogue_consts(kwta: KwtaSpec | None, units: int) -> tuple[np.ndarray | None, str]:
+def _epilogue_consts(kwta: Kwta | None, units: int) -> tuple[np.ndarray | None, str]:
     if kwta is None:
         return None, "none"
     if kwta.local:
@@ -58,7 +60,7 @@ def _epilogue_consts(kwta: KwtaSpec | None, units: int) -> tuple[np.ndarray | No
     return boost_constant(kwta.boost, units, 1)
 
 
-def _layer_consts(in_features: int, weight: np.ndarray, bias: np.ndarray | None, kwta: KwtaSpec | None,
+def _layer_consts(in_features: int, weight: np.ndarray, bias: np.ndarray | None, kwta: Kwta | None,
                   ) -> tuple[int, int, np.ndarray, np.ndarray | None, str, int]:
     """Shared set-up of the linear generators: (O, O padded to 16 lanes, padded bias, boost constant, boost
     mode, boost length) after checking that W is (O, in_features)."""
@@ -100,12 +102,12 @@ NARROW_LINEAR_TILE = (2, 3)
 
 @isa_scoped
 def linear_dense(
-    in_features: int,
+    geometry: LinearGeometry,
     weight: np.ndarray,
     bias: np.ndarray | None,
-    relu: bool = False,
-    kwta: KwtaSpec | None = None,
+    epilogue: Epilogue = NO_LINEAR_EPILOGUE,
     name: str = "linear_dense",
+    *,
     isa: str | None = None,
 ) -> Kernel:
     """Dense linear layer (+ReLU, +k-WTA) for input (B, I) -> (B, O), batch symbolic.
@@ -113,6 +115,8 @@ def linear_dense(
     Params ``(x, wt, bias, [boost], y)``: ``wt`` float32 (I, Op) = W.T zero-padded to Op = ceil(O/16)*16,
     ``bias`` (Op,), ``boost`` (O,) only with k-WTA.
     """
+    in_features = geometry.in_features
+    relu, kwta, _, _ = fused_epilogue(epilogue)
     o_units, op, bias_arr, boost_arr, mode, nb = _layer_consts(in_features, weight, bias, kwta)
     lanes = LANES
     wt = np.zeros((in_features, op), np.float32)
@@ -349,12 +353,12 @@ def spmm(X, Y, batch, act, keys, cand, hist, thr, pairptr_buf, pcols_buf, pvals_
 
 @isa_scoped
 def linear_sparse(
-    in_features: int,
+    geometry: LinearGeometry,
     weight: np.ndarray,
     bias: np.ndarray | None,
-    relu: bool = False,
-    kwta: KwtaSpec | None = None,
+    epilogue: Epilogue = NO_LINEAR_EPILOGUE,
     name: str = "linear_sparse",
+    *,
     isa: str | None = None,
 ) -> Kernel:
     """Sparse(-sparse) linear layer (+ReLU, +k-WTA) for input (B, I) -> (B, O), batch symbolic.
@@ -364,6 +368,8 @@ def linear_sparse(
     SpMM path, ``bias`` (O,), ``boost`` (O,) only with k-WTA. Both paths compute the same sums (different
     summation order, so results agree to float rounding).
     """
+    in_features = geometry.in_features
+    relu, kwta, _, _ = fused_epilogue(epilogue)
     o_units, _, bias_arr, boost_arr, mode, nb = _layer_consts(in_features, weight, bias, kwta)
     weight = np.asarray(weight, np.float32)
     isa = isa or host_isa()
@@ -449,11 +455,10 @@ def linear_sparse(
 
 @isa_scoped
 def linear_scatter(
-    in_features: int,
+    geometry: LinearGeometry,
     weight: np.ndarray,
     bias: np.ndarray | None,
-    relu: bool = False,
-    kwta: KwtaSpec | None = None,
+    epilogue: Epilogue = NO_LINEAR_EPILOGUE,
     name: str = "linear_scatter",
 ) -> Kernel:
     """Sparse-sparse linear layer (+ReLU, +k-WTA): only (non-zero input) x (non-zero weight) MACs.
@@ -471,6 +476,8 @@ def linear_scatter(
     :func:`~sparsecc.compiler.ir.weights.csc_arrays` (one explicit zero when W is all zero), the paired CSR of
     :func:`pack_row_pairs`, ``bias`` (Op,), ``boost`` (O,) only with k-WTA.
     """
+    in_features = geometry.in_features
+    relu, kwta, _, _ = fused_epilogue(epilogue)
     o_units, op, bias_arr, boost_arr, mode, nb = _layer_consts(in_features, weight, bias, kwta)
     colptr, rows, vals = csc_arrays(np.asarray(weight, np.float32))
     pairptr, pcols, pvals = pack_row_pairs(np.asarray(weight, np.float32))

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ....compiler.ir.layer import ConvGeometry, Epilogue, LinearGeometry
 from ....compiler.kernel_profile import BUILTIN, KernelProfile, profile_for
-from .common import Kernel, host_isa
+from .common import NO_EPILOGUE, NO_LINEAR_EPILOGUE, Kernel, host_isa
 from .conv_dense import conv2d_dense
 from .conv_sparse_sparse import conv2d_sparse_sparse
 from .conv_weight_sparse import conv2d_weight_sparse
-from .epilogue import KwtaSpec
 from .linear import linear_dense, linear_sparse
 
 
@@ -33,15 +33,10 @@ def _profile(profile: KernelProfile | None) -> KernelProfile:
 
 
 def conv2d(
-    in_shape: tuple[int, int, int],
+    geometry: ConvGeometry,
     weight: np.ndarray,
     bias: np.ndarray | None,
-    stride: tuple[int, int] = (1, 1),
-    padding: tuple[int, int, int, int] = (0, 0, 0, 0),
-    relu: bool = False,
-    kwta: KwtaSpec | None = None,
-    pool: int | None = None,
-    pool_first: bool = False,
+    epilogue: Epilogue = NO_EPILOGUE,
     name: str = "conv2d",
     active_fraction: float | None = None,
     profile: KernelProfile | None = None,
@@ -51,24 +46,23 @@ def conv2d(
     p = _profile(profile)
     density = float((weight != 0).mean())
     reduction = int(np.prod(weight.shape[1:]))
-    stride1 = tuple(stride) == (1, 1)
+    stride1 = tuple(geometry.strides) == (1, 1)
     if stride1 and active_fraction is not None and active_fraction <= p.conv_act_sparse_max:
-        return conv2d_sparse_sparse(in_shape, weight, bias, padding, relu, kwta, pool, pool_first, name)
+        return conv2d_sparse_sparse(geometry, weight, bias, epilogue, name)
     if stride1 and (density <= p.conv_weight_sparse_max or reduction <= p.conv_short_reduction):
-        return conv2d_weight_sparse(in_shape, weight, bias, stride, padding, relu, kwta, pool, pool_first, name)
-    return conv2d_dense(in_shape, weight, bias, stride, padding, relu, kwta, pool, pool_first, name)
+        return conv2d_weight_sparse(geometry, weight, bias, epilogue, name)
+    return conv2d_dense(geometry, weight, bias, epilogue, name)
 
 
 def linear(
-    in_features: int,
+    geometry: LinearGeometry,
     weight: np.ndarray,
     bias: np.ndarray | None,
-    relu: bool = False,
-    kwta: KwtaSpec | None = None,
+    epilogue: Epilogue = NO_LINEAR_EPILOGUE,
     name: str = "linear",
     profile: KernelProfile | None = None,
 ) -> Kernel:
     """The best linear kernel for this layer (see module doc)."""
     if float((weight != 0).mean()) <= _profile(profile).dense_above:
-        return linear_sparse(in_features, weight, bias, relu, kwta, name)
-    return linear_dense(in_features, weight, bias, relu, kwta, name)
+        return linear_sparse(geometry, weight, bias, epilogue, name)
+    return linear_dense(geometry, weight, bias, epilogue, name)
