@@ -152,8 +152,10 @@ def test_profile_and_bench_take_their_own_options(zoo_onnx) -> None:
     assert_one_line_error(run_cli("profile", str(zoo_onnx("gsc_dense_small1")), "--runs", "0"), "--runs must be >= 1")
     result = run_cli("profile", str(zoo_onnx("gsc_sparse_cnn")), "--runs", "3")
     assert result.returncode == 0, result.stderr
-    # the fused layers show up as the specialised kernels the llvm cost model picked
-    assert "conv2d_weight_sparse" in result.stdout and "linear_sparse" in result.stdout
+    # the fused layers show up as the specialised kernels the llvm cost model picked (the linear layer's
+    # family depends on this CPU's kernel profile: packed weight-sparse or scatter)
+    assert "conv2d_weight_sparse" in result.stdout
+    assert "linear_sparse" in result.stdout or "linear_scatter" in result.stdout
     assert "uninstrumented run (median)" in result.stdout
 
 

@@ -175,7 +175,7 @@ def _kwta_first() -> nn.Module:
                          nn.Linear(32, 10))
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class _ActivationSparseKernels(Pass):
     """Give every layer whose input has a k-WTA bound the kernel that skips zero activations."""
 
