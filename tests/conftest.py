@@ -1,6 +1,6 @@
 """Shared fixtures (zoo models exported to ONNX once per test session) and the parallel schedule.
 
-``make test`` runs the suite with pytest-xdist (``-n auto --dist loadgroup``). Tests that share an expensive
+``make test`` runs the suite with pytest-xdist (``-n logical --dist loadgroup``). Tests that share an expensive
 module- or session-scoped fixture of this suite are put in one ``xdist_group`` (their module) so that the
 fixture is built once, by one worker; a test module may name finer groups itself (``test_cuda.py``: one group
 per zoo model's CUDA build). Under xdist the units of work are queued heaviest first (``SLOW_FIRST``), so that
