@@ -81,17 +81,34 @@ def _shared_fixtures(item: pytest.Item) -> list[str]:
     return names
 
 
+def _name_groups(items: list[pytest.Item]) -> None:
+    """Append ``@GROUP`` to the node id of every grouped item, as xdist's loadgroup means to: with pytest 9.2,
+    xdist 3.8 writes the suffix to an attribute pytest no longer reads, so every group would be split silently
+    (pytest-dev/pytest-xdist#1386). Without the suffix the scheduler treats each test as its own unit."""
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        mark = item.get_closest_marker("xdist_group")
+        if mark is not None and not item.nodeid.endswith(f"@{mark.args[0]}"):
+            item._id = NodeId.parse(f"{item.nodeid}@{mark.args[0]}")
+
+
 def _weight(unit: str) -> float:
     return next((seconds for pattern, seconds in SLOW_FIRST.items() if fnmatch.fnmatchcase(unit, pattern)), 0.0)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Group the item with its module when it uses one of the module's shared fixtures (before xdist reads the
+    groups in pytest_collection_modifyitems)."""
+    if item.get_closest_marker("xdist_group") is None and _shared_fixtures(item):
+        item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None and _shared_fixtures(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
     if not os.environ.get("PYTEST_XDIST_WORKER"):  # the workers' collection order is the order of the queue
         return
+    if config.getvalue("loadgroup"):
+        _name_groups(items)
     units: dict[str, list[pytest.Item]] = {}
     for item in items:
         mark = item.get_closest_marker("xdist_group")
