@@ -19,8 +19,11 @@ demo: $(STAMP)
 # The test suite. As root on Debian/Ubuntu it first installs what the cross-CPU tests need (qemu-user and the
 # aarch64 cross compiler, plus an emulated aarch64 Python with TVM under ~/.cache/sparsecc/aarch64); without root
 # those tests say why they skip.
+# In parallel (pytest-xdist: one worker per logical CPU, at most 4, as each holds a few GB while it compiles);
+# tests/conftest.py groups the tests that share a fixture and queues the slowest first (--no-loadscope-reorder
+# keeps that order).
 test: $(STAMP) aarch64-env
-	$(PY) -m pytest -q --durations=25
+	$(PY) -m pytest -q --durations=25 -n logical --maxprocesses 4 --dist loadgroup --no-loadscope-reorder
 
 # qemu-user, g++-aarch64-linux-gnu and an emulated aarch64 Python 3.11 with TVM's aarch64 wheels (for
 # `sparsecc check --mtriple aarch64-linux-gnu`); skipped with a notice where apt or root is missing.

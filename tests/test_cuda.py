@@ -58,6 +58,11 @@ EXPECTED_KERNELS = {
 }
 
 
+def by_model(names: list[str]) -> list:
+    """``names`` as parameters, each in the xdist group of its model's CUDA build (built once, by one worker)."""
+    return [pytest.param(name, marks=pytest.mark.xdist_group(f"cuda-{name}")) for name in names]
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "sparsecc.driver.cli", *args], capture_output=True, text=True,
                           timeout=600, check=False)
@@ -81,7 +86,7 @@ def cuda_artifact(zoo_onnx, tmp_path_factory):
 
 # -- cross-compilation (no GPU needed) ---------------------------------------------------------------------------
 @needs_nvcc
-@pytest.mark.parametrize("name", ALL_MODELS)
+@pytest.mark.parametrize("name", by_model(ALL_MODELS))
 def test_every_zoo_model_compiles_to_one_library_for_sm80_and_sm90(cuda_artifact, name: str) -> None:
     model, out = cuda_artifact(name)
     manifest = read_manifest(out)
@@ -95,7 +100,7 @@ def test_every_zoo_model_compiles_to_one_library_for_sm80_and_sm90(cuda_artifact
 
 
 @needs_nvcc
-@pytest.mark.parametrize("name", SPARSE_MODELS)
+@pytest.mark.parametrize("name", by_model(SPARSE_MODELS))
 def test_generated_source_and_ptx_contain_the_sparse_kernels(cuda_artifact, name: str) -> None:
     _, out = cuda_artifact(name)
     kernels = read_manifest(out).target_options["kernels"]
@@ -110,6 +115,7 @@ def test_generated_source_and_ptx_contain_the_sparse_kernels(cuda_artifact, name
 
 
 @needs_nvcc
+@pytest.mark.xdist_group("cuda-gsc_sparse_cnn")
 def test_reshape_is_a_view_not_a_copy_kernel(cuda_artifact) -> None:
     model, _ = cuda_artifact("gsc_sparse_cnn")
     assert "vm.builtin.reshape" in model._executable.as_text()
@@ -123,6 +129,7 @@ def test_cuda_graph_needs_a_fixed_batch(zoo_onnx) -> None:
 
 
 @needs_nvcc
+@pytest.mark.xdist_group("cuda-gsc_dense_small1")
 def test_dense_model_uses_only_tvm_default_gpu_schedules(cuda_artifact) -> None:
     model, out = cuda_artifact("gsc_dense_small1")
     assert read_manifest(out).target_options["kernels"] == []
@@ -157,6 +164,7 @@ def test_missing_nvcc_is_a_one_line_compile_error(zoo_onnx, monkeypatch: pytest.
 # -- no GPU: one-line errors, exit 2 -----------------------------------------------------------------------------
 @needs_nvcc
 @no_gpu_only
+@pytest.mark.xdist_group("cuda-gsc_sparse_cnn")
 def test_load_without_gpu_raises_one_line_device_error(cuda_artifact) -> None:
     _, out = cuda_artifact("gsc_sparse_cnn")
     with pytest.raises(DeviceUnavailableError) as info:
@@ -166,6 +174,7 @@ def test_load_without_gpu_raises_one_line_device_error(cuda_artifact) -> None:
 
 @needs_nvcc
 @no_gpu_only
+@pytest.mark.xdist_group("cuda-gsc_sparse_cnn")
 def test_running_a_fresh_compile_without_gpu_raises_device_error(cuda_artifact) -> None:
     model, _ = cuda_artifact("gsc_sparse_cnn")
     x = np.zeros((1, 1, 32, 32), np.float32)
@@ -175,6 +184,7 @@ def test_running_a_fresh_compile_without_gpu_raises_device_error(cuda_artifact) 
 
 @needs_nvcc
 @no_gpu_only
+@pytest.mark.xdist_group("cuda-gsc_sparse_cnn")
 def test_cli_run_without_gpu_exits_2_with_one_line(cuda_artifact) -> None:
     _, out = cuda_artifact("gsc_sparse_cnn")
     result = _cli("run", str(out), "--random")
@@ -373,6 +383,7 @@ def test_check_passes_on_gpu(zoo_onnx, name: str) -> None:
 @pytest.mark.gpu
 @needs_gpu
 @needs_nvcc
+@pytest.mark.xdist_group("cuda-gsc_sparse_cnn")
 def test_loaded_artifact_matches_fresh_compile_on_gpu(cuda_artifact) -> None:
     model, out = cuda_artifact("gsc_sparse_cnn")
     x = np.random.default_rng(0).standard_normal((4, 1, 32, 32)).astype(np.float32)
