@@ -8,6 +8,10 @@ from typing import Any
 import numpy as np
 from tvm import tirx
 
+from . import tvmscript
+
+tvmscript.install()  # every generator imports this module: macros expand without TVM's source scan
+
 
 @dataclass
 class Kernel:
