@@ -175,8 +175,8 @@ class Lowering(ConvLowering, LinearLowering, KwtaLowering, PointwiseLowering, Ep
             raise CompileError(f"the HLS target has no kernel for {op.name} (%{name})", op_type=op.name)
         handler(op)
 
-    def _view(self, op: Operation) -> None:
-        source = op.operand_values[0]
+    def _view(self, op: ops.Reshape | ops.Identity | ops.Dropout) -> None:
+        source = op.input
         if op.results[0].type.shape[:1] != source.type.shape[:1] and None not in (
                 op.results[0].type.shape[0], source.type.shape[0]):
             raise CompileError(f"{op.name} %{op.results[0].name} changes the batch axis; the HLS top function "

@@ -72,13 +72,13 @@ class PointwiseLowering:
         layer.loops = loops
         self._add(layer)
 
-    def _relu(self, op: Operation) -> None:
-        source = self._buffer(op.operand_values[0], op)
+    def _relu(self, op: ops.Relu) -> None:
+        source = self._buffer(op.input, op)
         self._simple(op, f"sparsecc::relu<{source.size}, ID>", f"{op.name} {source.shape_text()}: max(x, 0)",
                      LoopModel(pointwise=source.size, pointwise_entries=1))
 
     def _pool(self, op: ops.Pool2D) -> None:
-        source = self._buffer(op.operand_values[0], op)
+        source = self._buffer(op.input, op)
         c, h, w = self._chw(source)
         if len(source.shape) != 3:
             raise CompileError(f"{op.name} needs an NCHW input", op_type=op.name)
@@ -98,8 +98,8 @@ class PointwiseLowering:
                                                                                                 window)
         self._simple(op, f"sparsecc::{kind}<CONFIG>", summary, LoopModel(pool=cycles, pool_entries=1), config)
 
-    def _global_avgpool(self, op: Operation) -> None:
-        source = self._buffer(op.operand_values[0], op)
+    def _global_avgpool(self, op: ops.GlobalAvgPool2D) -> None:
+        source = self._buffer(op.input, op)
         c, h, w = self._chw(source)
         config = ConfigStruct("", "")
         config.constant(["channels", "height", "width"], [c, h, w])
@@ -109,7 +109,7 @@ class PointwiseLowering:
                      LoopModel(pool=c * h * w, pool_entries=c), config)
 
     def _softmax(self, op: ops.Softmax | ops.LogSoftmax) -> None:
-        source = self._buffer(op.operand_values[0], op)
+        source = self._buffer(op.input, op)
         rank = len(source.shape) + 1
         axis = normalize_axis(op.axis, rank)
         if axis != 1 or any(d != 1 for d in source.shape[1:]):
