@@ -243,17 +243,17 @@ def _observer(ctx: Context, op: Operation, k: int, ties: str) -> Callable[[np.nd
 
 
 @implements(ops.KWinners)
-def _kwta(op: Operation, ctx: Context, x: np.ndarray, boost: np.ndarray | None) -> np.ndarray:
-    k, over, ties = op.attr("k"), op.attr("over"), op.attr("ties")
+def _kwta(op: ops.KWinners, ctx: Context, x: np.ndarray, boost: np.ndarray | None) -> np.ndarray:
+    k, over, ties = op.k, op.over, op.ties
     return kwta(x, boost, k, over, ties, _observer(ctx, op, k, ties))
 
 
-def _conv_attrs(op: Operation) -> tuple:
-    return op.attr("strides"), op.attr("pads"), op.attr("dilations"), op.attr("groups")
+def _conv_attrs(op: ops.ConvLike) -> tuple:
+    return op.strides, op.pads, op.dilations, op.groups
 
 
 @implements(ops.Conv2D)
-def _conv2d(op: Operation, ctx: Context, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+def _conv2d(op: ops.Conv2D, ctx: Context, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     return conv2d(x, w, bias, *_conv_attrs(op))
 
 
@@ -274,9 +274,9 @@ def _per_channel(v: np.ndarray, rank: int) -> np.ndarray:
 
 
 @implements(ops.BatchNorm)
-def _batch_norm(op: Operation, ctx: Context, x: np.ndarray, scale: np.ndarray, bias: np.ndarray,
+def _batch_norm(op: ops.BatchNorm, ctx: Context, x: np.ndarray, scale: np.ndarray, bias: np.ndarray,
                 mean: np.ndarray, var: np.ndarray) -> np.ndarray:
-    eps = np.asarray(op.attr("epsilon"), dtype=x.dtype)
+    eps = np.asarray(op.epsilon, dtype=x.dtype)
     r = x.ndim
     y = (x - _per_channel(mean, r)) / np.sqrt(_per_channel(var, r) + eps)
     y = y * _per_channel(scale, r) + _per_channel(bias, r)
@@ -289,14 +289,13 @@ def _channel_affine(op: Operation, ctx: Context, x: np.ndarray, scale: np.ndarra
 
 
 @implements(ops.MaxPool2D)
-def _maxpool(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
-    return pool2d(x, op.attr("kernel"), op.attr("strides"), op.attr("pads"), op.attr("ceil_mode"), "max")
+def _maxpool(op: ops.MaxPool2D, ctx: Context, x: np.ndarray) -> np.ndarray:
+    return pool2d(x, op.kernel, op.strides, op.pads, op.ceil_mode, "max")
 
 
 @implements(ops.AvgPool2D)
-def _avgpool(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
-    return pool2d(x, op.attr("kernel"), op.attr("strides"), op.attr("pads"), op.attr("ceil_mode"), "avg",
-                  op.attr("count_include_pad"))
+def _avgpool(op: ops.AvgPool2D, ctx: Context, x: np.ndarray) -> np.ndarray:
+    return pool2d(x, op.kernel, op.strides, op.pads, op.ceil_mode, "avg", op.count_include_pad)
 
 
 @implements(ops.GlobalAvgPool2D)
@@ -318,13 +317,13 @@ def _softmax(x: np.ndarray, axis: int, log: bool) -> np.ndarray:
 
 
 @implements(ops.Softmax)
-def _softmax_op(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
-    return _typed(op, _softmax(x, normalize_axis(op.attr("axis"), x.ndim), log=False))
+def _softmax_op(op: ops.Softmax, ctx: Context, x: np.ndarray) -> np.ndarray:
+    return _typed(op, _softmax(x, normalize_axis(op.axis, x.ndim), log=False))
 
 
 @implements(ops.LogSoftmax)
-def _log_softmax_op(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
-    return _typed(op, _softmax(x, normalize_axis(op.attr("axis"), x.ndim), log=True))
+def _log_softmax_op(op: ops.LogSoftmax, ctx: Context, x: np.ndarray) -> np.ndarray:
+    return _typed(op, _softmax(x, normalize_axis(op.axis, x.ndim), log=True))
 
 
 @implements(ops.Dropout)
@@ -334,7 +333,7 @@ def _identity(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
 
 
 # -- fused sparse layers ------------------------------------------------------------------------------------
-def apply_epilogue(op: Operation, ctx: Context, y: np.ndarray, boost: np.ndarray | None) -> np.ndarray:
+def apply_epilogue(op: ops.FusedLayer, ctx: Context, y: np.ndarray, boost: np.ndarray | None) -> np.ndarray:
     """Apply the fused stages of ``op`` (its :class:`Epilogue`, in order) to the layer output ``y``; ``boost`` is
     the boost operand's value in this run (it may be computed)."""
     for stage in Epilogue.of_op(op).stages:
@@ -350,31 +349,31 @@ def apply_epilogue(op: Operation, ctx: Context, y: np.ndarray, boost: np.ndarray
 
 
 @implements(ops.SparseConv2D)
-def _sparse_conv2d(op: Operation, ctx: Context, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None,
+def _sparse_conv2d(op: ops.SparseConv2D, ctx: Context, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None,
                    boost: np.ndarray | None) -> np.ndarray:
     return apply_epilogue(op, ctx, conv2d(x, w, bias, *_conv_attrs(op)), boost)
 
 
 @implements(ops.SparseLinear)
-def _sparse_linear(op: Operation, ctx: Context, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None,
+def _sparse_linear(op: ops.SparseLinear, ctx: Context, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None,
                    boost: np.ndarray | None) -> np.ndarray:
     return apply_epilogue(op, ctx, linear(x, w, bias), boost)
 
 
 # -- data movement ------------------------------------------------------------------------------------------
 @implements(ops.Reshape)
-def _reshape(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
-    return x.reshape(op.attr("shape"))
+def _reshape(op: ops.Reshape, ctx: Context, x: np.ndarray) -> np.ndarray:
+    return x.reshape(op.shape)
 
 
 @implements(ops.Transpose)
-def _transpose(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.transpose(x, op.attr("perm")))
+def _transpose(op: ops.Transpose, ctx: Context, x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.transpose(x, op.perm))
 
 
 @implements(ops.Concat)
-def _concat(op: Operation, ctx: Context, xs: list[np.ndarray]) -> np.ndarray:
-    axis = normalize_axis(op.attr("axis"), xs[0].ndim)
+def _concat(op: ops.Concat, ctx: Context, xs: list[np.ndarray]) -> np.ndarray:
+    axis = normalize_axis(op.axis, xs[0].ndim)
     if len({x.shape[:axis] + x.shape[axis + 1:] for x in xs}) > 1:
         raise InputError(f"operands of shapes {[list(x.shape) for x in xs]} do not concatenate along axis {axis} "
                          "at run time", op_type=op.name)
@@ -382,17 +381,16 @@ def _concat(op: Operation, ctx: Context, xs: list[np.ndarray]) -> np.ndarray:
 
 
 @implements(ops.Slice)
-def _slice(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
+def _slice(op: ops.Slice, ctx: Context, x: np.ndarray) -> np.ndarray:
     index: list[slice] = [slice(None)] * x.ndim
-    fields = (op.attr("starts"), op.attr("ends"), op.attr("axes"), op.attr("steps"))
-    for start, end, axis, step in zip(*fields, strict=True):
+    for start, end, axis, step in zip(op.starts, op.ends, op.axes, op.steps, strict=True):
         index[normalize_axis(axis, x.ndim)] = slice(start, end, step)
     return np.ascontiguousarray(x[tuple(index)])
 
 
 @implements(ops.Gather)
-def _gather(op: Operation, ctx: Context, x: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    axis = normalize_axis(op.attr("axis"), x.ndim)
+def _gather(op: ops.Gather, ctx: Context, x: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    axis = normalize_axis(op.axis, x.ndim)
     idx = np.where(indices < 0, indices + x.shape[axis], indices)
     if np.any((idx < 0) | (idx >= x.shape[axis])):
         raise InputError(f"gather index out of range for axis of size {x.shape[axis]}", op_type=op.name)
@@ -416,17 +414,18 @@ def topk(x: np.ndarray, k: int, axis: int, largest: bool) -> tuple[np.ndarray, n
 
 
 @implements(ops.TopK)
-def _topk(op: Operation, ctx: Context, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _topk(op: ops.TopK, ctx: Context, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # sorted=False leaves the order unspecified; returning it sorted is one valid order.
-    axis = normalize_axis(op.attr("axis"), x.ndim)
-    if op.attr("k") > x.shape[axis]:
-        raise InputError(f"k={op.attr('k')} exceeds the size {x.shape[axis]} of axis {axis}", op_type=op.name)
-    return topk(x, op.attr("k"), axis, op.attr("largest"))
+    axis = normalize_axis(op.axis, x.ndim)
+    if op.k > x.shape[axis]:
+        raise InputError(f"k={op.k} exceeds the size {x.shape[axis]} of axis {axis}", op_type=op.name)
+    return topk(x, op.k, axis, op.largest)
 
 
 @implements(ops.ScatterElements)
-def _scatter(op: Operation, ctx: Context, data: np.ndarray, indices: np.ndarray, updates: np.ndarray) -> np.ndarray:
-    axis = normalize_axis(op.attr("axis"), data.ndim)
+def _scatter(op: ops.ScatterElements, ctx: Context, data: np.ndarray, indices: np.ndarray, updates: np.ndarray
+             ) -> np.ndarray:
+    axis = normalize_axis(op.axis, data.ndim)
     idx = np.where(indices < 0, indices + data.shape[axis], indices)
     out = data.copy()
     np.put_along_axis(out, idx, updates, axis=axis)
@@ -434,12 +433,12 @@ def _scatter(op: Operation, ctx: Context, data: np.ndarray, indices: np.ndarray,
 
 
 @implements(ops.FullLike)
-def _full_like(op: Operation, ctx: Context, like: np.ndarray) -> np.ndarray:
-    return np.full(like.shape, op.attr("value"), dtype=op.result.type.numpy_dtype)
+def _full_like(op: ops.FullLike, ctx: Context, like: np.ndarray) -> np.ndarray:
+    return np.full(like.shape, op.value, dtype=op.result.type.numpy_dtype)
 
 
 @implements(ops.Expand)
-def _expand(op: Operation, ctx: Context, x: np.ndarray) -> np.ndarray:
-    target = tuple(1 if d == -1 else d for d in op.attr("shape"))
+def _expand(op: ops.Expand, ctx: Context, x: np.ndarray) -> np.ndarray:
+    target = tuple(1 if d == -1 else d for d in op.shape)
     x, _ = _broadcastable(op, x, np.broadcast_to(np.int8(0), target))
     return np.ascontiguousarray(np.broadcast_to(x, np.broadcast_shapes(x.shape, target)))

@@ -33,7 +33,7 @@ _TVM_DTYPE = {"f32": "float32", "f64": "float64", "f16": "float16", "i64": "int6
               "i8": "int8", "u8": "uint8", "i1": "bool"}
 
 #: A kernel lowering: given the op and the lowering context, emit its results (or None: use the generic one).
-KernelFn = Callable[[Operation, "RelaxLowering"], Sequence[relax.Expr] | None]
+KernelFn = Callable[[Any, "RelaxLowering"], Sequence[relax.Expr] | None]  # takes an op of its registered class
 
 
 class KernelSet:
@@ -166,7 +166,7 @@ def _hint(name: str | None) -> str:
 
 
 # -- generic lowering: IR op -> Relax expression -------------------------------------------------------------
-Generic = Callable[[Operation, RelaxLowering], Any]
+Generic = Callable[[Any, RelaxLowering], Any]  # takes an op of its registered class
 GENERIC: dict[type[Operation], Generic] = {}
 
 
@@ -179,12 +179,6 @@ def generic(*classes: type[Operation]) -> Callable[[Generic], Generic]:
     return wrap
 
 
-def _in(op: Operation, lo: RelaxLowering, name: str = "input") -> relax.Expr:
-    value = op.operand(name)
-    assert value is not None
-    return lo.value(value)
-
-
 def _channel(lo: RelaxLowering, v: Value, rank: int) -> relax.Expr:
     """A per-channel vector reshaped to broadcast over axis 1 of a rank-``rank`` tensor."""
     shape = (1, -1) + (1,) * (rank - 2)
@@ -194,21 +188,19 @@ def _channel(lo: RelaxLowering, v: Value, rank: int) -> relax.Expr:
     return R.reshape(lo.value(v), shape)
 
 
-def conv2d_expr(lo: RelaxLowering, x: relax.Expr, op: Operation) -> relax.Expr:
-    w = op.operand("weight")
-    assert w is not None
-    pads = op.attr("pads")
-    y = R.nn.conv2d(x, lo.value(w), strides=op.attr("strides"), padding=(pads[0], pads[1], pads[2], pads[3]),
-                    dilation=op.attr("dilations"), groups=op.attr("groups"))
-    bias = op.operand("bias")
+def conv2d_expr(lo: RelaxLowering, x: relax.Expr, op: ops.ConvLike) -> relax.Expr:
+    pads = op.pads
+    y = R.nn.conv2d(x, lo.value(op.weight), strides=op.strides, padding=(pads[0], pads[1], pads[2], pads[3]),
+                    dilation=op.dilations, groups=op.groups)
+    bias = op.bias
     return y if bias is None else R.add(y, _channel(lo, bias, 4))
 
 
-def linear_expr(lo: RelaxLowering, x: relax.Expr, op: Operation) -> relax.Expr:
-    w = op.operand("weight")
-    assert w is not None and isinstance(w.owner, ops.Constant)
+def linear_expr(lo: RelaxLowering, x: relax.Expr, op: ops.WeightedLayer) -> relax.Expr:
+    w = op.weight
+    assert isinstance(w.owner, ops.Constant)
     y = R.matmul(x, lo.const(np.ascontiguousarray(w.owner.value.T)))
-    bias = op.operand("bias")
+    bias = op.bias
     return y if bias is None else R.add(y, lo.value(bias))
 
 
@@ -256,7 +248,7 @@ def pool_expr(x: relax.Expr, kernel: Sequence[int], strides: Sequence[int], pads
                            count_include_pad=count_include_pad)
 
 
-def epilogue_expr(lo: RelaxLowering, op: Operation, y: relax.Expr) -> relax.Expr:
+def epilogue_expr(lo: RelaxLowering, op: ops.FusedLayer, y: relax.Expr) -> relax.Expr:
     """Apply ``op``'s epilogue stages to the layer output ``y`` with generic Relax ops."""
     from ..compiler.ir.ops.nn import conv2d_output_shape, linear_output_shape
 
@@ -267,7 +259,7 @@ def epilogue_expr(lo: RelaxLowering, op: Operation, y: relax.Expr) -> relax.Expr
         if isinstance(stage, ReluStage):
             y = relu_expr(y)
         elif isinstance(stage, KWTAStage):
-            y = kwta_expr(lo, y, current, op.operand("boost"), stage.k, stage.over, stage.ties)
+            y = kwta_expr(lo, y, current, op.boost, stage.k, stage.over, stage.ties)
         elif isinstance(stage, MaxPoolStage):
             y = pool_expr(y, stage.kernel, stage.strides, stage.pads, stage.ceil_mode, "max")
             current = TensorType(pooled_shape(current.shape, stage), current.dtype)
@@ -285,65 +277,61 @@ def pooled_shape(shape: tuple[int | None, ...], stage: MaxPoolStage) -> tuple[in
 
 
 @generic(ops.Conv2D)
-def _conv(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return conv2d_expr(lo, _in(op, lo), op)
+def _conv(op: ops.Conv2D, lo: RelaxLowering) -> relax.Expr:
+    return conv2d_expr(lo, lo.value(op.input), op)
 
 
 @generic(ops.Linear)
-def _linear(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return linear_expr(lo, _in(op, lo), op)
+def _linear(op: ops.Linear, lo: RelaxLowering) -> relax.Expr:
+    return linear_expr(lo, lo.value(op.input), op)
 
 
 @generic(ops.SparseConv2D)
-def _sparse_conv(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return epilogue_expr(lo, op, conv2d_expr(lo, _in(op, lo), op))
+def _sparse_conv(op: ops.SparseConv2D, lo: RelaxLowering) -> relax.Expr:
+    return epilogue_expr(lo, op, conv2d_expr(lo, lo.value(op.input), op))
 
 
 @generic(ops.SparseLinear)
-def _sparse_linear(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return epilogue_expr(lo, op, linear_expr(lo, _in(op, lo), op))
+def _sparse_linear(op: ops.SparseLinear, lo: RelaxLowering) -> relax.Expr:
+    return epilogue_expr(lo, op, linear_expr(lo, lo.value(op.input), op))
 
 
 @generic(ops.KWinners)
-def _kwta(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    x = op.operand("input")
-    assert x is not None
-    return kwta_expr(lo, lo.value(x), x.type, op.operand("boost"), op.attr("k"), op.attr("over"), op.attr("ties"))
+def _kwta(op: ops.KWinners, lo: RelaxLowering) -> relax.Expr:
+    x = op.input
+    return kwta_expr(lo, lo.value(x), x.type, op.boost, op.k, op.over, op.ties)
 
 
 @generic(ops.BatchNorm)
-def _batch_norm(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    x = op.operand("input")
-    assert x is not None
+def _batch_norm(op: ops.BatchNorm, lo: RelaxLowering) -> relax.Expr:
+    x = op.input
     r = x.type.rank
-    eps = relax.const(np.asarray(op.attr("epsilon"), dtype=x.type.numpy_dtype))
-    centred = R.subtract(lo.value(x), _channel(lo, op.operand("mean"), r))  # type: ignore[arg-type]
-    scaled = R.divide(centred, R.sqrt(R.add(_channel(lo, op.operand("var"), r), eps)))  # type: ignore[arg-type]
-    return R.add(R.multiply(scaled, _channel(lo, op.operand("scale"), r)), _channel(lo, op.operand("bias"), r))  # type: ignore[arg-type]
+    eps = relax.const(np.asarray(op.epsilon, dtype=x.type.numpy_dtype))
+    centred = R.subtract(lo.value(x), _channel(lo, op.mean, r))
+    scaled = R.divide(centred, R.sqrt(R.add(_channel(lo, op.var, r), eps)))
+    return R.add(R.multiply(scaled, _channel(lo, op.scale, r)), _channel(lo, op.bias, r))
 
 
 @generic(ops.ChannelAffine)
-def _affine(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    x = op.operand("input")
-    assert x is not None
+def _affine(op: ops.ChannelAffine, lo: RelaxLowering) -> relax.Expr:
+    x = op.input
     r = x.type.rank
-    return R.add(R.multiply(lo.value(x), _channel(lo, op.operand("scale"), r)), _channel(lo, op.operand("shift"), r))  # type: ignore[arg-type]
+    return R.add(R.multiply(lo.value(x), _channel(lo, op.scale, r)), _channel(lo, op.shift, r))
 
 
 @generic(ops.MaxPool2D)
-def _maxpool(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return pool_expr(_in(op, lo), op.attr("kernel"), op.attr("strides"), op.attr("pads"), op.attr("ceil_mode"), "max")
+def _maxpool(op: ops.MaxPool2D, lo: RelaxLowering) -> relax.Expr:
+    return pool_expr(lo.value(op.input), op.kernel, op.strides, op.pads, op.ceil_mode, "max")
 
 
 @generic(ops.AvgPool2D)
-def _avgpool(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return pool_expr(_in(op, lo), op.attr("kernel"), op.attr("strides"), op.attr("pads"), op.attr("ceil_mode"),
-                     "avg", op.attr("count_include_pad"))
+def _avgpool(op: ops.AvgPool2D, lo: RelaxLowering) -> relax.Expr:
+    return pool_expr(lo.value(op.input), op.kernel, op.strides, op.pads, op.ceil_mode, "avg", op.count_include_pad)
 
 
 @generic(ops.GlobalAvgPool2D)
-def _global_avgpool(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return R.mean(_in(op, lo), axis=[2, 3], keepdims=True)
+def _global_avgpool(op: ops.GlobalAvgPool2D, lo: RelaxLowering) -> relax.Expr:
+    return R.mean(lo.value(op.input), axis=[2, 3], keepdims=True)
 
 
 def relu_expr(x: relax.Expr) -> relax.Expr:
@@ -352,23 +340,23 @@ def relu_expr(x: relax.Expr) -> relax.Expr:
 
 
 @generic(ops.Relu)
-def _relu(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return relu_expr(_in(op, lo))
+def _relu(op: ops.Relu, lo: RelaxLowering) -> relax.Expr:
+    return relu_expr(lo.value(op.input))
 
 
 @generic(ops.Softmax)
-def _softmax(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return R.nn.softmax(_in(op, lo), axis=op.attr("axis"))
+def _softmax(op: ops.Softmax, lo: RelaxLowering) -> relax.Expr:
+    return R.nn.softmax(lo.value(op.input), axis=op.axis)
 
 
 @generic(ops.LogSoftmax)
-def _log_softmax(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return R.nn.log_softmax(_in(op, lo), axis=op.attr("axis"))
+def _log_softmax(op: ops.LogSoftmax, lo: RelaxLowering) -> relax.Expr:
+    return R.nn.log_softmax(lo.value(op.input), axis=op.axis)
 
 
 @generic(ops.Identity, ops.Dropout)
-def _identity(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return _in(op, lo)
+def _identity(op: ops.Identity | ops.Dropout, lo: RelaxLowering) -> relax.Expr:
+    return lo.value(op.input)
 
 
 _BINARY = {ops.Add: R.add, ops.Sub: R.subtract, ops.Mul: R.multiply, ops.Less: R.less,
@@ -377,13 +365,13 @@ _BINARY = {ops.Add: R.add, ops.Sub: R.subtract, ops.Mul: R.multiply, ops.Less: R
 
 
 @generic(*_BINARY)
-def _binary(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return _BINARY[type(op)](_in(op, lo, "lhs"), _in(op, lo, "rhs"))
+def _binary(op: ops.BinaryOp | ops.MatMul, lo: RelaxLowering) -> relax.Expr:
+    return _BINARY[type(op)](lo.value(op.lhs), lo.value(op.rhs))
 
 
 @generic(ops.Div)
-def _div(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    a, b = _in(op, lo, "lhs"), _in(op, lo, "rhs")
+def _div(op: ops.Div, lo: RelaxLowering) -> relax.Expr:
+    a, b = lo.value(op.lhs), lo.value(op.rhs)
     if op.result.type.dtype in ("f32", "f64", "f16"):
         return R.divide(a, b)
     return R.astype(R.trunc(R.divide(R.astype(a, "float64"), R.astype(b, "float64"))), tvm_dtype(op.result.type.dtype))
@@ -393,41 +381,40 @@ _UNARY = {ops.Exp: R.exp, ops.Neg: R.negative, ops.Sqrt: R.sqrt, ops.Not: R.logi
 
 
 @generic(*_UNARY)
-def _unary(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return _UNARY[type(op)](_in(op, lo))
+def _unary(op: ops.UnaryOp, lo: RelaxLowering) -> relax.Expr:
+    return _UNARY[type(op)](lo.value(op.input))
 
 
 @generic(ops.Cast)
-def _cast(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return R.astype(_in(op, lo), tvm_dtype(op.attr("to")))
+def _cast(op: ops.Cast, lo: RelaxLowering) -> relax.Expr:
+    return R.astype(lo.value(op.input), tvm_dtype(op.to))
 
 
 @generic(ops.Where)
-def _where(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return R.where(_in(op, lo, "cond"), _in(op, lo, "a"), _in(op, lo, "b"))
+def _where(op: ops.Where, lo: RelaxLowering) -> relax.Expr:
+    return R.where(lo.value(op.cond), lo.value(op.a), lo.value(op.b))
 
 
 @generic(ops.Reshape)
-def _reshape(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return R.reshape(_in(op, lo), list(op.attr("shape")))
+def _reshape(op: ops.Reshape, lo: RelaxLowering) -> relax.Expr:
+    return R.reshape(lo.value(op.input), list(op.shape))
 
 
 @generic(ops.Transpose)
-def _transpose(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return R.permute_dims(_in(op, lo), list(op.attr("perm")))
+def _transpose(op: ops.Transpose, lo: RelaxLowering) -> relax.Expr:
+    return R.permute_dims(lo.value(op.input), list(op.perm))
 
 
 @generic(ops.Concat)
-def _concat(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return R.concat([lo.value(v) for v in op.operand_group("inputs")], axis=op.attr("axis"))
+def _concat(op: ops.Concat, lo: RelaxLowering) -> relax.Expr:
+    return R.concat([lo.value(v) for v in op.inputs], axis=op.axis)
 
 
 @generic(ops.Slice)
-def _slice(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    x = op.operand("input")
-    assert x is not None
+def _slice(op: ops.Slice, lo: RelaxLowering) -> relax.Expr:
+    x = op.input
     begins, ends, axes, steps = [], [], [], []
-    for start, end, axis, step in zip(*(op.attr(n) for n in ("starts", "ends", "axes", "steps")), strict=True):
+    for start, end, axis, step in zip(op.starts, op.ends, op.axes, op.steps, strict=True):
         size = x.type.shape[axis]
         if size is None:
             raise CompileError("slicing along the dynamic batch is not supported", op_type=op.name)
@@ -440,12 +427,10 @@ def _slice(op: Operation, lo: RelaxLowering) -> relax.Expr:
 
 
 @generic(ops.Gather)
-def _gather(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    x = op.operand("input")
-    assert x is not None
-    axis = op.attr("axis") % x.type.rank
-    idx = op.operand("indices")
-    assert idx is not None
+def _gather(op: ops.Gather, lo: RelaxLowering) -> relax.Expr:
+    x = op.input
+    axis = op.axis % x.type.rank
+    idx = op.indices
     if isinstance(idx.owner, ops.Constant) and x.type.shape[axis] is not None:
         data = np.asarray(idx.owner.value) % x.type.shape[axis]
         return R.take(lo.value(x), lo.const(data.astype(np.int64)), axis=axis)
@@ -453,29 +438,26 @@ def _gather(op: Operation, lo: RelaxLowering) -> relax.Expr:
 
 
 @generic(ops.TopK)
-def _topk(op: Operation, lo: RelaxLowering) -> list[relax.Expr]:
-    x = op.operand("input")
-    assert x is not None
-    both = lo.emit(R.topk(lo.value(x), op.attr("k"), axis=op.attr("axis"), ret_type="both",
-                          largest=op.attr("largest"), dtype="int64"))
+def _topk(op: ops.TopK, lo: RelaxLowering) -> list[relax.Expr]:
+    both = lo.emit(R.topk(lo.value(op.input), op.k, axis=op.axis, ret_type="both", largest=op.largest,
+                          dtype="int64"))
     return [lo.emit(relax.TupleGetItem(both, 0)), lo.emit(relax.TupleGetItem(both, 1))]
 
 
 @generic(ops.ScatterElements)
-def _scatter(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    return R.scatter_elements(_in(op, lo, "data"), _in(op, lo, "indices"), _in(op, lo, "updates"),
-                              axis=op.attr("axis"))
+def _scatter(op: ops.ScatterElements, lo: RelaxLowering) -> relax.Expr:
+    return R.scatter_elements(lo.value(op.data), lo.value(op.indices), lo.value(op.updates), axis=op.axis)
 
 
 @generic(ops.FullLike)
-def _full_like(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    dtype = tvm_dtype(op.attr("dtype"))
-    return R.full_like(_in(op, lo, "like"), relax.const(np.asarray(op.attr("value")).astype(dtype)), dtype=dtype)
+def _full_like(op: ops.FullLike, lo: RelaxLowering) -> relax.Expr:
+    dtype = tvm_dtype(op.dtype)
+    return R.full_like(lo.value(op.like), relax.const(np.asarray(op.value).astype(dtype)), dtype=dtype)
 
 
 @generic(ops.Expand)
-def _expand(op: Operation, lo: RelaxLowering) -> relax.Expr:
-    x = _in(op, lo)
+def _expand(op: ops.Expand, lo: RelaxLowering) -> relax.Expr:
+    x = lo.value(op.input)
     return R.broadcast_to(x, lo.dims(op.result.type, lo.batch_of(x)))
 
 

@@ -14,12 +14,14 @@ says so from these descriptions; decoding never refuses a layer the verifier acc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
-from .core import Operation
+from .core import Operation, Value
 from .ops.const import Constant
-from .ops.sparse import KWTAStage, MaxPoolStage, ReluStage
+from .ops.nn import ConvLike, WeightedLayer
+from .ops.sparse import FusedLayer, KWinners, KWTAStage, MaxPoolStage, ReluStage
 from .shapes import window_output_dim
 
 Stage = ReluStage | KWTAStage | MaxPoolStage
@@ -37,12 +39,10 @@ class ConvGeometry:
     groups: int = 1
 
     @classmethod
-    def of_op(cls, op: Operation) -> ConvGeometry:
+    def of_op(cls, op: ConvLike) -> ConvGeometry:
         """The geometry of an ``nn.conv2d`` / ``sparse.conv2d`` (input dims may be None when dynamic)."""
-        x, w = op.operand("input"), op.operand("weight")
-        assert x is not None and w is not None
-        return cls(tuple(x.type.shape[1:]), tuple(w.type.shape), tuple(op.attr("strides")),  # type: ignore[arg-type]
-                   tuple(op.attr("pads")), tuple(op.attr("dilations")), op.attr("groups"))
+        return cls(tuple(op.input.type.shape[1:]), tuple(op.weight.type.shape),  # type: ignore[arg-type]
+                   op.strides, op.pads, op.dilations, op.groups)
 
     @property
     def static(self) -> bool:
@@ -72,11 +72,9 @@ class LinearGeometry:
     out_features: int
 
     @classmethod
-    def of_op(cls, op: Operation) -> LinearGeometry:
+    def of_op(cls, op: WeightedLayer) -> LinearGeometry:
         """The geometry of an ``nn.linear`` / ``sparse.linear`` (weight (out, in))."""
-        x, w = op.operand("input"), op.operand("weight")
-        assert x is not None and w is not None
-        return cls(x.type.shape[1], int(w.type.shape[0]))  # type: ignore[arg-type]
+        return cls(op.input.type.shape[1], int(op.weight.type.shape[0]))  # type: ignore[arg-type]
 
     @property
     def static(self) -> bool:
@@ -86,17 +84,15 @@ class LinearGeometry:
 Geometry = ConvGeometry | LinearGeometry
 
 
-def constant_array(op: Operation, name: str) -> np.ndarray | None:
-    """The value of operand ``name`` when it is a constant (float32), else None."""
-    value = op.operand(name)
+def constant_array(value: Value | None) -> np.ndarray | None:
+    """The value of an (optional) operand when it is a constant (float32), else None."""
     if value is None or not isinstance(value.owner, Constant):
         return None
     return np.asarray(value.owner.value, dtype=np.float32)
 
 
-def is_dynamic(op: Operation, name: str) -> bool:
-    """Whether operand ``name`` is present and computed (not a constant)."""
-    value = op.operand(name)
+def is_dynamic(value: Value | None) -> bool:
+    """Whether an (optional) operand is present and computed (not a constant)."""
     return value is not None and not isinstance(value.owner, Constant)
 
 
@@ -121,11 +117,9 @@ class Kwta:
         return cls(k, (1,) if local else tuple(range(1, rank)), rank, ties, boost)
 
     @classmethod
-    def of_op(cls, op: Operation) -> Kwta:
+    def of_op(cls, op: KWinners) -> Kwta:
         """The k-WTA of a ``sparse.kwta`` op (``boost`` when it is a constant)."""
-        x = op.operand("input")
-        assert x is not None
-        return cls(op.attr("k"), tuple(op.attr("over")), x.type.rank, op.attr("ties"), constant_array(op, "boost"))
+        return cls(op.k, op.over, op.input.type.rank, op.ties, constant_array(op.boost))
 
     @property
     def is_global(self) -> bool:
@@ -160,9 +154,10 @@ class Epilogue:
     def of_op(cls, op: Operation) -> Epilogue:
         """The epilogue of a ``sparse.conv2d`` (rank 4) / ``sparse.linear`` (rank 2); empty for other ops."""
         rank = 4 if op.name in ("sparse.conv2d", "nn.conv2d") else 2
-        if op.name not in ("sparse.conv2d", "sparse.linear"):
+        if not isinstance(op, FusedLayer):
             return cls(rank)
-        return cls(rank, tuple(op.attr("epilogue")), constant_array(op, "boost"), is_dynamic(op, "boost"))
+        stages = cast("tuple[Stage, ...]", op.epilogue)  # the verifier admits only these stage kinds
+        return cls(rank, stages, constant_array(op.boost), is_dynamic(op.boost))
 
     @classmethod
     def fused(cls, rank: int, *, relu: bool = False, kwta: Kwta | None = None, pool: int | None = None,

@@ -28,7 +28,7 @@ import numpy as np
 from tvm import relax
 
 from ...compiler.ir import ops
-from ...compiler.ir.core import Operation, Value
+from ...compiler.ir.core import Value
 from ...compiler.ir.layer import ConvGeometry, Epilogue, Kwta, LinearGeometry
 from ...compiler.ir.ops.nn import conv2d_output_shape, linear_output_shape
 from ...compiler.ir.ops.sparse import MaxPoolStage, ReluStage
@@ -111,14 +111,14 @@ def apply_kwta(lo: RelaxLowering, y: relax.Expr, shape: tuple[int | None, ...], 
 
 
 @KERNELS.register(ops.SparseConv2D)
-def sparse_conv2d(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
-    x, w, b = op.operand("input"), op.operand("weight"), op.operand("bias")
+def sparse_conv2d(op: ops.SparseConv2D, lo: RelaxLowering) -> list[relax.Expr] | None:
+    x, w, b = op.input, op.weight, op.bias
     weight, bias = _constant(w), _constant(b)
-    if x is None or weight is None or (b is not None and bias is None) or not _is_f32(x, w, b):
+    if weight is None or (b is not None and bias is None) or not _is_f32(x, w, b):
         return None
     epilogue = Epilogue.of_op(op)
     pre, kwta, post = epilogue.before_kwta, epilogue.kwta, epilogue.after_kwta
-    kind = op.attr("kernel")
+    kind = op.kernel
     name = op.result.name or "conv"
     xv = lo.value(x)
     shape = conv2d_output_shape(op)
@@ -136,18 +136,18 @@ def sparse_conv2d(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
         shape = _pool_shape(shape, pre.pool)
     if kwta is None:
         return [y]
-    return [apply_kwta(lo, y, shape, kwta, op.operand("boost"), post, name)]
+    return [apply_kwta(lo, y, shape, kwta, op.boost, post, name)]
 
 
 @KERNELS.register(ops.SparseLinear)
-def sparse_linear(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
-    x, w, b = op.operand("input"), op.operand("weight"), op.operand("bias")
+def sparse_linear(op: ops.SparseLinear, lo: RelaxLowering) -> list[relax.Expr] | None:
+    x, w, b = op.input, op.weight, op.bias
     weight, bias = _constant(w), _constant(b)
-    if x is None or weight is None or (b is not None and bias is None) or not _is_f32(x, w, b):
+    if weight is None or (b is not None and bias is None) or not _is_f32(x, w, b):
         return None
     epilogue = Epilogue.of_op(op)
     pre, kwta, post = epilogue.before_kwta, epilogue.kwta, epilogue.after_kwta
-    kind = op.attr("kernel")
+    kind = op.kernel
     name = op.result.name or "linear"
     xv = lo.value(x)
     if kind in ("dense", "auto"):
@@ -163,14 +163,14 @@ def sparse_linear(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
     if kwta is None:
         return [y]
     shape = linear_output_shape(op)
-    return [apply_kwta(lo, y, shape, kwta, op.operand("boost"), post, name)]
+    return [apply_kwta(lo, y, shape, kwta, op.boost, post, name)]
 
 
 @KERNELS.register(ops.KWinners)
-def kwinners(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
-    x = op.operand("input")
-    if x is None or not _is_f32(x) or any(d is None for d in x.type.shape[1:]):
+def kwinners(op: ops.KWinners, lo: RelaxLowering) -> list[relax.Expr] | None:
+    x = op.input
+    if not _is_f32(x) or any(d is None for d in x.type.shape[1:]):
         return None
     name = op.result.name or "kwta"
-    return [apply_kwta(lo, lo.value(x), x.type.shape, Kwta.of_op(op), op.operand("boost"), Epilogue(x.type.rank),
+    return [apply_kwta(lo, lo.value(x), x.type.shape, Kwta.of_op(op), op.boost, Epilogue(x.type.rank),
                        name)]

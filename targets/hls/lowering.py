@@ -32,6 +32,8 @@ weight-sparse by the encoding.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -159,26 +161,27 @@ class Lowering(ConvLowering, LinearLowering, KwtaLowering, PointwiseLowering, Ep
     def _lower(self, op: Operation) -> None:
         if isinstance(op, ops.Constant):
             return
-        handler = {
+        handlers: dict[type[Operation], Callable[[Any], None]] = {  # each takes an op of its class
             ops.SparseConv2D: self._conv2d, ops.Conv2D: self._conv2d,
             ops.SparseLinear: self._linear, ops.Linear: self._linear,
             ops.KWinners: self._kwta, ops.ChannelAffine: self._affine, ops.BatchNorm: self._affine,
             ops.Relu: self._relu, ops.MaxPool2D: self._pool, ops.AvgPool2D: self._pool,
             ops.GlobalAvgPool2D: self._global_avgpool, ops.Softmax: self._softmax, ops.LogSoftmax: self._softmax,
             ops.Concat: self._concat, ops.Reshape: self._view, ops.Identity: self._view, ops.Dropout: self._view,
-        }.get(type(op))
+        }
+        handler = handlers.get(type(op))
         if handler is None:
             name = op.results[0].name if op.results else ""
             raise CompileError(f"the HLS target has no kernel for {op.name} (%{name})", op_type=op.name)
         handler(op)
 
-    def _view(self, op: Operation) -> None:
-        source = op.operand_values[0]
+    def _view(self, op: ops.Reshape | ops.Identity | ops.Dropout) -> None:
+        source = op.input
         if op.results[0].type.shape[:1] != source.type.shape[:1] and None not in (
                 op.results[0].type.shape[0], source.type.shape[0]):
             raise CompileError(f"{op.name} %{op.results[0].name} changes the batch axis; the HLS top function "
                                "processes one sample", op_type=op.name)
-        if isinstance(op, ops.Reshape) and op.attr("shape")[0] not in (-1, source.type.shape[0]):
+        if isinstance(op, ops.Reshape) and op.shape[0] not in (-1, source.type.shape[0]):
             raise CompileError(f"{op.name} %{op.results[0].name} reshapes across the batch axis", op_type=op.name)
         base = self._buffer(source, op).storage
         shape = sample_shape(op.results[0])

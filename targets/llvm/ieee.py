@@ -97,28 +97,27 @@ DENSE_FAMILIES = ("conv2d_dense", "linear_dense")
 
 def needs_guard(op: Operation, family: str | None) -> bool:
     """Whether a specialised kernel of ``family`` for ``op`` can differ from the interpreter on inf/NaN."""
-    epilogue = op.attr("epilogue") if isinstance(op, ops.SparseConv2D | ops.SparseLinear) else ()
+    epilogue = op.epilogue if isinstance(op, ops.FusedLayer) else ()
     return not (family in DENSE_FAMILIES and not epilogue)
 
 
-def refuse_non_finite_constants(op: Operation) -> None:
+def refuse_non_finite_constants(op: ops.FusedLayer | ops.KWinners) -> None:
     """The specialised kernels skip zero activations, so ``0 * inf`` of an infinite weight would be lost:
     weights, biases and boost factors holding inf or NaN are a CompileError naming the layer."""
-    declared = {operand.name for operand in type(op).operands}
-    for name in ("weight", "bias", "boost"):
-        value = op.operand(name) if name in declared else None
+    operands = {"boost": op.boost} if isinstance(op, ops.KWinners) else \
+        {"weight": op.weight, "bias": op.bias, "boost": op.boost}
+    for name, value in operands.items():
         if value is not None and isinstance(value.owner, ops.Constant) and not np.all(
                 np.isfinite(np.asarray(value.owner.value))):
             raise CompileError(f"the {name} of %{op.result.name} holds inf or NaN; the llvm target compiles finite "
                                "constants only", op_type=op.name)
 
 
-def guarded_call(lo: RelaxLowering, op: Operation, prim_func: tirx.PrimFunc, name: str,
+def guarded_call(lo: RelaxLowering, op: ops.FusedLayer | ops.KWinners, prim_func: tirx.PrimFunc, name: str,
                  constants: Sequence[np.ndarray]) -> list[relax.Expr]:
     """Emit ``op`` as a call of the guarded function (see module docstring) around the specialised kernel
     ``prim_func`` (params: the op's input, ``constants``, the output)."""
-    x = op.operand("input")
-    assert x is not None
+    x = op.input
     out_type = op.result.type
     fast = lo.bb.add_func(prim_func.with_attr("op_pattern", 8), name)
     lo.kernel_names.append(fast.name_hint)
@@ -143,12 +142,11 @@ def guarded_call(lo: RelaxLowering, op: Operation, prim_func: tirx.PrimFunc, nam
     return [lo.emit(relax.Call(guarded, [lo.value(x)]), op.result.name)]
 
 
-def _exact_function(lo: RelaxLowering, op: Operation, name: str) -> relax.GlobalVar:
+def _exact_function(lo: RelaxLowering, op: ops.FusedLayer | ops.KWinners, name: str) -> relax.GlobalVar:
     """A private Relax function of the op's input that computes the op exactly (IEEE): the dense conv/linear
     of the generic lowering, then the epilogue stages in order (NaN-keeping ReLU and max-pool of the generic
     lowering, k-WTA by :func:`kwta_exact`), added to ``lo``'s module."""
-    x = op.operand("input")
-    assert x is not None
+    x = op.input
     sub = RelaxLowering(lo.module, KernelSet(), isa=lo.isa)
     param = relax.Var("x", sub.struct(x.type))
     sub.env[id(x)] = param
@@ -160,12 +158,13 @@ def _exact_function(lo: RelaxLowering, op: Operation, name: str) -> relax.Global
     return lo.bb.add_func(sub.bb.get()[name], name)
 
 
-def _exact_body(lo: RelaxLowering, sub: RelaxLowering, op: Operation, x: relax.Expr, name: str) -> relax.Expr:
+def _exact_body(lo: RelaxLowering, sub: RelaxLowering, op: ops.FusedLayer | ops.KWinners, x: relax.Expr,
+                name: str) -> relax.Expr:
     """Emit the exact computation of ``op`` into ``sub``; TIR functions go into ``lo``'s module."""
-    boost = op.operand("boost")
-    x_type = op.operand("input").type  # type: ignore[union-attr]
+    boost = op.boost
+    x_type = op.input.type
     if isinstance(op, ops.KWinners):
-        return _kwta_call(lo, sub, x, x_type, op.attr("k"), op.attr("over"), op.attr("ties"), boost, f"{name}_kwta")
+        return _kwta_call(lo, sub, x, x_type, op.k, op.over, op.ties, boost, f"{name}_kwta")
     if isinstance(op, ops.SparseConv2D):
         y = sub.emit(conv2d_expr(sub, x, op))
         shape = conv2d_output_shape(op)
@@ -176,7 +175,7 @@ def _exact_body(lo: RelaxLowering, sub: RelaxLowering, op: Operation, x: relax.E
         (y,) = sub.lower(op)
         return y
     current = TensorType(shape, op.result.type.dtype)
-    for i, stage in enumerate(op.attr("epilogue")):
+    for i, stage in enumerate(op.epilogue):
         if isinstance(stage, ReluStage):
             y = sub.emit(relu_expr(y))
         elif isinstance(stage, KWTAStage):

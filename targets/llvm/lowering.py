@@ -25,7 +25,7 @@ import numpy as np
 from tvm import relax
 
 from ...compiler.ir import ops
-from ...compiler.ir.core import Operation
+from ...compiler.ir.core import Operation, Value
 from ...compiler.ir.layer import ConvGeometry, Epilogue, Kwta, LinearGeometry
 from ...compiler.ir.types import TensorType
 from ..relax_lowering import KernelSet, RelaxLowering
@@ -35,8 +35,7 @@ from .ieee import guarded_call, needs_guard
 KERNELS = KernelSet()
 
 
-def _constant(op: Operation, name: str) -> np.ndarray | None:
-    value = op.operand(name)
+def _constant(value: Value | None) -> np.ndarray | None:
     if value is None:
         return None
     if not isinstance(value.owner, ops.Constant):
@@ -48,7 +47,7 @@ class _Unsupported(Exception):
     """The specialised kernels do not cover this op: use the generic lowering."""
 
 
-def _epilogue(op: Operation) -> Epilogue:
+def _epilogue(op: ops.FusedLayer) -> Epilogue:
     """The layer's epilogue when the generators cover it (raises _Unsupported otherwise).
 
     The generators apply bias -> ReLU -> k-WTA, with max-pool (kernel = stride, no padding, floor) before or
@@ -69,14 +68,12 @@ def _epilogue(op: Operation) -> Epilogue:
     return epilogue
 
 
-def _emit(lo: RelaxLowering, op: Operation, kernel: K.Kernel) -> list[relax.Expr]:
+def _emit(lo: RelaxLowering, op: ops.FusedLayer | ops.KWinners, kernel: K.Kernel) -> list[relax.Expr]:
     """Call the kernel; unless ``fast_math`` or the kernel is exact on inf/NaN anyway, inside the IEEE guard
     (:mod:`.ieee`)."""
     if not lo.fast_math and needs_guard(op, kernel.info.get("family")):
         return guarded_call(lo, op, kernel.prim_func, kernel.name, kernel.constants)
-    x = op.operand("input")
-    assert x is not None
-    args = [lo.value(x), *(lo.const(c) for c in kernel.constants)]
+    args = [lo.value(op.input), *(lo.const(c) for c in kernel.constants)]
     return lo.call_tir(kernel.prim_func, kernel.name, args, [op.result.type])
 
 
@@ -87,17 +84,17 @@ def _unique(lo: RelaxLowering, op: Operation, family: str) -> str:
 
 
 @KERNELS.register(ops.SparseConv2D)
-def _conv2d(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
+def _conv2d(op: ops.SparseConv2D, lo: RelaxLowering) -> list[relax.Expr] | None:
     try:
-        weight = _constant(op, "weight")
-        bias = _constant(op, "bias")
+        weight = _constant(op.weight)
+        bias = _constant(op.bias)
         epilogue = _epilogue(op)
     except _Unsupported:
         return None
     geometry = ConvGeometry.of_op(op)
     if geometry.groups != 1 or geometry.dilations != (1, 1) or not geometry.static:
         return None
-    kernel = op.attr("kernel")
+    kernel = op.kernel
     if kernel in ("act_sparse", "sparse_sparse") and geometry.strides == (1, 1):
         built = K.conv2d_sparse_sparse(geometry, weight, bias, epilogue, _unique(lo, op, "conv2d_act_sparse"),
                                        isa=lo.isa)
@@ -110,19 +107,19 @@ def _conv2d(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
 
 
 @KERNELS.register(ops.SparseLinear)
-def _linear(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
+def _linear(op: ops.SparseLinear, lo: RelaxLowering) -> list[relax.Expr] | None:
     try:
-        weight = _constant(op, "weight")
-        bias = _constant(op, "bias")
+        weight = _constant(op.weight)
+        bias = _constant(op.bias)
         epilogue = _epilogue(op)
     except _Unsupported:
         return None
     geometry = LinearGeometry.of_op(op)
     if epilogue.pool is not None or not geometry.static:
         return None
-    if op.attr("kernel") == "sparse_sparse":
+    if op.kernel == "sparse_sparse":
         built = K.linear_scatter(geometry, weight, bias, epilogue, _unique(lo, op, "linear_scatter"), isa=lo.isa)
-    elif op.attr("kernel") == "weight_sparse":
+    elif op.kernel == "weight_sparse":
         built = K.linear_sparse(geometry, weight, bias, epilogue, _unique(lo, op, "linear_sparse"), isa=lo.isa)
     else:
         built = K.linear_dense(geometry, weight, bias, epilogue, _unique(lo, op, "linear_dense"), isa=lo.isa)
@@ -130,12 +127,10 @@ def _linear(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
 
 
 @KERNELS.register(ops.KWinners)
-def _kwta(op: Operation, lo: RelaxLowering) -> list[relax.Expr] | None:
-    x = op.operand("input")
-    assert x is not None
-    t: TensorType = x.type
+def _kwta(op: ops.KWinners, lo: RelaxLowering) -> list[relax.Expr] | None:
+    t: TensorType = op.input.type
     try:
-        _constant(op, "boost")
+        _constant(op.boost)
     except _Unsupported:
         return None
     if any(d is None for d in t.shape[1:]):

@@ -4,6 +4,8 @@ the kernel function of a (kernel, storage) pair.
 
 from __future__ import annotations
 
+from typing import overload
+
 import numpy as np
 
 from sparsecc.compiler.errors import CompileError
@@ -15,7 +17,12 @@ from ..loops import COLUMN, GATHER, PACKED, PACKED_SCATTER, SCATTER
 from ..precision import Precision
 
 
+@overload
+def constant_operand(value: Value, what: str, op: Operation) -> np.ndarray: ...
+@overload
+def constant_operand(value: Value | None, what: str, op: Operation) -> np.ndarray | None: ...
 def constant_operand(value: Value | None, what: str, op: Operation) -> np.ndarray | None:
+    """The value of a constant operand (None for an absent optional one); a computed one is a CompileError."""
     if value is None:
         return None
     if not isinstance(value.owner, ops.Constant):

@@ -7,7 +7,7 @@ import numpy as np
 
 from sparsecc.compiler.cost_model import activation_density
 from sparsecc.compiler.errors import CompileError
-from sparsecc.compiler.ir.core import Operation
+from sparsecc.compiler.ir import ops
 from sparsecc.compiler.ir.layer import ConvGeometry
 from sparsecc.runtime.hls import formats
 
@@ -28,22 +28,20 @@ def conv_tap_hits(ky: int, kx: int, size: tuple[int, int], out: tuple[int, int],
 class ConvLowering:
     """Methods of :class:`~sparsecc.targets.hls.lowering.Lowering` (see the module docstring)."""
 
-    def _conv2d(self, op: Operation) -> None:
-        x = op.operand("input")
-        assert x is not None
+    def _conv2d(self, op: ops.ConvLike) -> None:
+        x = op.input
         source = self._buffer(x, op)
         geometry = ConvGeometry.of_op(op)
         if geometry.groups != 1 or geometry.dilations != (1, 1):
             raise CompileError(f"{op.name} %{op.results[0].name}: grouped or dilated convolutions are not supported "
                                "by the HLS kernels", op_type=op.name)
-        weight = constant_operand(op.operand("weight"), "weight", op)
-        assert weight is not None
+        weight = constant_operand(op.weight, "weight", op)
         o, c, kh, kw = weight.shape
         _, h, w = source.shape
         pads, strides = geometry.pads, geometry.strides
         oh, ow = geometry.out_hw
         matrix = formats.weight_matrix(weight.astype(np.float32))
-        encoding = op.operand("weight").type.encoding  # type: ignore[union-attr]
+        encoding = op.weight.type.encoding
         kernel, storage = self._kernel_choice(op)
         storage, packed, packing_note = self._packing(kernel, storage, matrix, encoding)
         function = "conv2d_" + kernel_function(kernel, storage)

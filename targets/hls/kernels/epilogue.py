@@ -45,11 +45,12 @@ def maxpool_cycles(inputs: int, outputs: int, window: tuple[int, int, int, int])
 class EpilogueLowering:
     """Methods of :class:`~sparsecc.targets.hls.lowering.Lowering` (see the module docstring)."""
 
-    def _epilogue(self, op: Operation, config: ConfigStruct, channels: int, pre_pool: tuple[int, int],
+    def _epilogue(self, op: ops.WeightedLayer, config: ConfigStruct, channels: int, pre_pool: tuple[int, int],
                   data: Precision, constants: Precision, index: int, lanes: int
                   ) -> tuple[list[str], Kwta | None, tuple[int, int, int, int] | None, bool, bool]:
         """Fill the epilogue members; returns (descriptions, k-WTA, pool window, pool_before_kwta, relu)."""
         epilogue = Epilogue.of_op(op)
+        boost = op.boost if isinstance(op, ops.FusedLayer) else None  # only a fused layer has an epilogue
         notes: list[str] = []
         kwta: Kwta | None = None
         pool: tuple[int, int, int, int] | None = None
@@ -62,14 +63,13 @@ class EpilogueLowering:
                 kwta = self._kwta_mode(op, epilogue.kwta)
                 notes.append(f"k-WTA(k={stage.k}, {'local' if kwta.local else 'global'}"
                              f"{', ties broken' if kwta.break_ties else ''}"
-                             f"{', boosted' if op.operand('boost') is not None else ''})")
+                             f"{', boosted' if boost is not None else ''})")
             elif isinstance(stage, MaxPoolStage):
                 pool = self._pool_window(op, stage.kernel, stage.strides, stage.pads, stage.ceil_mode, pre_pool)
                 notes.append(f"max-pool {stage.kernel[0]}x{stage.kernel[1]}"
                              + (f"/{stage.strides[0]}x{stage.strides[1]}" if tuple(stage.strides) != tuple(
                                  stage.kernel) else ""))
         if kwta is not None:
-            boost = op.operand("boost")
             nested = ConfigStruct("kwta_config", "sparsecc::kwta_defaults")
             nested.constant("layer", index)
             nested.constant("lanes", lanes, note="values counted / selected per cycle (global k-WTA)")
@@ -149,18 +149,17 @@ class EpilogueLowering:
                 layer.rams.append(("k-WTA winners / pooled values", n if not pool_first else kwta_size, data_bits,
                                    kwta_lanes, 2))
 
-    def _bias_boost(self, op: Operation, ident: str, units: int, constants: Precision,
+    def _bias_boost(self, op: ops.WeightedLayer, ident: str, units: int, constants: Precision,
                     arrays: list[ConstArray]) -> tuple[str, str | None]:
-        bias = constant_operand(op.operand("bias"), "bias", op)
+        bias = constant_operand(op.bias, "bias", op)
         if bias is None:
             bias = np.zeros(units, dtype=np.float32)
             note = "bias: the model has none (zeros)"
         else:
             note = f"bias[{units}]"
         arrays.append(self._const(f"{ident}_bias", bias.reshape(-1), constants, f"{op.results[0].name}: {note}"))
-        fused = isinstance(op, ops.SparseConv2D | ops.SparseLinear)
-        boost = per_channel(constant_operand(op.operand("boost"), "boost", op), units, "the k-WTA boost", op) if fused \
-            else None
+        boost = per_channel(constant_operand(op.boost, "boost", op), units, "the k-WTA boost", op) \
+            if isinstance(op, ops.FusedLayer) else None
         if boost is None:
             return f"{ident}_bias", None
         arrays.append(self._boost_array(f"{ident}_boost", boost, constants, op))

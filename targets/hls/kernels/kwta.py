@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from sparsecc.compiler.ir.core import Operation
+from sparsecc.compiler.ir import ops
 from sparsecc.compiler.ir.layer import Kwta
 
 from ..cpp import ConfigStruct
@@ -16,10 +16,8 @@ from .epilogue import key_bits
 class KwtaLowering:
     """Methods of :class:`~sparsecc.targets.hls.lowering.Lowering` (see the module docstring)."""
 
-    def _kwta(self, op: Operation) -> None:
-        x = op.operand("input")
-        assert x is not None
-        source = self._buffer(x, op)
+    def _kwta(self, op: ops.KWinners) -> None:
+        source = self._buffer(op.input, op)
         c, h, w = self._chw(source)
         mode = self._kwta_mode(op, Kwta.of_op(op))
         index = self._next_index()
@@ -29,12 +27,12 @@ class KwtaLowering:
         config.constant("layer", index)
         config.constant("lanes", lanes, note="values counted / selected per cycle (global k-WTA)")
         config.constant(["channels", "height", "width"], [c, h, w])
-        config.constant("k", op.attr("k"))
+        config.constant("k", op.k)
         if mode.local:
             config.constant("local", True, "bool")
         if mode.break_ties:
             config.constant("break_ties", True, "bool")
-        boost = per_channel(constant_operand(op.operand("boost"), "boost", op), c, "the k-WTA boost", op)
+        boost = per_channel(constant_operand(op.boost, "boost", op), c, "the k-WTA boost", op)
         arrays = []
         if boost is not None:
             config.constant("boost", True, "bool", "select on x * boost[c]")
@@ -46,7 +44,7 @@ class KwtaLowering:
         config.constant("radix_bits", self.options.radix_bits)
         size = c * h * w
         groups = h * w if mode.local else 1
-        summary = (f"{op.name} {source.shape_text()}: k-WTA k={op.attr('k')} of {size // groups} "
+        summary = (f"{op.name} {source.shape_text()}: k-WTA k={op.k} of {size // groups} "
                    f"({'local: over C at each pixel' if mode.local else 'global'}"
                    f"{', ties broken' if mode.break_ties else ''}{', boosted' if boost is not None else ''}); "
                    f"{lanes} lane{'s' if lanes > 1 else ''}")

@@ -7,7 +7,7 @@ import numpy as np
 
 from sparsecc.compiler.cost_model import activation_density
 from sparsecc.compiler.errors import CompileError
-from sparsecc.compiler.ir.core import Operation
+from sparsecc.compiler.ir import ops
 
 from ..cpp import ConfigStruct
 from ..design import Layer
@@ -18,17 +18,15 @@ from .common import constant_operand, kernel_function, mac_kind
 class LinearLowering:
     """Methods of :class:`~sparsecc.targets.hls.lowering.Lowering` (see the module docstring)."""
 
-    def _linear(self, op: Operation) -> None:
-        x = op.operand("input")
-        assert x is not None
+    def _linear(self, op: ops.WeightedLayer) -> None:
+        x = op.input
         source = self._buffer(x, op)
         if len(source.shape) != 1:
             raise CompileError(f"{op.name} %{op.results[0].name}: input must be (batch, features)", op_type=op.name)
-        weight = constant_operand(op.operand("weight"), "weight", op)
-        assert weight is not None
+        weight = constant_operand(op.weight, "weight", op)
         o, i = weight.shape
         matrix = np.ascontiguousarray(weight.astype(np.float32))
-        encoding = op.operand("weight").type.encoding  # type: ignore[union-attr]
+        encoding = op.weight.type.encoding
         kernel, storage = self._kernel_choice(op)
         storage, packed, packing_note = self._packing(kernel, storage, matrix, encoding)
         function = "linear_" + kernel_function(kernel, storage)

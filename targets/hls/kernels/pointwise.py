@@ -22,18 +22,17 @@ from .epilogue import maxpool_cycles
 class PointwiseLowering:
     """Methods of :class:`~sparsecc.targets.hls.lowering.Lowering` (see the module docstring)."""
 
-    def _affine(self, op: Operation) -> None:
-        x = op.operand("input")
-        assert x is not None
-        source = self._buffer(x, op)
+    def _affine(self, op: ops.BatchNorm | ops.ChannelAffine) -> None:
+        source = self._buffer(op.input, op)
         c, h, w = self._chw(source)
         if isinstance(op, ops.BatchNorm):
-            gamma, beta, mean, var = (constant_operand(op.operand(n), n, op) for n in ("scale", "bias", "mean", "var"))
-            scale = gamma / np.sqrt(var + np.float32(op.attr("epsilon")))  # type: ignore[operator]
-            shift = beta - mean * scale  # type: ignore[operator]
+            gamma, beta, mean, var = (constant_operand(v, n, op) for v, n in (
+                (op.scale, "scale"), (op.bias, "bias"), (op.mean, "mean"), (op.var, "var")))
+            scale = gamma / np.sqrt(var + np.float32(op.epsilon))
+            shift = beta - mean * scale
         else:
-            scale = constant_operand(op.operand("scale"), "scale", op)
-            shift = constant_operand(op.operand("shift"), "shift", op)
+            scale = constant_operand(op.scale, "scale", op)
+            shift = constant_operand(op.shift, "shift", op)
         index = self._next_index()
         ident, data, constants, accum, output = self._layer(op, suffixes=("config", "scale", "shift"))
         config = ConfigStruct(f"{ident}_config", "")
@@ -73,18 +72,17 @@ class PointwiseLowering:
         layer.loops = loops
         self._add(layer)
 
-    def _relu(self, op: Operation) -> None:
-        source = self._buffer(op.operand_values[0], op)
+    def _relu(self, op: ops.Relu) -> None:
+        source = self._buffer(op.input, op)
         self._simple(op, f"sparsecc::relu<{source.size}, ID>", f"{op.name} {source.shape_text()}: max(x, 0)",
                      LoopModel(pointwise=source.size, pointwise_entries=1))
 
-    def _pool(self, op: Operation) -> None:
-        source = self._buffer(op.operand_values[0], op)
+    def _pool(self, op: ops.Pool2D) -> None:
+        source = self._buffer(op.input, op)
         c, h, w = self._chw(source)
         if len(source.shape) != 3:
             raise CompileError(f"{op.name} needs an NCHW input", op_type=op.name)
-        window = self._pool_window(op, op.attr("kernel"), op.attr("strides"), op.attr("pads"), op.attr("ceil_mode"),
-                                   (h, w))
+        window = self._pool_window(op, op.kernel, op.strides, op.pads, op.ceil_mode, (h, w))
         config = ConfigStruct("", f"sparsecc::pool2d<{', '.join(map(str, window))}>")
         config.constant(["channels", "in_height", "in_width"], [c, h, w])
         average = isinstance(op, ops.AvgPool2D)
@@ -100,8 +98,8 @@ class PointwiseLowering:
                                                                                                 window)
         self._simple(op, f"sparsecc::{kind}<CONFIG>", summary, LoopModel(pool=cycles, pool_entries=1), config)
 
-    def _global_avgpool(self, op: Operation) -> None:
-        source = self._buffer(op.operand_values[0], op)
+    def _global_avgpool(self, op: ops.GlobalAvgPool2D) -> None:
+        source = self._buffer(op.input, op)
         c, h, w = self._chw(source)
         config = ConfigStruct("", "")
         config.constant(["channels", "height", "width"], [c, h, w])
@@ -110,24 +108,24 @@ class PointwiseLowering:
         self._simple(op, "sparsecc::global_avgpool<CONFIG>", f"{op.name} {source.shape_text()} -> {c}: mean over HxW",
                      LoopModel(pool=c * h * w, pool_entries=c), config)
 
-    def _softmax(self, op: Operation) -> None:
-        source = self._buffer(op.operand_values[0], op)
+    def _softmax(self, op: ops.Softmax | ops.LogSoftmax) -> None:
+        source = self._buffer(op.input, op)
         rank = len(source.shape) + 1
-        axis = normalize_axis(op.attr("axis"), rank)
+        axis = normalize_axis(op.axis, rank)
         if axis != 1 or any(d != 1 for d in source.shape[1:]):
-            raise CompileError(f"{op.name} over axis {op.attr('axis')} of a rank-{rank} tensor: the HLS kernels take "
+            raise CompileError(f"{op.name} over axis {op.axis} of a rank-{rank} tensor: the HLS kernels take "
                                "(log-)softmax over the features of (batch, features)", op_type=op.name)
         kind = "log_softmax" if isinstance(op, ops.LogSoftmax) else "softmax"
         n = source.size
         self._simple(op, f"sparsecc::{kind}<{n}, ID>", f"{op.name} over {n} values (float math)",
                      LoopModel(pointwise=3 * n - 1, pointwise_entries=3))
 
-    def _concat(self, op: Operation) -> None:
-        values = op.operand_group("inputs")
+    def _concat(self, op: ops.Concat) -> None:
+        values = op.inputs
         sources = [self._buffer(v, op) for v in values]
         rank = op.results[0].type.rank
-        if normalize_axis(op.attr("axis"), rank) != 1:
-            raise CompileError(f"{op.name} along axis {op.attr('axis')}: the HLS target concatenates channels "
+        if normalize_axis(op.axis, rank) != 1:
+            raise CompileError(f"{op.name} along axis {op.axis}: the HLS target concatenates channels "
                                "(axis 1) only", op_type=op.name)
         if len(sources) != 2:
             raise CompileError(f"{op.name} of {len(sources)} inputs: the HLS kernel concatenates two", op_type=op.name)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 
 from sparsecc.compiler.ir import ops
-from sparsecc.compiler.ir.core import Operation
 from sparsecc.compiler.ir.types import BSR, CSC, CSR, ELL
 from sparsecc.runtime.hls import formats
 
@@ -18,12 +17,10 @@ from ..precision import Precision
 class WeightLowering:
     """Methods of :class:`~sparsecc.targets.hls.lowering.Lowering` (see the module docstring)."""
 
-    def _kernel_choice(self, op: Operation) -> tuple[str, str]:
+    def _kernel_choice(self, op: ops.WeightedLayer) -> tuple[str, str]:
         """(kernel kind of the IR, storage used): storage in dense / ell / csc / complementary."""
-        weight = op.operand("weight")
-        assert weight is not None
-        encoding = weight.type.encoding
-        kernel = op.attr("kernel") if isinstance(op, ops.SparseConv2D | ops.SparseLinear) else "dense"
+        encoding = op.weight.type.encoding
+        kernel = op.kernel if isinstance(op, ops.FusedLayer) else "dense"
         if self.dense:
             return "dense", "dense"
         compressed = isinstance(encoding, CSR | CSC | ELL | BSR)
