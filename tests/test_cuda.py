@@ -27,6 +27,7 @@ from sparsecc.compiler.ir.ops.sparse import MaxPoolStage, ReluStage
 from sparsecc.runtime import read_manifest
 from sparsecc.targets.cuda import build_kernel, device_module
 from sparsecc.targets.cuda import kernels as K
+from sparsecc.targets.cuda.kernels.common import np_float_key
 from sparsecc.targets.cuda.library import read_device_code, replace_device_code
 from sparsecc.targets.cuda.lowering import KERNEL_FAMILIES
 from sparsecc.targets.cuda.nvcc import FatbinEntry, fatbin_entries
@@ -365,7 +366,7 @@ def test_a_single_kernel_cross_compiles_without_a_gpu() -> None:
 
 def test_float_key_orders_like_floats() -> None:
     values = np.array([-np.inf, -3.5, -1e-30, -0.0, 0.0, 1e-38, 2.0, np.inf], np.float32)
-    keys = K.np_float_key(values)
+    keys = np_float_key(values)
     assert keys[3] == keys[4]
     assert np.all(np.diff(keys.astype(np.int64))[[0, 1, 2, 4, 5, 6]] > 0)
 
