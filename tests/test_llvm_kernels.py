@@ -336,6 +336,18 @@ def test_dense_linear_relu_kwta(batch):
     np.testing.assert_array_equal(run(kern, x, want.shape), want)
 
 
+@pytest.mark.parametrize(("isa", "tile"), [("avx512", (4, 6)), ("avx2", (2, 3))])
+def test_dense_linear_register_tile_follows_the_isa(isa, tile):
+    """AVX-512's 32 registers hold the 4 x 6 tile, AVX2's 16 the 2 x 3 one (portable code: both run here)."""
+    rng = np.random.default_rng(14)
+    w = ints(rng, (70, 37))
+    b = ints(rng, 70)
+    x = ints(rng, (13, 37))
+    kern = linear_dense(LinearGeometry(37, 70), w, b, Epilogue.fused(2, relu=True), isa=isa)
+    assert kern.info["tile"] == tile
+    np.testing.assert_array_equal(run(kern, x, (13, 70)), np.maximum(x @ w.T + b, 0))
+
+
 @pytest.mark.parametrize("batch", [1, 3, 17])
 def test_sparse_linear_both_paths_with_break_ties(batch):
     """batch < 16: per-sample compaction + CSC scatter; batch >= 16: batch-vectorized SpMM."""

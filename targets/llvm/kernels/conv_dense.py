@@ -33,8 +33,8 @@ from .common import (
     ceil_div,
     for_each_sample,
     fused_epilogue,
-    host_isa,
     isa_scoped,
+    kernel_isa,
     make_kernel,
     transpose_square,
 )
@@ -98,7 +98,7 @@ def conv2d_dense(
     # maps (per-lane stores at a channel stride of >= 1 KiB thrash L1 sets) and for weights too big for L2
     # (the weights are streamed once per pixel tile, so the tile should hold as many pixels as possible).
     weight_bytes = 4 * o_ch * c_in * kh * kw
-    isa = isa or host_isa()
+    isa = kernel_isa(isa)
     budget = TILE_VECTORS[isa]
     # the 16 x 16 transposed tile needs 16 accumulator vectors: only where the registers hold them (AVX-512)
     transposed = budget >= lanes and (npix >= TRANSPOSE_MIN_PIXELS or weight_bytes > STREAMED_WEIGHT_BYTES)

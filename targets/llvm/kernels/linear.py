@@ -30,14 +30,13 @@ from ....compiler.ir.weights import csc_arrays
 from .common import (
     LANES,
     NO_LINEAR_EPILOGUE,
-    TILE_VECTORS,
     Kernel,
     ceil_div,
     for_each_sample,
     fused_epilogue,
     gather_window,
-    host_isa,
     isa_scoped,
+    kernel_isa,
     make_kernel,
     mask_count,
     masked_load,
@@ -122,7 +121,7 @@ def linear_dense(
     wt = np.zeros((in_features, op), np.float32)
     wt[:, :o_units] = np.asarray(weight, np.float32).T
     nvec = op // lanes
-    if TILE_VECTORS[isa or host_isa()] >= 4 * 6:
+    if kernel_isa(isa) == "avx512":  # 4 x 6 = 24 accumulators: only 32 registers hold them
         ov = min(4, nvec)  # output vectors per register tile
         rows_tile = 6 if ov >= 3 else 12 // ov
     else:  # narrow register files: (output vectors, batch rows) per tile
@@ -211,6 +210,7 @@ def linear_dense(
         family="linear_dense",
         dense_macs=o_units * in_features,
         nonzero_macs=int((weight != 0).sum()),
+        tile=(ov, rows_tile),
     )
 
 
@@ -372,7 +372,7 @@ def linear_sparse(
     relu, kwta, _, _ = fused_epilogue(epilogue)
     o_units, _, bias_arr, boost_arr, mode, nb = _layer_consts(in_features, weight, bias, kwta)
     weight = np.asarray(weight, np.float32)
-    isa = isa or host_isa()
+    isa = kernel_isa(isa)
     blkptr, ent_win, ent_val, ent_idx = pack_permute_blocks(weight)
     pairptr, pcols, pvals = pack_row_pairs(weight)
     nent, plen, npairs = ent_win.size, pcols.shape[1], pairptr.size - 1
