@@ -88,6 +88,7 @@ def calibrate(mcpu: str | None = None, mattr: str | None = None, quick: bool = F
     """Measure the crossovers on this host (or for ``mcpu``, which must run here) and return the profile."""
     from ..runtime.host import cannot_execute
     from ..targets.llvm.cpu import resolve_cpu
+    from ..targets.llvm.kernels.common import isa_scope
     from ..targets.llvm.kernels.conv_dense import conv2d_dense
     from ..targets.llvm.kernels.conv_sparse_sparse import conv2d_sparse_sparse
     from ..targets.llvm.kernels.conv_weight_sparse import conv2d_weight_sparse
@@ -104,53 +105,56 @@ def calibrate(mcpu: str | None = None, mattr: str | None = None, quick: bool = F
     n_in, n_out = (256, 128) if quick else (1600, 1000)
     say = log or (lambda _: None)
 
-    x = rng.standard_normal((1, c, hw, hw)).astype(np.float32)
-    out = (1, o, hw - k + 1, hw - k + 1)
+    with isa_scope(cpu.isa):  # the kernels are generated for the CPU measured, not for the host's ISA
+        x = rng.standard_normal((1, c, hw, hw)).astype(np.float32)
+        out = (1, o, hw - k + 1, hw - k + 1)
 
-    def conv_weight_sparse_wins(density: float) -> bool:
-        w = _fixed_fan_in(rng, (o, c, k, k), density)
-        geometry = ConvGeometry((c, hw, hw), w.shape)
-        t_sparse, t_dense = _race(_timer(conv2d_weight_sparse(geometry, w, None), x, out, target),
-                                  _timer(conv2d_dense(geometry, w, None), x, out, target), rounds)
-        say(f"conv weight density {density:.2f}: tap-list {t_sparse * 1e6:.0f} us, dense {t_dense * 1e6:.0f} us")
-        return t_sparse < t_dense
+        def conv_weight_sparse_wins(density: float) -> bool:
+            w = _fixed_fan_in(rng, (o, c, k, k), density)
+            geometry = ConvGeometry((c, hw, hw), w.shape)
+            t_sparse, t_dense = _race(_timer(conv2d_weight_sparse(geometry, w, None), x, out, target),
+                                      _timer(conv2d_dense(geometry, w, None), x, out, target), rounds)
+            say(f"conv weight density {density:.2f}: tap-list {t_sparse * 1e6:.0f} us, dense {t_dense * 1e6:.0f} us")
+            return t_sparse < t_dense
 
-    w_conv = _fixed_fan_in(rng, (o, c, k, k), 0.2)
+        w_conv = _fixed_fan_in(rng, (o, c, k, k), 0.2)
 
-    def conv_act_sparse_wins(activity: float) -> bool:
-        xa = _active(rng, (1, c, hw, hw), activity)
-        geometry = ConvGeometry((c, hw, hw), w_conv.shape)
-        t_act, t_ws = _race(_timer(conv2d_sparse_sparse(geometry, w_conv, None), xa, out, target),
-                            _timer(conv2d_weight_sparse(geometry, w_conv, None), xa, out, target), rounds)
-        say(f"conv input activity {activity:.2f}: activation-sparse {t_act * 1e6:.0f} us, "
-            f"tap-list {t_ws * 1e6:.0f} us")
-        return t_act < t_ws
+        def conv_act_sparse_wins(activity: float) -> bool:
+            xa = _active(rng, (1, c, hw, hw), activity)
+            geometry = ConvGeometry((c, hw, hw), w_conv.shape)
+            t_act, t_ws = _race(_timer(conv2d_sparse_sparse(geometry, w_conv, None), xa, out, target),
+                                _timer(conv2d_weight_sparse(geometry, w_conv, None), xa, out, target), rounds)
+            say(f"conv input activity {activity:.2f}: activation-sparse {t_act * 1e6:.0f} us, "
+                f"tap-list {t_ws * 1e6:.0f} us")
+            return t_act < t_ws
 
-    w_lin = _fixed_fan_in(rng, (n_out, n_in), 0.1)
-    scatter = linear_scatter(LinearGeometry(n_in, n_out), w_lin, None)
-    packed = linear_sparse(LinearGeometry(n_in, n_out), w_lin, None, isa=cpu.isa)
+        w_lin = _fixed_fan_in(rng, (n_out, n_in), 0.1)
+        scatter = linear_scatter(LinearGeometry(n_in, n_out), w_lin, None)
+        packed = linear_sparse(LinearGeometry(n_in, n_out), w_lin, None)
 
-    def linear_scatter_wins(activity: float) -> bool:
-        xa = _active(rng, (1, n_in), activity)
-        t_scatter, t_packed = _race(_timer(scatter, xa, (1, n_out), target), _timer(packed, xa, (1, n_out), target),
-                                    rounds)
-        say(f"linear input activity {activity:.2f}: scatter {t_scatter * 1e6:.1f} us, packed {t_packed * 1e6:.1f} us")
-        return t_scatter < t_packed
+        def linear_scatter_wins(activity: float) -> bool:
+            xa = _active(rng, (1, n_in), activity)
+            t_scatter, t_packed = _race(_timer(scatter, xa, (1, n_out), target), _timer(packed, xa, (1, n_out), target),
+                                        rounds)
+            say(f"linear input activity {activity:.2f}: scatter {t_scatter * 1e6:.1f} us, "
+                f"packed {t_packed * 1e6:.1f} us")
+            return t_scatter < t_packed
 
-    base = BUILTIN[profile_for("llvm", cpu.isa)]
-    densities = (0.1, 0.2, 0.33, 0.5, 0.7) if not quick else (0.2, 0.5)
-    activities = (0.01, 0.03, 0.05, 0.1, 0.2) if not quick else (0.03, 0.2)
-    lin_activities = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8) if not quick else (0.1, 0.3)
-    return KernelProfile(
-        name=f"calibrated-{cpu.mcpu}",
-        dense_above=base.dense_above,
-        act_sparse_below=base.act_sparse_below,
-        conv_weight_sparse_max=_crossover(densities, conv_weight_sparse_wins),
-        conv_short_reduction=base.conv_short_reduction,
-        conv_act_sparse_max=_crossover(activities, conv_act_sparse_wins),
-        linear_scatter_max=_crossover(lin_activities, linear_scatter_wins),
-        measured_on=f"{cpu.mcpu} ({cpu.isa}), 1 thread, {time.strftime('%Y-%m-%d')}" + (" (quick)" if quick else ""),
-    )
+        base = BUILTIN[profile_for("llvm", cpu.isa)]
+        densities = (0.1, 0.2, 0.33, 0.5, 0.7) if not quick else (0.2, 0.5)
+        activities = (0.01, 0.03, 0.05, 0.1, 0.2) if not quick else (0.03, 0.2)
+        lin_activities = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8) if not quick else (0.1, 0.3)
+        return KernelProfile(
+            name=f"calibrated-{cpu.mcpu}",
+            dense_above=base.dense_above,
+            act_sparse_below=base.act_sparse_below,
+            conv_weight_sparse_max=_crossover(densities, conv_weight_sparse_wins),
+            conv_short_reduction=base.conv_short_reduction,
+            conv_act_sparse_max=_crossover(activities, conv_act_sparse_wins),
+            linear_scatter_max=_crossover(lin_activities, linear_scatter_wins),
+            measured_on=f"{cpu.mcpu} ({cpu.isa}), 1 thread, {time.strftime('%Y-%m-%d')}"
+                        + (" (quick)" if quick else ""),
+        )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -160,6 +160,24 @@ def test_profile_and_bench_take_their_own_options(zoo_onnx) -> None:
     assert "uninstrumented run (median)" in result.stdout
 
 
+def test_calibrate_generates_for_the_cpu_it_measures(tmp_path: Path) -> None:
+    """--mcpu of a smaller ISA than the host's: every kernel is generated for that CPU (host-ISA instructions
+    made LLVM abort here before)."""
+    import json
+
+    from sparsecc.runtime.host import cannot_execute
+    from sparsecc.targets.llvm.cpu import resolve_cpu
+
+    if cannot_execute(resolve_cpu("x86-64-v2").manifest_entry()) is not None:
+        pytest.skip("this host cannot run x86-64-v2 code")
+    out = tmp_path / "p.json"
+    result = run_cli("calibrate", "--quick", "--mcpu", "x86-64-v2", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    profile = json.loads(out.read_text())
+    assert profile["format"] == "sparsecc-kernel-profile" and profile["name"] == "calibrated-x86-64-v2"
+    assert "(sse2)" in profile["measured_on"]
+
+
 def test_bad_pipeline_and_truncated_model(zoo_onnx, tmp_path: Path) -> None:
     model = zoo_onnx("gsc_dense_small1")
     assert_one_line_error(run_cli("opt", str(model), "--passes", "canonicalize,nope"), "unknown pass 'nope'")
