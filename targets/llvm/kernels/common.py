@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 import numpy as np
 import tvm
 from tvm import tirx
+from tvm.ir.prim.expr import BitwiseAnd, BitwiseOr
 from tvm.script import tirx as T
 from tvm.script.ir_builder import IRBuilder
 
@@ -226,6 +227,20 @@ def masked_store(buf: Any, start: Any, value: Any, valid: int, lanes: int = LANE
     T.evaluate(tirx.call_llvm_intrin("void", "llvm.masked.store", value, tirx.address_of(buf[start]), mask))
 
 
+def copy_run(dst: Any, dst_start: Any, src: Any, src_start: Any, count: int, lanes: int = LANES) -> None:
+    """Copy ``count`` contiguous elements ``src[src_start:]`` -> ``dst[dst_start:]`` in ``lanes``-wide vectors.
+    A run of at least one vector ends with a full vector that overlaps the one before (masked stores are
+    microcoded on AMD's AVX2 CPUs and scalarised on SSE2/NEON); only a shorter run uses a masked copy."""
+    if count <= 0:
+        return
+    if count < lanes:
+        masked_store(dst, dst_start, masked_load(src, src_start, count, lanes), count, lanes)
+        return
+    for j in range(ceil_div(count, lanes)):
+        at = min(j * lanes, count - lanes)
+        T.buffer_store(dst, src[tirx.Ramp(src_start + at, 1, lanes)], [tirx.Ramp(dst_start + at, 1, lanes)])
+
+
 def float_key(value: Any, lanes: int = 1) -> Any:
     """Order-preserving uint32 key of float32 value(s): ``a < b`` (IEEE) iff ``key(a) < key(b)``.
 
@@ -242,6 +257,13 @@ def float_key(value: Any, lanes: int = 1) -> Any:
     bits = tirx.Select(bits == const(SIGN_BIT), const(0), bits)
     flipped = tirx.bitwise_xor(bits, tirx.bitwise_or(tirx.shift_right(bits, const(31)), const(SIGN_BIT)))
     return tirx.reinterpret(u32, flipped)
+
+
+def key_value(key: Any) -> Any:
+    """The float32 value of a scalar uint32 key of :func:`float_key` (its inverse; the key of -0.0 gives +0.0)."""
+    positive = key >= tirx.const(1 << 31, "uint32")
+    bits = tirx.Select(positive, tirx.bitwise_xor(key, tirx.const(1 << 31, "uint32")), tirx.bitwise_not(key))
+    return tirx.reinterpret("float32", bits)
 
 
 def np_float_key(x: np.ndarray) -> np.ndarray:
@@ -303,12 +325,28 @@ def compress_table_size() -> int:
     return 256 * 8 if kernel_isa() == "avx2" else 1
 
 
+#: the comparison and boolean-logic node types :func:`_half` narrows through
+_MASK_NODES = (tirx.LT, tirx.LE, tirx.GT, tirx.GE, tirx.EQ, tirx.NE, tirx.And, tirx.Or, BitwiseAnd, BitwiseOr)
+
+
+def _half(expr: Any, half: int) -> Any:
+    """Lanes 8*half .. 8*half+7 of a 16-lane expression; a boolean mask is narrowed through its logic down to its
+    comparisons, so that LLVM compares 8-lane halves and reads each result with one ``vmovmskps`` (a shuffle of
+    a 16-lane mask is lowered through pack instructions instead)."""
+    if isinstance(expr, tirx.Broadcast):
+        return tirx.Broadcast(expr.value, 8)
+    if isinstance(expr, _MASK_NODES):
+        return type(expr)(_half(expr.a, half), _half(expr.b, half))
+    if isinstance(expr, tirx.Not):
+        return tirx.Not(_half(expr.a, half))
+    return tirx.Shuffle([expr], [tirx.const(i, "int32") for i in range(8 * half, 8 * half + 8)])
+
+
 def _movemask8(mask: Any, half: int) -> Any:
     """int32 bit mask (0..255) of lanes 8*half .. 8*half+7 of a 16-lane boolean vector (``vmovmskps``)."""
-    minus_one, zero = (tirx.Broadcast(tirx.const(v, "int32"), LANES) for v in (-1, 0))
-    ones = tirx.Select(mask, minus_one, zero)
-    part = tirx.Shuffle([ones], [tirx.const(i, "int32") for i in range(8 * half, 8 * half + 8)])
-    return tirx.call_llvm_pure_intrin("int32", "llvm.x86.avx.movmsk.ps.256", tirx.reinterpret("float32x8", part))
+    minus_one, zero = (tirx.Broadcast(tirx.const(v, "int32"), 8) for v in (-1, 0))
+    ones = tirx.Select(_half(mask, half), minus_one, zero)
+    return tirx.call_llvm_pure_intrin("int32", "llvm.x86.avx.movmsk.ps.256", tirx.reinterpret("float32x8", ones))
 
 
 def _lane(value: Any, j: int) -> Any:

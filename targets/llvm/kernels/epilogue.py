@@ -16,14 +16,14 @@ import numpy as np
 from tvm.script import tirx as T
 
 from ....compiler.ir.layer import Kwta
-from .common import LANES, ceil_div, float_key, masked_store, strided_vec
+from .common import LANES, ceil_div, key_value, masked_store, strided_vec
 from .kwta import boost_constant, group_mask, group_threshold, group_tie_fixup, local_kwta
 
 
 def pooled_row(src, dst, c, qy, q0, height, width, pool, lanes, mask=None) -> None:
     """Emit: one vector of pooled outputs (lanes wide) of row qy of channel c.
 
-    ``mask = (boost, thr, mode)`` applies the global k-WTA mask to every input before the max (fused
+    ``mask = (boost, thr, mode)`` (``thr`` a float) applies the global k-WTA mask to every input before the max (fused
     k-WTA + pool: the masked activations are never written)."""
     hq, wq = height // pool, width // pool
     val = None
@@ -39,7 +39,9 @@ def pooled_row(src, dst, c, qy, q0, height, width, pool, lanes, mask=None) -> No
 
 
 def _apply_mask(v, mask, c, start, pool, lanes):
-    """where(key(v * boost) < thr, 0, v) for a (strided) vector of one channel."""
+    """where(v * boost < thr, 0, v) for a (strided) vector of one channel; ``thr`` is the threshold's float value
+    (:func:`~.common.key_value`): a float compare orders as the keys do (-0.0 == +0.0) without forming them, and
+    a NaN threshold (k or more NaN in the group) keeps every unit, as the interpreter does."""
     boost, thr, mode = mask
     if mode == "channel":
         boosted = v * (boost[c] if lanes == 1 else T.broadcast(boost[c], lanes))
@@ -47,18 +49,17 @@ def _apply_mask(v, mask, c, start, pool, lanes):
         boosted = v * strided_vec(boost, start, pool, lanes)
     else:
         boosted = v
-    key = float_key(boosted, lanes)
     if lanes == 1:
-        return T.Select(key < thr, T.float32(0), v)
-    return T.Select(key < T.broadcast(thr, lanes), T.broadcast(T.float32(0), lanes), v)
+        return T.Select(boosted < thr, T.float32(0), v)
+    return T.Select(boosted < T.broadcast(thr, lanes), T.broadcast(T.float32(0), lanes), v)
 
 
 @T.macro
 def maxpool(src, dst, channels, height, width, pool, mask):
     """dst (C, H//pool, W//pool) = max-pool of src (C, H, W), kernel = stride = pool, floor mode.
 
-    ``mask = (boost, thr, mode)``: max-pool of where(key(src * boost) < thr, 0, src) — the fused global k-WTA
-    mask + max-pool (see :func:`pooled_row`); None for a plain max-pool."""
+    ``mask = (boost, thr, mode)``: max-pool of where(src * boost < thr, 0, src) (``thr`` a float) — the fused
+    global k-WTA mask + max-pool (see :func:`pooled_row`); None for a plain max-pool."""
     hq = T.meta_var(height // pool)
     wq = T.meta_var(width // pool)
     lanes = T.meta_var(min(LANES, wq))
@@ -118,7 +119,9 @@ def conv_epilogue(
     elif kwta is not None:
         if pool is not None and not kwta.local and not kwta.break_ties:
             group_threshold(src, boost, keys, cand, hist, thr, channels * height * width, height * width, kwta.k, mode)
-            maxpool(src, dst, channels, height, width, pool, (boost, thr[0], mode))
+            thr_value = T.alloc_buffer((1,), "float32")
+            thr_value[0] = key_value(thr[0])
+            maxpool(src, dst, channels, height, width, pool, (boost, thr_value[0], mode))
         elif pool is not None:
             kwta_into(src, masked, boost, keys, cand, hist, thr, channels, height, width, kwta, mode)
             maxpool(masked, dst, channels, height, width, pool, None)

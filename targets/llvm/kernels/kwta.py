@@ -91,11 +91,11 @@ def group_keys(src, boost, keys, n, hw, mode):
         keys[n // LANES * LANES + i] = float_key(boosted_scalar(src, n // LANES * LANES + i, boost, hw, mode))
 
 
-def key_source(src, boost, hw, mode):
-    """(vector_key(i0), scalar_key(i)): keys of the boosted values of a group, computed on the fly."""
+def value_source(src, boost, hw, mode):
+    """(vector_value(i0), scalar_value(i)): the boosted values of a group, computed on the fly."""
     return (
-        lambda i0: float_key(boosted_vec(src, i0, boost, hw, mode), LANES),
-        lambda i: float_key(boosted_scalar(src, i, boost, hw, mode)),
+        lambda i0: boosted_vec(src, i0, boost, hw, mode),
+        lambda i: boosted_scalar(src, i, boost, hw, mode),
     )
 
 
@@ -108,7 +108,7 @@ def group_threshold(src, boost, keys, cand, hist, thr, n, hw, k, mode):
         select_bisect(keys, n, k, thr)
     elif n >= SAMPLED_MIN:
         select_sampled(
-            key_source(src, boost, hw, mode),
+            value_source(src, boost, hw, mode),
             keys,
             n,
             k,

@@ -11,9 +11,10 @@ order-preserving uint32 keys (:func:`~.common.float_key`: IEEE order, -0.0 == +0
   input element, plus the bins scanned.
 * :func:`select_small` — whole-group radix select: vector min/max for the key range, then ``radix_select``.
 * :func:`select_sampled` — for large groups (tens of thousands of elements): the threshold is bracketed by
-  an exact selection on a strided sample of ``samples`` keys; one vectorized pass computes the keys (from
-  the values, on the fly), counts those above the bracket and compresses those inside it; ``radix_select``
-  finishes on the (few %) candidates. If the
+  an exact selection on a strided sample of ``samples`` keys; one vectorized pass over the (boosted) values
+  compares them with the bracket's two values as floats (no key is computed: one compare per bound and a
+  ``vmovmskps``), counts those above the bracket and compresses those inside it; their keys are formed after
+  the pass and ``radix_select`` finishes on the (few %) candidates. If the
   bracket misses (rare; e.g. adversarial value layouts) it falls back to ``select_small`` — the result is
   exact either way, only the speed depends on the sample.
 
@@ -31,6 +32,8 @@ from .common import (
     compress_store,
     compress_table_size,
     fill_compress_table,
+    float_key,
+    key_value,
     reduce_max,
     reduce_min,
     vec,
@@ -124,16 +127,23 @@ def select_small(keys, n, k, hist, thr):
 
 @T.macro
 def select_sampled(source, keys, n, k, samples, rank_hi, rank_lo, cand, hist, thr):
-    """Exact k-th largest of the n keys given by ``source`` via a bracket from a strided sample.
+    """Exact k-th largest of the keys of the n float values given by ``source``, via a bracket from a strided
+    sample.
 
-    ``source`` is a pair of Python callables ``(vector_key(i0), scalar_key(i))`` returning the keys of
-    elements [16*i0, 16*i0+16) and i (computed on the fly, e.g. from values and boost: no key array is
-    written unless the bracket misses, in which case ``keys`` receives all keys for the exact fallback).
-    ``cand`` holds >= n + 16 keys."""
+    ``source`` is a pair of Python callables ``(vector_value(i0), scalar_value(i))`` returning the values of
+    elements [16*i0, 16*i0+16) and i (computed on the fly, e.g. values times boost: no key array is written
+    unless the bracket misses, in which case ``keys`` receives all keys for the exact fallback). ``cand``
+    holds >= n + 16 keys.
+
+    The bracket pass compares floats with the bracket's bounds, which orders them as their keys do (-0.0 ==
+    +0.0), NaN included: "above" is the unordered ``not (v <= hi)``, so a NaN counts above the bracket as its
+    key ranks above +inf, and "inside" is ordered (a NaN is never a candidate). A bound that is itself NaN
+    makes the bracket miss, and the exact fallback runs."""
     t_hi = T.alloc_buffer((1,), "uint32")
     t_lo = T.alloc_buffer((1,), "uint32")
     smin = T.alloc_buffer((1,), "uint32")
     smax = T.alloc_buffer((1,), "uint32")
+    bounds = T.alloc_buffer((2,), "float32")
     gt = T.alloc_buffer((LANES,), "int32")
     m = T.alloc_buffer((1,), "int32")
     table = T.alloc_buffer((compress_table_size(),), "uint8")
@@ -142,7 +152,7 @@ def select_sampled(source, keys, n, k, samples, rank_hi, rank_lo, cand, hist, th
     smin[0] = T.uint32(0xFFFFFFFF)
     smax[0] = T.uint32(0)
     for s in range(samples):
-        v = T.meta_var(source[1](s * (n // samples)))
+        v = T.meta_var(float_key(source[1](s * (n // samples))))
         cand[s] = v
         cand[samples + s] = v
         smin[0] = T.min(smin[0], v)
@@ -153,32 +163,38 @@ def select_sampled(source, keys, n, k, samples, rank_hi, rank_lo, cand, hist, th
     for s in range(samples):
         cand[s] = cand[samples + s]
     radix_select(cand, samples, rank_lo, smin[0], sbits, hist, t_lo, table)
-    # one pass: count keys above the bracket, compress keys inside it
-    lo_v = T.meta_var(T.broadcast(t_lo[0], LANES))
-    hi_v = T.meta_var(T.broadcast(t_hi[0], LANES))
+    # one pass over the values: count those above the bracket, compress those inside it (as float bits)
+    bounds[0] = key_value(t_lo[0])
+    bounds[1] = key_value(t_hi[0])
+    lo_v = T.meta_var(T.broadcast(bounds[0], LANES))
+    hi_v = T.meta_var(T.broadcast(bounds[1], LANES))
     gt[T.ramp(0, 1, LANES)] = T.broadcast(0, LANES)
     m[0] = 0
     for i0 in range(n // LANES):
         v = T.meta_var(source[0](i0))
-        gt[T.ramp(0, 1, LANES)] = gt[T.ramp(0, 1, LANES)] + T.Cast(f"int32x{LANES}", v > hi_v)
+        gt[T.ramp(0, 1, LANES)] = gt[T.ramp(0, 1, LANES)] + T.Cast(f"int32x{LANES}", T.Not(v <= hi_v))
         inside = T.meta_var(T.bitwise_and(v >= lo_v, v <= hi_v))
-        compress_store(cand, m, v, inside, table, "uint32")
+        compress_store(cand, m, T.reinterpret(f"uint32x{LANES}", v), inside, table, "uint32")
     c_gt = T.alloc_buffer((1,), "int32")
     c_gt[0] = T.call_llvm_pure_intrin("int32", "llvm.vector.reduce.add", gt[T.ramp(0, 1, LANES)])
     for i in range(n - n // LANES * LANES):
         v = T.meta_var(source[1](n // LANES * LANES + i))
-        c_gt[0] = c_gt[0] + T.Cast("int32", v > t_hi[0])
-        cand[m[0]] = v
-        m[0] = m[0] + T.Cast("int32", T.bitwise_and(v >= t_lo[0], v <= t_hi[0]))
+        c_gt[0] = c_gt[0] + T.Cast("int32", T.Not(v <= bounds[1]))
+        cand[m[0]] = T.reinterpret("uint32", v)
+        m[0] = m[0] + T.Cast("int32", T.bitwise_and(v >= bounds[0], v <= bounds[1]))
     if c_gt[0] < k and k <= c_gt[0] + m[0]:
+        for i0 in range(T.ceildiv(m[0], LANES)):  # the candidates' keys (cand has 16 elements of slack)
+            cand[T.ramp(i0 * LANES, 1, LANES)] = float_key(
+                T.reinterpret(f"float32x{LANES}", cand[T.ramp(i0 * LANES, 1, LANES)]), LANES
+            )
         span2 = T.meta_var(t_hi[0] - t_lo[0])
         nbits2 = T.meta_var(T.if_then_else(span2 == T.uint32(0), 0, 32 - T.Cast("int32", T.clz(span2))))
         radix_select(cand, m[0], k - c_gt[0], t_lo[0], nbits2, hist, thr, table)
     else:
         for i0 in range(n // LANES):
-            keys[T.ramp(i0 * LANES, 1, LANES)] = source[0](i0)
+            keys[T.ramp(i0 * LANES, 1, LANES)] = float_key(source[0](i0), LANES)
         for i in range(n - n // LANES * LANES):
-            keys[n // LANES * LANES + i] = source[1](n // LANES * LANES + i)
+            keys[n // LANES * LANES + i] = float_key(source[1](n // LANES * LANES + i))
         select_small(keys, n, k, hist, thr)
 
 
