@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -47,10 +48,18 @@ def _active(rng: np.random.Generator, shape: tuple[int, ...], fraction: float) -
 def _timer(kernel: Any, x: np.ndarray, out_shape: tuple[int, ...], target: Any) -> Callable[[], object]:
     import tvm
 
+    from ..targets.llvm.build import run_isolated
     from ..targets.llvm.kernels.common import Kernel
 
     assert isinstance(kernel, Kernel)
-    lib = tvm.compile(tvm.IRModule({kernel.name: kernel.prim_func}), target=target)
+    with tempfile.TemporaryDirectory(prefix="sparsecc-calibrate-") as tmp:
+        library = Path(tmp) / f"{kernel.name}.so"
+
+        def job() -> None:  # in a forked child: an LLVM abort becomes a CompileError, not a dead process
+            tvm.compile(tvm.IRModule({kernel.name: kernel.prim_func}), target=target).export_library(str(library))
+
+        run_isolated(job, f"code generation of {kernel.name}")
+        lib = tvm.runtime.load_module(str(library))  # mapped: the file may go
     func = lib[kernel.name]
     args = [tvm.runtime.tensor(x), *(tvm.runtime.tensor(c) for c in kernel.constants),
             tvm.runtime.tensor(np.zeros(out_shape, np.float32))]

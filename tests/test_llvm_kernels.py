@@ -165,6 +165,23 @@ def test_kwta_sampled_bracket_and_its_fallback(adversarial):
     np.testing.assert_array_equal(y, ref_kwta(x, 1555, boost))
 
 
+@pytest.mark.parametrize("k", [9000, 12000, 16000])
+def test_kwta_sampled_bracket_at_signed_zeros_and_negative_thresholds(k):
+    """The sampled bracket compares floats with bounds decoded from keys: thresholds at -0.0/+0.0 (a third of
+    the values, signs mixed), below zero and at the most negative values must give the keys' result."""
+    rng = np.random.default_rng(7)
+    shape = (16, 32, 32)
+    x = (ints(rng, (2, *shape), -300, 60) / 4).astype(np.float32)
+    flat = x.reshape(2, -1)
+    zeros = rng.random(flat.shape) < 0.33
+    flat[zeros] = np.where(rng.random(int(zeros.sum())) < 0.5, -0.0, 0.0).astype(np.float32)
+    kern = kwta_global(shape, Kwta.select(k, 4))
+    y = run(kern, x, x.shape)
+    want = ref_kwta(x, k)
+    np.testing.assert_array_equal(y, want)
+    assert np.array_equal(np.signbit(y), np.signbit(want))  # -0.0 winners keep their sign
+
+
 @pytest.mark.parametrize(("shape", "break_ties"), [((24, 3, 7), False), ((24, 3, 7), True), ((5, 2, 3), True)])
 def test_kwta_local_per_pixel(shape, break_ties):
     rng = np.random.default_rng(5)
