@@ -6,7 +6,9 @@ by round and taking medians (one thread). The profile records, per decision, the
 sparse kernel was still faster:
 
 * ``conv_weight_sparse_max``: tap-list conv vs dense conv, over weight density (a GSC conv2-like layer);
-* ``conv_act_sparse_max``: activation-sparse conv vs tap-list conv, over input activity;
+* ``conv_act_sparse_ratio``: activation-sparse conv vs tap-list conv, over input activity on weights of density
+  ``CALIBRATION_DENSITY`` (the crossover activity divided by that density: the two kernels' costs scale with
+  activity and with weight density);
 * ``linear_scatter_max``: scatter (CSC) linear vs packed weight-sparse linear, over input activity.
 
 ``sparsecc compile --profile FILE`` then plans with it. ``--quick`` uses small layers and few rounds (seconds; for
@@ -28,7 +30,7 @@ import numpy as np
 
 from ..compiler.errors import SparseccError
 from ..compiler.ir.layer import ConvGeometry, LinearGeometry
-from ..compiler.kernel_profile import BUILTIN, KernelProfile, profile_for
+from ..compiler.kernel_profile import BUILTIN, CALIBRATION_DENSITY, KernelProfile, profile_for
 
 
 def _fixed_fan_in(rng: np.random.Generator, shape: tuple[int, ...], density: float) -> np.ndarray:
@@ -126,7 +128,7 @@ def calibrate(mcpu: str | None = None, mattr: str | None = None, quick: bool = F
             say(f"conv weight density {density:.2f}: tap-list {t_sparse * 1e6:.0f} us, dense {t_dense * 1e6:.0f} us")
             return t_sparse < t_dense
 
-        w_conv = _fixed_fan_in(rng, (o, c, k, k), 0.2)
+        w_conv = _fixed_fan_in(rng, (o, c, k, k), CALIBRATION_DENSITY)
 
         def conv_act_sparse_wins(activity: float) -> bool:
             xa = _active(rng, (1, c, hw, hw), activity)
@@ -151,7 +153,7 @@ def calibrate(mcpu: str | None = None, mattr: str | None = None, quick: bool = F
 
         base = BUILTIN[profile_for("llvm", cpu.isa)]
         densities = (0.1, 0.2, 0.33, 0.5, 0.7) if not quick else (0.2, 0.5)
-        activities = (0.01, 0.03, 0.05, 0.1, 0.2) if not quick else (0.03, 0.2)
+        activities = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2) if not quick else (0.03, 0.2)
         lin_activities = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8) if not quick else (0.1, 0.3)
         return KernelProfile(
             name=f"calibrated-{cpu.mcpu}",
@@ -159,7 +161,7 @@ def calibrate(mcpu: str | None = None, mattr: str | None = None, quick: bool = F
             act_sparse_below=base.act_sparse_below,
             conv_weight_sparse_max=_crossover(densities, conv_weight_sparse_wins),
             conv_short_reduction=base.conv_short_reduction,
-            conv_act_sparse_max=_crossover(activities, conv_act_sparse_wins),
+            conv_act_sparse_ratio=round(_crossover(activities, conv_act_sparse_wins) / CALIBRATION_DENSITY, 4),
             linear_scatter_max=_crossover(lin_activities, linear_scatter_wins),
             measured_on=f"{cpu.mcpu} ({cpu.isa}), 1 thread, {time.strftime('%Y-%m-%d')}"
                         + (" (quick)" if quick else ""),
@@ -187,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
     tmp.write_text(json.dumps(profile.to_json(), indent=2) + "\n")
     tmp.replace(out)
     print(f"wrote {out}: conv weight-sparse up to density {profile.conv_weight_sparse_max}, activation-sparse conv "
-          f"up to {profile.conv_act_sparse_max} active, scatter linear up to {profile.linear_scatter_max} active",
+          f"up to activity {profile.conv_act_sparse_ratio:.3g} x weight density, scatter linear up to "
+          f"{profile.linear_scatter_max} active",
           file=sys.stderr)
     return 0

@@ -186,12 +186,9 @@ def plan_layer(layer: ops.WeightedLayer, target: str = "generic", *, profile: Ke
     if target == "llvm":
         if isinstance(layer, ops.ConvLike):
             plain = layer.strides == (1, 1) and layer.dilations == (1, 1) and layer.groups == 1
-            reduction = math.prod(weight.type.static_shape[1:])
-            if plain and act <= profile.conv_act_sparse_max:
-                return KernelPlan("act_sparse", "dense")
-            if plain and (m.density <= profile.conv_weight_sparse_max or reduction <= profile.conv_short_reduction):
-                return KernelPlan("weight_sparse", row_format)
-            return KernelPlan("dense", "dense")
+            kernel = profile.llvm_conv_kernel(density=m.density, activity=act, plain=plain,
+                                              reduction=math.prod(weight.type.static_shape[1:]))
+            return KernelPlan(kernel, row_format if kernel == "weight_sparse" else "dense")
         if sparse_weights and act <= profile.linear_scatter_max:
             return KernelPlan("sparse_sparse", "csc")
         return KernelPlan("weight_sparse", row_format) if sparse_weights else KernelPlan("dense", "dense")

@@ -331,9 +331,8 @@ def test_pool_then_kwta_order_for_fpga_style_layers():
     b = ints(rng, 32)
     x = ints(rng, (2, 16, 10, 10), density=0.05)
     spec = Kwta.select(12, 4, boost=rng.choice([0.5, 1.0], 32).astype(np.float32))
-    kern = conv2d(ConvGeometry((16, 10, 10), w.shape, pads=(1, 1, 1, 1)), w, b,
-                  Epilogue.fused(4, kwta=spec, pool=2, pool_first=True), active_fraction=0.02)
-    assert kern.info["family"] == "conv2d_sparse_sparse"
+    kern = conv2d_sparse_sparse(ConvGeometry((16, 10, 10), w.shape, pads=(1, 1, 1, 1)), w, b,
+                                Epilogue.fused(4, kwta=spec, pool=2, pool_first=True))
     want = ref_kwta(ref_pool(ref_conv(x, w, b, pad=(1, 1, 1, 1)), 2), 12, spec.boost)
     np.testing.assert_array_equal(run(kern, x, want.shape), want)
 

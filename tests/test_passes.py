@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import sys
 
 import numpy as np
@@ -16,6 +17,7 @@ from sparsecc.compiler.errors import PassError
 from sparsecc.compiler.interpreter import interpret
 from sparsecc.compiler.ir import BSR, CSC, CSR, ELL, Encoding, Module, ops, parse_module, print_module
 from sparsecc.compiler.ir.ops.sparse import KWTAStage, MaxPoolStage, ReluStage
+from sparsecc.compiler.kernel_profile import load_profile
 from sparsecc.compiler.passes import (
     Pass,
     PassInstrument,
@@ -452,3 +454,23 @@ CHECK-NEXT: }
 def test_filecheck_reports_a_line_that_differs() -> None:
     with pytest.raises(pytest.fail.Exception, match="FileCheck failed"):
         filecheck("module @m {\n}\n", "CHECK: module @n {")
+
+
+def test_llvm_conv_choice_is_a_ratio_of_input_activity_to_weight_density(zoo_onnx, tmp_path) -> None:
+    """The activation-sparse conv costs ~ activity x O per input, the tap-list conv ~ weight density x O per
+    output: on AVX2 the FPGA-style net's conv2 (5 % active inputs, 5 %-dense weights) runs the tap-list conv
+    (measured 1.6x faster for the net), a 20 %-dense conv with 2 % active inputs the activation-sparse one."""
+    module = import_onnx(zoo_onnx("gsc_fpga_sparse_cnn"))
+    PassManager("canonicalize,fuse-kwta,compress-weights{target=llvm,profile=llvm-avx2},"
+                "schedule-sparse{target=llvm,profile=llvm-avx2}").run(module)
+    convs = [op for op in module.func.ops if isinstance(op, ops.SparseConv2D)]
+    assert [op.kernel for op in convs] == ["weight_sparse", "weight_sparse"]
+    avx2 = load_profile("llvm-avx2")
+    assert avx2.llvm_conv_kernel(density=0.2, activity=0.02, reduction=1600, plain=True) == "act_sparse"
+    assert avx2.llvm_conv_kernel(density=0.05, activity=0.05, reduction=1600, plain=True) == "weight_sparse"
+    assert avx2.llvm_conv_kernel(density=0.2, activity=0.02, reduction=1600, plain=False) == "dense"
+    # a profile file of format 1 held the activity crossover measured on 20 %-dense weights
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"format": "sparsecc-kernel-profile", "version": 1, "name": "old",
+                               "conv_act_sparse_max": 0.1}))
+    assert load_profile(str(old)).conv_act_sparse_ratio == pytest.approx(0.5)

@@ -5,11 +5,8 @@ For direct use of the generators (tests, ``benchmarks/kernels``); compiled model
 truth). Default profile: the one of the host's ISA class.
 
 conv2d
-    * ``conv2d_sparse_sparse`` (activation-sparse) when stride is 1 and the input's k-WTA bound says at most
-      ``conv_act_sparse_max`` of the inputs are non-zero;
-    * ``conv2d_weight_sparse`` (tap lists) when stride is 1 and the weight density is at most
-      ``conv_weight_sparse_max`` or the reduction is short (``conv_short_reduction``);
-    * ``conv2d_dense`` otherwise.
+    the family :meth:`KernelProfile.llvm_conv_kernel` names (the rule ``schedule-sparse`` applies):
+    ``conv2d_sparse_sparse`` (activation-sparse), ``conv2d_weight_sparse`` (tap lists) or ``conv2d_dense``.
 
 linear
     * ``linear_sparse`` when the weight density is at most ``dense_above``, else ``linear_dense``.
@@ -43,15 +40,14 @@ def conv2d(
 ) -> Kernel:
     """The best conv2d kernel for this layer (see module doc). ``active_fraction``: bound on the fraction
     of non-zero inputs (from an upstream k-WTA), or None when unknown (dense)."""
-    p = _profile(profile)
-    density = float((weight != 0).mean())
-    reduction = int(np.prod(weight.shape[1:]))
-    stride1 = tuple(geometry.strides) == (1, 1)
-    if stride1 and active_fraction is not None and active_fraction <= p.conv_act_sparse_max:
-        return conv2d_sparse_sparse(geometry, weight, bias, epilogue, name)
-    if stride1 and (density <= p.conv_weight_sparse_max or reduction <= p.conv_short_reduction):
-        return conv2d_weight_sparse(geometry, weight, bias, epilogue, name)
-    return conv2d_dense(geometry, weight, bias, epilogue, name)
+    family = _profile(profile).llvm_conv_kernel(
+        density=float((weight != 0).mean()),
+        activity=1.0 if active_fraction is None else active_fraction,
+        reduction=int(np.prod(weight.shape[1:])),
+        plain=tuple(geometry.strides) == (1, 1),
+    )
+    generator = {"act_sparse": conv2d_sparse_sparse, "weight_sparse": conv2d_weight_sparse}.get(family, conv2d_dense)
+    return generator(geometry, weight, bias, epilogue, name)
 
 
 def linear(
