@@ -56,6 +56,12 @@ def kernel_function(kernel: str, storage: str) -> str:
     return {"ell": "ell", "csc": "sparse_sparse"}[storage]
 
 
+def skips_zero_weights(function: str) -> bool:
+    """Whether a conv2d_* / linear_* kernel never forms ``0 * x`` for its zero weights (a float IEEE design then
+    runs the kernel's IEEE stage, runtime/hls/include/sparsecc/ieee.h)."""
+    return function.split("_", 1)[1] in ("ell", "sparse_sparse", "complementary", "complementary_sparse")
+
+
 def mac_kind(function: str) -> str:
     """The MAC loop kind (loops.py) of a conv2d_* / linear_* kernel."""
     suffix = function.split("_", 1)[1]

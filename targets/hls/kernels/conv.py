@@ -14,7 +14,7 @@ from sparsecc.runtime.hls import formats
 from ..cpp import ConfigStruct
 from ..design import Layer
 from ..loops import COLUMN, GATHER, PACKED_SCATTER, SCATTER, LoopModel
-from .common import constant_operand, kernel_function, mac_kind
+from .common import constant_operand, kernel_function, mac_kind, skips_zero_weights
 
 
 def conv_tap_hits(ky: int, kx: int, size: tuple[int, int], out: tuple[int, int], strides: tuple[int, ...],
@@ -51,6 +51,7 @@ class ConvLowering:
                                                                            "boost", "col_ptr", "row_idx"))
         config = ConfigStruct(f"{ident}_config", "sparsecc::conv2d_defaults")
         config.constant("layer", index)
+        self.options.mark_fast_math(config)
         config.constant("lanes", lanes, note="MAC lanes: UNROLL factor of the MAC loop, partition factor of its "
                                              "arrays")
         config.constant(["in_channels", "in_height", "in_width"], [c, h, w])
@@ -93,6 +94,7 @@ class ConvLowering:
                                 support=matrix != 0 if kind == SCATTER else None,
                                 groups=members.get("n_groups", 0), pack_size=members.get("pack_size", 0),
                                 in_channels=c, scan=kind in (SCATTER, COLUMN, PACKED_SCATTER))
+        layer.loops.ieee_scan = self.options.ieee and skips_zero_weights(function)
         if kind == COLUMN:
             layer.loops.support = np.ones((o, c * kh * kw), dtype=bool)
         self._epilogue_loops(layer, (o, oh, ow), kwta, pool, pool_first, relu)
