@@ -304,3 +304,162 @@ def test_ap_fixed_inputs_wrap_or_saturate_special_values(tmp_path: Path) -> None
     top = 32 - 2**-10
     assert [r[0] for r in rows] == [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.5]
     assert [r[1] for r in rows] == [top, -32.0, top, 0.0, 0.0, top, 1.5]
+
+
+# -- the IEEE matrix: (target, kernel family, special value) -> the interpreter's result -------------------------
+def _cells(module_or_path, names: list[str], actual: list[np.ndarray], feeds: dict[str, np.ndarray],
+           kinds: list[str]) -> dict[tuple[str, str], bool]:
+    """Per (output = kernel family, kind of special value = sample): does the target give the interpreter's
+    result (tie-aware)?"""
+    with np.errstate(invalid="ignore", over="ignore"):
+        near = find_near_ties(module_or_path, feeds)
+    cells = {}
+    for name, got, want in zip(names, actual, near.outputs, strict=True):
+        comparison = compare_outputs([got], [want], near)
+        for sample, kind in enumerate(kinds):
+            cells[name, kind] = sample not in comparison.unexplained
+    return cells
+
+
+def _hls_families() -> Module:
+    """Branches from one (3, 8, 8) input, one per HLS kernel family (output name = family)."""
+    from sparsecc.compiler.ir.core import Function, Value
+    from sparsecc.compiler.ir.ops.sparse import KWTAStage, MaxPoolStage, ReluStage
+    from sparsecc.compiler.ir.types import CSC, ELL, TensorType
+    from sparsecc.compiler.ir.verifier import verify_module
+
+    rng = np.random.default_rng(11)
+    x = Value(TensorType((None, 3, 8, 8)), "x")
+    func = Function("main", [x])
+
+    def const(array: np.ndarray, name: str, encoding=None):
+        return func.append(ops.Constant.of(np.asarray(array, np.float32), encoding=encoding, name=name)).result
+
+    def add(op):
+        return func.append(op).result
+
+    def sparse(rows: int, cols: int, fan_in: int) -> np.ndarray:
+        """Fixed fan-in; units 4g .. 4g + 3 have disjoint columns where 4 fan-ins fit (complementary packing)."""
+        matrix = np.zeros((rows, cols), np.float32)
+        for group in range(0, rows, 4):
+            columns = rng.permutation(cols)
+            for j, row in enumerate(range(group, min(group + 4, rows))):
+                matrix[row, np.take(columns, np.arange(j * fan_in, (j + 1) * fan_in), mode="wrap")] = \
+                    rng.standard_normal(fan_in)
+        return matrix
+
+    w_dense = rng.standard_normal((8, 3, 3, 3)) * (rng.random((8, 3, 3, 3)) < 0.5)  # zeros in a dense kernel
+    w_ell = sparse(8, 27, 6).reshape(8, 3, 3, 3)
+    w_csc = sparse(8, 27, 5).reshape(8, 3, 3, 3)
+    b = const(rng.standard_normal(8), "b")
+    boost = const(rng.uniform(0.5, 1.5, (1, 8, 1, 1)), "boost")
+    pad = {"pads": (1, 1, 1, 1)}
+    # the sparse-input kernels need a k-WTA bound: keep all but the smallest values (every -inf of a sample ties
+    # at the threshold and survives), so that every kind of special value reaches them
+    act = add(ops.KWinners.create(x, k=186, over=(1, 2, 3), name="act"))
+    out = {
+        "conv dense, relu, k-WTA global keep, max-pool": add(ops.SparseConv2D.create(
+            x, const(w_dense, "w_dense"), bias=b, boost=boost, name="conv_dense", kernel="dense", **pad,
+            epilogue=(ReluStage(), KWTAStage(150, (1, 2, 3)), MaxPoolStage((2, 2), (2, 2))))),
+        "conv ell, k-WTA local break": add(ops.SparseConv2D.create(
+            x, const(w_ell, "w_ell", ELL(6, 6 / 27)), bias=b, boost=boost, name="conv_ell", kernel="weight_sparse",
+            **pad, epilogue=(KWTAStage(3, (1,), "break"),))),
+        "conv ell, max-pool, k-WTA global break": add(ops.SparseConv2D.create(
+            x, const(w_ell, "w_ell2", ELL(6, 6 / 27)), bias=b, name="conv_ell_pool", kernel="weight_sparse",
+            epilogue=(MaxPoolStage((2, 2), (2, 2)), KWTAStage(20, (1, 2, 3), "break")))),
+        "conv sparse-sparse": add(ops.SparseConv2D.create(
+            act, const(w_csc, "w_csc", CSC(5 / 27)), bias=b, name="conv_csc", kernel="sparse_sparse", **pad)),
+        "conv act-sparse": add(ops.SparseConv2D.create(
+            act, const(w_dense, "w_act"), bias=b, name="conv_act", kernel="act_sparse", **pad)),
+        "k-WTA global keep": add(ops.KWinners.create(x, k=40, over=(1, 2, 3), name="kwta_global")),
+        "k-WTA local break": add(ops.KWinners.create(x, k=1, over=(1,), ties="break", name="kwta_local")),
+        "max-pool": add(ops.MaxPool2D.create(x, kernel=(2, 2), strides=(2, 2), name="maxpool")),
+        "relu": add(ops.Relu.create(x, name="relu")),
+    }
+    flat = add(ops.Reshape.create(x, shape=(-1, 192), name="flat"))
+    flat_act = add(ops.Reshape.create(act, shape=(-1, 192), name="flat_act"))
+    lb = const(rng.standard_normal(12), "lb")
+    out |= {
+        "linear ell, k-WTA keep": add(ops.SparseLinear.create(
+            flat, const(sparse(12, 192, 20), "l_ell", ELL(20, 20 / 192)), bias=lb, name="linear_ell",
+            kernel="weight_sparse", epilogue=(KWTAStage(4, (1,)),))),
+        "linear sparse-sparse": add(ops.SparseLinear.create(
+            flat_act, const(sparse(12, 192, 16), "l_csc", CSC(16 / 192)), bias=lb, name="linear_csc",
+            kernel="sparse_sparse")),
+        "linear act-sparse": add(ops.SparseLinear.create(
+            flat_act, const(sparse(12, 192, 100), "l_act"), bias=lb, name="linear_act", kernel="act_sparse")),
+        "linear dense, relu": add(ops.SparseLinear.create(
+            flat, const(sparse(12, 192, 100), "l_dense"), bias=lb, name="linear_dense", kernel="dense",
+            epilogue=(ReluStage(),))),
+    }
+    func.set_outputs(list(out.values()), list(out))
+    module = Module("ieee_families", func)
+    verify_module(module)
+    return module
+
+
+def _special_feeds(module: Module) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Two seeds of special-value samples in one batch (12 samples, each kind twice)."""
+    (a, kinds_a), (b, kinds_b) = (special_value_inputs(module, seed, per_sample=3) for seed in (1, 2))
+    return {name: np.concatenate([a[name], b[name]]) for name in a}, kinds_a + kinds_b
+
+
+#: what the HLS calls of each family must be (default packing / complementary packing)
+HLS_CALLS = {
+    "none": ["kwta", "conv2d_dense", "conv2d_ell", "conv2d_ell", "conv2d_sparse_sparse", "conv2d_act_sparse",
+             "kwta", "kwta", "maxpool2d", "relu", "linear_ell", "linear_sparse_sparse", "linear_act_sparse",
+             "linear_dense"],
+    "complementary": ["kwta", "conv2d_dense", "conv2d_complementary", "conv2d_complementary",
+                      "conv2d_complementary_sparse", "conv2d_act_sparse", "kwta", "kwta", "maxpool2d", "relu",
+                      "linear_complementary", "linear_complementary_sparse", "linear_act_sparse", "linear_dense"],
+}
+
+
+@pytest.mark.parametrize("packing", ["none", "complementary"])
+def test_every_hls_float_kernel_family_gives_the_interpreters_special_values(packing: str, tmp_path: Path) -> None:
+    """C-simulation (g++, ap_types) of one float design holding every HLS kernel family, on inf, -inf, NaN, -0.0
+    and denormals at random positions: every (family, kind) cell equals the interpreter."""
+    import re
+
+    from sparsecc.targets import hls
+
+    module = _hls_families()
+    model = hls.compile(module, pipeline="", batch=None, csim_cache=tmp_path, packing=packing)
+    body = model.source("firmware/ieee_families.cpp").split("void ieee_families(", 1)[1]
+    calls = re.findall(r"^\s*sparsecc::(\w+)\s*(?:<[^;]*?>)?\(", body, flags=re.MULTILINE)
+    assert [c for c in calls if c not in ("stream_to_array", "array_to_stream", "copy")] == HLS_CALLS[packing]
+    feeds, kinds = _special_feeds(module)
+    with np.errstate(invalid="ignore", over="ignore"):
+        actual = model.run(None, feeds)
+    names = list(module.func.output_names)
+    cells = _cells(module, names, actual, feeds, kinds)
+    assert not [cell for cell, ok in cells.items() if not ok], [cell for cell, ok in cells.items() if not ok]
+
+
+def test_hls_fast_math_drops_the_ieee_stage_is_recorded_and_differs(tmp_path: Path) -> None:
+    """fast_math: ``ieee = false`` in every layer config, recorded in the manifest; the weight-skipping
+    families then miss 0 * inf (finite where the interpreter gives NaN), so the IEEE stage is what the
+    matrix above tests."""
+    from sparsecc.targets import hls
+
+    module = _hls_families()
+    model = hls.compile(module, pipeline="", batch=None, csim_cache=tmp_path, fast_math=True)
+    assert model.manifest.target_options["fast_math"] is True
+    config = model.source("firmware/parameters.h")
+    assert config.count("static constexpr bool ieee = false;") == 13  # 9 conv/linear, 3 k-WTA, 1 max-pool
+    feeds, kinds = _special_feeds(module)
+    with np.errstate(invalid="ignore", over="ignore"):
+        actual = model.run(None, feeds)
+    cells = _cells(module, list(module.func.output_names), actual, feeds, kinds)
+    wrong = {family for (family, _), ok in cells.items() if not ok}
+    assert {"conv ell, k-WTA local break", "conv sparse-sparse", "linear sparse-sparse"} <= wrong, wrong
+    assert not wrong & {"conv act-sparse", "linear act-sparse", "relu"}  # exact by construction
+
+
+def test_hls_fast_math_is_refused_for_ap_fixed() -> None:
+    from sparsecc.targets.hls.options import HLSOptions
+
+    with pytest.raises(CompileError, match="fast_math applies to float designs only"):
+        HLSOptions.from_options({"precision": "ap_fixed<16,6>", "fast_math": True})
+    with pytest.raises(CompileError, match="fast_math must be True or False"):
+        HLSOptions.from_options({"fast_math": "yes"})
