@@ -241,6 +241,12 @@ def test_every_llvm_kernel_family_gives_the_interpreters_special_values(family: 
     comparison, expected = _special_check(path, model)
     assert np.isnan(expected[0]).any()  # specials reach the output: the check is not vacuous
     assert comparison.ok, comparison.summary()
+    # the matrix: each kind of special value (one per sample) separately
+    reference = load_module(path)
+    feeds, kinds = special_value_inputs(reference, 1, per_sample=2)
+    with np.errstate(invalid="ignore", over="ignore"):
+        cells = _cells(reference, [family], model.run(None, feeds), feeds, kinds)
+    assert all(cells.values()) and len(cells) == 6, cells
 
 
 def test_fast_math_drops_the_guard_is_recorded_and_can_differ(family_models) -> None:
@@ -321,8 +327,8 @@ def _cells(module_or_path, names: list[str], actual: list[np.ndarray], feeds: di
     return cells
 
 
-def _hls_families() -> Module:
-    """Branches from one (3, 8, 8) input, one per HLS kernel family (output name = family)."""
+def _families() -> Module:
+    """Branches from one (3, 8, 8) input, one per kernel family of the hls and cuda targets (output name = family)."""
     from sparsecc.compiler.ir.core import Function, Value
     from sparsecc.compiler.ir.ops.sparse import KWTAStage, MaxPoolStage, ReluStage
     from sparsecc.compiler.ir.types import CSC, ELL, TensorType
@@ -423,7 +429,7 @@ def test_every_hls_float_kernel_family_gives_the_interpreters_special_values(pac
 
     from sparsecc.targets import hls
 
-    module = _hls_families()
+    module = _families()
     model = hls.compile(module, pipeline="", batch=None, csim_cache=tmp_path, packing=packing)
     body = model.source("firmware/ieee_families.cpp").split("void ieee_families(", 1)[1]
     calls = re.findall(r"^\s*sparsecc::(\w+)\s*(?:<[^;]*?>)?\(", body, flags=re.MULTILINE)
@@ -442,7 +448,7 @@ def test_hls_fast_math_drops_the_ieee_stage_is_recorded_and_differs(tmp_path: Pa
     matrix above tests."""
     from sparsecc.targets import hls
 
-    module = _hls_families()
+    module = _families()
     model = hls.compile(module, pipeline="", batch=None, csim_cache=tmp_path, fast_math=True)
     assert model.manifest.target_options["fast_math"] is True
     config = model.source("firmware/parameters.h")
@@ -463,3 +469,45 @@ def test_hls_fast_math_is_refused_for_ap_fixed() -> None:
         HLSOptions.from_options({"precision": "ap_fixed<16,6>", "fast_math": True})
     with pytest.raises(CompileError, match="fast_math must be True or False"):
         HLSOptions.from_options({"fast_math": "yes"})
+
+
+def _cuda_on_cpu(module: Module, fast_math: bool) -> tuple[list[np.ndarray], list[str], dict[str, np.ndarray],
+                                                            list[str]]:
+    """The cuda target's whole lowering (guards, GPU kernels as serial CPU loops, generic exact paths) built for
+    this CPU and run on the special-value feeds: (outputs, kernel names, feeds, kinds)."""
+    import tvm
+    from tvm import relax
+
+    from sparsecc.targets.cuda import kernels as K
+    from sparsecc.targets.cuda.lowering import CUDALowering
+    from sparsecc.targets.llvm.cpu import resolve_cpu
+    from sparsecc.targets.relax_lowering import relax_pipeline
+
+    lowering = CUDALowering(module, fast_math=fast_math, flavour=K.CPU)
+    irmod = lowering.build()
+    target = resolve_cpu().tvm_target()
+    vm = relax.VirtualMachine(relax.build(irmod, target=target, relax_pipeline=relax_pipeline(target)), tvm.cpu())
+    feeds, kinds = _special_feeds(module)
+    with np.errstate(invalid="ignore", over="ignore"):
+        outputs = [y.numpy() for y in vm["main"](tvm.runtime.tensor(feeds["x"]))]
+    return outputs, lowering.kernel_names, feeds, kinds
+
+
+#: the sparsecc GPU kernel families the family module must exercise
+CUDA_FAMILIES = ("conv2d_weight_sparse", "conv2d_sparse_sparse", "conv2d_act_sparse", "linear_weight_sparse",
+                 "linear_sparse_sparse", "linear_act_sparse", "kwta_global", "kwta_local")
+
+
+def test_every_cuda_kernel_family_gives_the_interpreters_special_values() -> None:
+    """The cuda lowering with its IEEE guards, the GPU kernels emulated on the CPU: every (family, kind) cell
+    equals the interpreter; with fast_math (no guards) the weight-skipping and k-WTA families do not."""
+    module = _families()
+    outputs, kernels, feeds, kinds = _cuda_on_cpu(module, fast_math=False)
+    assert all(any(name.startswith(family) for name in kernels) for family in CUDA_FAMILIES), kernels
+    cells = _cells(module, list(module.func.output_names), outputs, feeds, kinds)
+    assert not [cell for cell, ok in cells.items() if not ok], [cell for cell, ok in cells.items() if not ok]
+
+    fast, _, _, _ = _cuda_on_cpu(module, fast_math=True)
+    cells = _cells(module, list(module.func.output_names), fast, feeds, kinds)
+    wrong = {family for (family, _), ok in cells.items() if not ok}
+    assert {"conv ell, k-WTA local break", "conv sparse-sparse", "linear sparse-sparse", "conv act-sparse"} <= wrong
