@@ -4,6 +4,7 @@ reference evaluator, and every llvm kernel family against the interpreter (READM
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -277,13 +278,16 @@ def test_special_value_feeds_hold_every_kind() -> None:
 
 
 
-def test_a_weight_holding_inf_is_one_compile_error_naming_the_layer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("target", ["llvm", "hls", pytest.param("cuda", marks=pytest.mark.skipif(
+    shutil.which("nvcc") is None, reason="the cuda target needs nvcc to compile"))])
+def test_a_weight_holding_inf_is_one_compile_error_naming_the_layer(target: str, tmp_path: Path) -> None:
     w = np.ones((4, 6), np.float32)
     w[2, 3] = np.inf
     model = make_model([oh.make_node("Gemm", ["x", "w"], ["y"], transB=1, name="fc")], [_vi("x", ["n", 6])],
                        [_vi("y", ["n", 4])], [numpy_helper.from_array(w, "w")])
-    with pytest.raises(CompileError, match=r"sparse.linear.*the weight of %y holds inf or NaN"):
-        sparsecc.compile(model, "llvm")
+    options = {"csim_cache": tmp_path} if target == "hls" else {}
+    with pytest.raises(CompileError, match=rf"sparse.linear.*the weight of %y holds inf or NaN; the {target} target"):
+        sparsecc.compile(model, target, **options)
 
 
 def test_ap_fixed_inputs_wrap_or_saturate_special_values(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from ...compiler.ir.core import Module
 from ...runtime.artifact import Manifest, make_manifest
 from ...runtime.native_stderr import filtered_native_stderr
 from ...runtime.tvm_model import LIBRARY, TVMModel
+from ..finite_constants import refuse_non_finite_layers
 from ..relax_lowering import relax_pipeline as shared_relax_pipeline
 from .library import pack_imports_with_device_code
 from .lowering import CUDALowering
@@ -164,6 +165,7 @@ def compile(module: Module, *, pipeline: str, batch: int | None, progress: Calla
                            "fixed shapes")
     version = nvcc_version()  # fail early, in one line, when there is no CUDA toolkit
     target = cuda_target()
+    refuse_non_finite_layers(module, "cuda")  # the sparse kernels would lose 0 * inf of an infinite weight
     irmod = CUDALowering(module, progress, fast_math=fast_math).build()
     if progress:
         progress(f"compiling with TVM for cuda ({len(irmod.functions)} functions)")
