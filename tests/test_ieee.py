@@ -537,3 +537,19 @@ def test_every_cuda_kernel_family_gives_the_interpreters_special_values() -> Non
     cells = _cells(small, list(small.func.output_names), fast, feeds, kinds)
     wrong = {family for (family, _), ok in cells.items() if not ok}
     assert wrong == set(shown), wrong  # skipped 0 * inf; the k-WTA kernel ranks a negative NaN low
+
+
+def test_cli_fast_math_is_one_flag_for_every_target_and_recorded(tmp_path: Path) -> None:
+    from sparsecc.driver.cli import main as cli_main
+    from sparsecc.runtime import read_manifest
+
+    w = np.where(np.arange(24).reshape(4, 6) % 3 == 0, 1.5, 0.0).astype(np.float32)
+    model = make_model([oh.make_node("Gemm", ["x", "w"], ["y"], transB=1)], [_vi("x", ["n", 6])],
+                       [_vi("y", ["n", 4])], [numpy_helper.from_array(w, "w")])
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    assert cli_main(["compile", str(path), "--target", "hls", "--fast-math", "--csim-cache", str(tmp_path / "csim"),
+                     "-o", str(tmp_path / "hls"), "-q"]) == 0
+    assert read_manifest(tmp_path / "hls").target_options["fast_math"] is True
+    assert cli_main(["compile", str(path), "--target", "llvm", "-o", str(tmp_path / "llvm"), "-q"]) == 0
+    assert read_manifest(tmp_path / "llvm").target_options["fast_math"] is False
