@@ -442,19 +442,22 @@ HLS_CALLS = {
 }
 
 
-@pytest.mark.parametrize("packing", ["none", "complementary"])
-def test_every_hls_float_kernel_family_gives_the_interpreters_special_values(packing: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("packing", "lanes"), [("none", 4), ("complementary", 1)])
+def test_every_hls_float_kernel_family_gives_the_interpreters_special_values(packing: str, lanes: int,
+                                                                            tmp_path: Path) -> None:
     """C-simulation (g++, ap_types) of one float design holding every HLS kernel family, on inf, -inf, NaN, -0.0
-    and denormals at random positions: every (family, kind) cell equals the interpreter."""
+    and denormals at random positions: every (family, kind) cell equals the interpreter. Four lanes: banked
+    CSC, input replicas and multi-lane k-WTA."""
     import re
 
     from sparsecc.targets import hls
 
     module = _families()
-    model = hls.compile(module, pipeline="", batch=None, csim_cache=tmp_path, packing=packing)
+    model = hls.compile(module, pipeline="", batch=None, csim_cache=tmp_path, packing=packing, lanes=lanes)
     body = model.source("firmware/ieee_families.cpp").split("void ieee_families(", 1)[1]
     calls = re.findall(r"^\s*sparsecc::(\w+)\s*(?:<[^;]*?>)?\(", body, flags=re.MULTILINE)
     assert [c for c in calls if c not in ("stream_to_array", "array_to_stream", "copy")] == HLS_CALLS[packing]
+    assert ("static constexpr unsigned lanes = 4;" in model.source("firmware/parameters.h")) == (lanes == 4)
     feeds, kinds = _special_feeds(module)
     with np.errstate(invalid="ignore", over="ignore"):
         actual = model.run(None, feeds)
