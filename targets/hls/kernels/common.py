@@ -88,6 +88,16 @@ class LayerCommon:
         if kind == GATHER and lanes > 2 and layer.loops.replicate:
             layer.rams.append(("input replicas", source.size, source.precision.bits, 1, (lanes + 1) // 2))
 
+    def _ieee_stage(self, layer: Layer, function: str, units: int, pixels: int) -> None:
+        """The IEEE stage of a weight-skipping kernel in a float design (ieee.h): its scan cycles, and its
+        memory: the per-pixel window counters (ELL) or the unit mask (column formats)."""
+        layer.loops.ieee_scan = self.options.ieee and skips_zero_weights(function)
+        if layer.loops.ieee_scan:
+            if function.endswith("_ell"):
+                layer.rams.append(("IEEE stage: window counters", pixels, 32, 1, 1))
+            else:
+                layer.rams.append(("IEEE stage: unit mask", units, 1, 1, 1))
+
     def _chw(self, buffer: Buffer) -> tuple[int, int, int]:
         if len(buffer.shape) == 3:
             return buffer.shape  # type: ignore[return-value]

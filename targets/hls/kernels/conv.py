@@ -14,7 +14,7 @@ from sparsecc.runtime.hls import formats
 from ..cpp import ConfigStruct
 from ..design import Layer
 from ..loops import COLUMN, GATHER, PACKED_SCATTER, SCATTER, LoopModel
-from .common import constant_operand, kernel_function, mac_kind, skips_zero_weights
+from .common import constant_operand, kernel_function, mac_kind
 
 
 def conv_tap_hits(ky: int, kx: int, size: tuple[int, int], out: tuple[int, int], strides: tuple[int, ...],
@@ -94,7 +94,7 @@ class ConvLowering:
                                 support=matrix != 0 if kind == SCATTER else None,
                                 groups=members.get("n_groups", 0), pack_size=members.get("pack_size", 0),
                                 in_channels=c, scan=kind in (SCATTER, COLUMN, PACKED_SCATTER))
-        layer.loops.ieee_scan = self.options.ieee and skips_zero_weights(function)
+        self._ieee_stage(layer, function, o, oh * ow)
         if kind == COLUMN:
             layer.loops.support = np.ones((o, c * kh * kw), dtype=bool)
         self._epilogue_loops(layer, (o, oh, ow), kwta, pool, pool_first, relu)

@@ -12,7 +12,7 @@ from sparsecc.compiler.ir import ops
 from ..cpp import ConfigStruct
 from ..design import Layer
 from ..loops import COLUMN, GATHER, PACKED_SCATTER, SCATTER, LoopModel
-from .common import constant_operand, kernel_function, mac_kind, skips_zero_weights
+from .common import constant_operand, kernel_function, mac_kind
 
 
 class LinearLowering:
@@ -70,7 +70,7 @@ class LinearLowering:
                                 groups=members.get("n_groups", 0), pack_size=members.get("pack_size", 0),
                                 scan=kind in (SCATTER, COLUMN, PACKED_SCATTER),
                                 replicate=function != "linear_dense")
-        layer.loops.ieee_scan = self.options.ieee and skips_zero_weights(function)
+        self._ieee_stage(layer, function, o, 1)
         if kind == COLUMN:
             layer.loops.support = np.ones((o, i), dtype=bool)
         self._epilogue_loops(layer, (o, 1, 1), kwta, None, False, relu)
