@@ -5,8 +5,8 @@ what is checked is the artifact a user gets. For each batch size: seeded standar
 runs the ONNX file; the reloaded model runs the same inputs; the reference interpreter runs the imported IR to
 find k-WTA near-ties; the outputs are compared tie-aware (:mod:`sparsecc.compiler.compare`). The check passes
 when no sample differs without a near-tie and near-ties excuse no more samples than the budget. A build that
-promises IEEE semantics (llvm without ``fast_math``) also runs inputs holding inf, -inf, NaN, -0.0 and
-denormals (:func:`sparsecc.compiler.feeds.special_value_inputs`) and must give the interpreter's outputs.
+promises IEEE semantics (llvm, cuda and float hls, without ``fast_math``) also runs inputs holding inf, -inf, NaN,
+-0.0 and denormals (:func:`sparsecc.compiler.feeds.special_value_inputs`) and must give the interpreter's outputs.
 """
 
 from __future__ import annotations
@@ -84,8 +84,13 @@ class CheckReport:
 
 
 def ieee_target(target: str, target_options: dict[str, Any]) -> bool:
-    """Whether a build promises the interpreter's results on inf/NaN inputs: llvm unless ``fast_math``."""
-    return target == "llvm" and not target_options.get("fast_math", False)
+    """Whether a build promises the interpreter's results on inf/NaN inputs: llvm and cuda unless ``fast_math``;
+    hls for float designs (the default precision) unless ``fast_math`` (ap_fixed has no inf / NaN)."""
+    if target_options.get("fast_math", False) in (True, "true", "True", "1"):
+        return False
+    if target == "hls":
+        return str(target_options.get("precision") or "float").strip() == "float"
+    return target in ("llvm", "cuda")
 
 
 def check_model(model_path: str | os.PathLike[str], target: str = "llvm", batches: Sequence[int] = (1, 8), *,

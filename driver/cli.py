@@ -135,17 +135,37 @@ def _cli_options() -> dict[str, list[OptionSpec]]:
     return {target: [s for s in option_specs(options) if s.cli] for target, options in TARGET_OPTIONS.items()}
 
 
-def add_target_options(parser: argparse.ArgumentParser) -> None:
-    """Every target's own options, one argument group per target that has flags (compile and check)."""
+def _shared_options() -> dict[str, tuple[OptionSpec, list[str]]]:
+    """Options that several targets declare (e.g. ``fast_math``): name -> (spec of the first, the targets)."""
+    seen: dict[str, tuple[OptionSpec, list[str]]] = {}
     for target, specs in _cli_options().items():
-        if not specs:
+        for spec in specs:
+            seen.setdefault(spec.name, (spec, []))[1].append(target)
+    return {name: entry for name, entry in seen.items() if len(entry[1]) > 1}
+
+
+def _add_option(group: argparse._ArgumentGroup, spec: OptionSpec, help_text: str) -> None:
+    if spec.type is bool:  # a switch: absent = the target's default
+        group.add_argument(spec.flag, dest=spec.name, help=help_text, action="store_const", const=True)
+    else:
+        group.add_argument(spec.flag, dest=spec.name, help=help_text, type=spec.type)
+
+
+def add_target_options(parser: argparse.ArgumentParser) -> None:
+    """Every target's own options, one argument group per target that has flags (compile and check); an option
+    of several targets once, in a group of its own."""
+    shared = _shared_options()
+    if shared:
+        group = parser.add_argument_group("options of several targets")
+        for spec, targets in shared.values():
+            _add_option(group, spec, f"{spec.help} (--target {', '.join(targets)})")
+    for target, specs in _cli_options().items():
+        own = [spec for spec in specs if spec.name not in shared]
+        if not own:
             continue
         group = parser.add_argument_group(f"{target} target options")
-        for spec in specs:
-            if spec.type is bool:  # a switch: absent = the target's default
-                group.add_argument(spec.flag, dest=spec.name, help=spec.help, action="store_const", const=True)
-            else:
-                group.add_argument(spec.flag, dest=spec.name, help=spec.help, type=spec.type)
+        for spec in own:
+            _add_option(group, spec, spec.help)
 
 
 def add_rpc_options(parser: argparse.ArgumentParser) -> None:
@@ -167,13 +187,21 @@ def _remote_options(args: argparse.Namespace) -> RemoteOptions:
 def _target_options(args: argparse.Namespace) -> dict[str, object]:
     """The target options given on the command line; another target's option is an error."""
     chosen: dict[str, object] = {}
+    shared = _shared_options()
     for target, specs in _cli_options().items():
         given = {spec.flag: (spec.name, getattr(args, spec.name)) for spec in specs
-                 if getattr(args, spec.name, None) is not None}
+                 if spec.name not in shared and getattr(args, spec.name, None) is not None}
         if given and args.target != target:
             flags = ", ".join(given)
             raise SparseccError(f"{flags} {'applies' if len(given) == 1 else 'apply'} to --target {target} only")
         chosen.update(given.values())
+    for name, (spec, targets) in shared.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if args.target not in targets:
+            raise SparseccError(f"{spec.flag} applies to --target {', '.join(targets)} only")
+        chosen[name] = value
     return chosen
 
 

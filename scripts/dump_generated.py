@@ -59,11 +59,10 @@ def dump_cuda(model: Path, out: Path) -> None:
 
     from sparsecc.driver.api import optimize
     from sparsecc.targets.cuda import cuda_target, relax_pipeline
-    from sparsecc.targets.cuda.lowering import KERNELS
-    from sparsecc.targets.relax_lowering import RelaxLowering
+    from sparsecc.targets.cuda.lowering import CUDALowering
 
     module, _ = optimize(model, target="cuda")
-    irmod = RelaxLowering(module, KERNELS).build()
+    irmod = CUDALowering(module).build()
     (out / "cuda.py").write_text(irmod.script())
     target = cuda_target()
     executable = relax.build(irmod, target=target, relax_pipeline=relax_pipeline(target))

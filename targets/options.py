@@ -71,6 +71,8 @@ class CUDATargetOptions:
     emit_source: str | Path | None = option(None, "a directory for source/kernels.cu and source/kernels.ptx",  # noqa: RUF009
                                             cli=False)
     archs: tuple[str, ...] = option(("sm_80", "sm_90"), "GPU architectures of the fat binary", cli=False)
+    fast_math: bool = option(False, "drop the IEEE guards: faster, but inputs holding inf/NaN may give finite results "
+                                    "where onnxruntime gives NaN (see README, 'IEEE special values')", type=bool)
     cuda_graph: bool = option(False, "replay the model as a CUDA graph (needs a fixed batch)", type=bool, cli=False)
 
 
@@ -95,6 +97,8 @@ class HLSTargetOptions:
     budget: str | None = option(None, "fastest lanes that fit a part: zcu104 or u250", choices=("zcu104", "u250"))
     layer_lanes: str = option("", "per-layer lanes: NAME:L;NAME:L")
     dense: bool = option(False, "generate the dense twin (every conv / linear dense)", type=bool, cli=False)
+    fast_math: bool = option(False, "float designs: no IEEE stage (inputs holding inf/NaN may give finite results "
+                                    "where onnxruntime gives NaN; see README, 'IEEE special values')", type=bool)
     csim_cache: str | Path | None = option(None, "directory of the C-simulation builds (default "  # noqa: RUF009
                                                  "~/.cache/sparsecc/hls)")
     csim_stack_mib: int | None = option(None, "stack of the C-simulation thread in MiB (default: from the buffers)",

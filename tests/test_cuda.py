@@ -29,7 +29,7 @@ from sparsecc.targets.cuda import build_kernel, device_module
 from sparsecc.targets.cuda import kernels as K
 from sparsecc.targets.cuda.kernels.common import np_float_key
 from sparsecc.targets.cuda.library import read_device_code, replace_device_code
-from sparsecc.targets.cuda.lowering import KERNEL_FAMILIES
+from sparsecc.targets.cuda.lowering import KERNEL_FAMILIES, kernel_names
 from sparsecc.targets.cuda.nvcc import FatbinEntry, fatbin_entries
 from sparsecc.targets.kernel import Kernel
 
@@ -113,6 +113,20 @@ def test_generated_source_and_ptx_contain_the_sparse_kernels(cuda_artifact, name
     for kernel in kernels:
         assert f" {kernel}(" in source
         assert f".entry {kernel}(" in ptx
+
+
+@needs_nvcc
+@pytest.mark.xdist_group("cuda-gsc_sparse_cnn")
+def test_ieee_guards_are_in_the_device_code_unless_fast_math(cuda_artifact, zoo_onnx) -> None:
+    """Every sparse layer's input is checked by one fused isfinite-min reduction kernel (targets/cuda/ieee.py);
+    fast_math drops them and is recorded in the manifest (the guards' numerics: tests/test_ieee.py)."""
+    model, _ = cuda_artifact("gsc_sparse_cnn")
+    finite = set(re.findall(r"__global__ void (?:__launch_bounds__\(\d+\) )?(fused_tir_isfinite\w*_kernel)\(",
+                            model.source))
+    assert len(finite) >= 3 and model.manifest.target_options["fast_math"] is False
+    fast = sparsecc.compile(zoo_onnx("gsc_sparse_cnn"), target="cuda", fast_math=True)
+    assert "isfinite" not in fast.source and fast.manifest.target_options["fast_math"] is True
+    assert kernel_names(fast.source) == kernel_names(model.source)  # the same sparse kernels
 
 
 @needs_nvcc

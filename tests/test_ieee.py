@@ -4,6 +4,7 @@ reference evaluator, and every llvm kernel family against the interpreter (READM
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -241,6 +242,12 @@ def test_every_llvm_kernel_family_gives_the_interpreters_special_values(family: 
     comparison, expected = _special_check(path, model)
     assert np.isnan(expected[0]).any()  # specials reach the output: the check is not vacuous
     assert comparison.ok, comparison.summary()
+    # the matrix: each kind of special value (one per sample) separately
+    reference = load_module(path)
+    feeds, kinds = special_value_inputs(reference, 1, per_sample=2)
+    with np.errstate(invalid="ignore", over="ignore"):
+        cells = _cells(reference, [family], model.run(None, feeds), feeds, kinds)
+    assert all(cells.values()) and len(cells) == 6, cells
 
 
 def test_fast_math_drops_the_guard_is_recorded_and_can_differ(family_models) -> None:
@@ -271,13 +278,16 @@ def test_special_value_feeds_hold_every_kind() -> None:
 
 
 
-def test_a_weight_holding_inf_is_one_compile_error_naming_the_layer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("target", ["llvm", "hls", pytest.param("cuda", marks=pytest.mark.skipif(
+    shutil.which("nvcc") is None, reason="the cuda target needs nvcc to compile"))])
+def test_a_weight_holding_inf_is_one_compile_error_naming_the_layer(target: str, tmp_path: Path) -> None:
     w = np.ones((4, 6), np.float32)
     w[2, 3] = np.inf
     model = make_model([oh.make_node("Gemm", ["x", "w"], ["y"], transB=1, name="fc")], [_vi("x", ["n", 6])],
                        [_vi("y", ["n", 4])], [numpy_helper.from_array(w, "w")])
-    with pytest.raises(CompileError, match=r"sparse.linear.*the weight of %y holds inf or NaN"):
-        sparsecc.compile(model, "llvm")
+    options = {"csim_cache": tmp_path} if target == "hls" else {}
+    with pytest.raises(CompileError, match=rf"sparse.linear.*the weight of %y holds inf or NaN; the {target} target"):
+        sparsecc.compile(model, target, **options)
 
 
 def test_ap_fixed_inputs_wrap_or_saturate_special_values(tmp_path: Path) -> None:
@@ -304,3 +314,245 @@ def test_ap_fixed_inputs_wrap_or_saturate_special_values(tmp_path: Path) -> None
     top = 32 - 2**-10
     assert [r[0] for r in rows] == [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.5]
     assert [r[1] for r in rows] == [top, -32.0, top, 0.0, 0.0, top, 1.5]
+
+
+# -- the IEEE matrix: (target, kernel family, special value) -> the interpreter's result -------------------------
+def _cells(module_or_path, names: list[str], actual: list[np.ndarray], feeds: dict[str, np.ndarray],
+           kinds: list[str]) -> dict[tuple[str, str], bool]:
+    """Per (output = kernel family, kind of special value = sample): does the target give the interpreter's
+    result (tie-aware)?"""
+    with np.errstate(invalid="ignore", over="ignore"):
+        near = find_near_ties(module_or_path, feeds)
+    cells = {}
+    for name, got, want in zip(names, actual, near.outputs, strict=True):
+        comparison = compare_outputs([got], [want], near)
+        for sample, kind in enumerate(kinds):
+            cells[name, kind] = sample not in comparison.unexplained
+    return cells
+
+
+def _families(keep: tuple[str, ...] = ()) -> Module:
+    """Branches from one (3, 8, 8) input, one per kernel family of the hls and cuda targets (output name = family);
+    ``keep``: only these."""
+    from sparsecc.compiler.ir.core import Function, Value
+    from sparsecc.compiler.ir.ops.sparse import KWTAStage, MaxPoolStage, ReluStage
+    from sparsecc.compiler.ir.types import CSC, ELL, TensorType
+    from sparsecc.compiler.ir.verifier import verify_module
+
+    rng = np.random.default_rng(11)
+    x = Value(TensorType((None, 3, 8, 8)), "x")
+    func = Function("main", [x])
+
+    def const(array: np.ndarray, name: str, encoding=None):
+        return func.append(ops.Constant.of(np.asarray(array, np.float32), encoding=encoding, name=name)).result
+
+    def add(op):
+        return func.append(op).result
+
+    def sparse(rows: int, cols: int, fan_in: int) -> np.ndarray:
+        """Fixed fan-in; units 4g .. 4g + 3 have disjoint columns where 4 fan-ins fit (complementary packing)."""
+        matrix = np.zeros((rows, cols), np.float32)
+        for group in range(0, rows, 4):
+            columns = rng.permutation(cols)
+            for j, row in enumerate(range(group, min(group + 4, rows))):
+                matrix[row, np.take(columns, np.arange(j * fan_in, (j + 1) * fan_in), mode="wrap")] = \
+                    rng.standard_normal(fan_in)
+        return matrix
+
+    w_dense = rng.standard_normal((8, 3, 3, 3)) * (rng.random((8, 3, 3, 3)) < 0.5)  # zeros in a dense kernel
+    w_ell = sparse(8, 27, 6).reshape(8, 3, 3, 3)
+    w_csc = sparse(8, 27, 5).reshape(8, 3, 3, 3)
+    b = const(rng.standard_normal(8), "b")
+    boost = const(rng.uniform(0.5, 1.5, (1, 8, 1, 1)), "boost")
+    pad = {"pads": (1, 1, 1, 1)}
+    # the sparse-input kernels need a k-WTA bound: keep all but the smallest values (every -inf of a sample ties
+    # at the threshold and survives), so that every kind of special value reaches them
+    act = add(ops.KWinners.create(x, k=186, over=(1, 2, 3), name="act"))
+    out = {
+        "conv dense, relu, k-WTA global keep, max-pool": add(ops.SparseConv2D.create(
+            x, const(w_dense, "w_dense"), bias=b, boost=boost, name="conv_dense", kernel="dense", **pad,
+            epilogue=(ReluStage(), KWTAStage(150, (1, 2, 3)), MaxPoolStage((2, 2), (2, 2))))),
+        "conv ell, k-WTA local break": add(ops.SparseConv2D.create(
+            x, const(w_ell, "w_ell", ELL(6, 6 / 27)), bias=b, boost=boost, name="conv_ell", kernel="weight_sparse",
+            **pad, epilogue=(KWTAStage(3, (1,), "break"),))),
+        "conv ell, max-pool, k-WTA global break": add(ops.SparseConv2D.create(
+            x, const(w_ell, "w_ell2", ELL(6, 6 / 27)), bias=b, name="conv_ell_pool", kernel="weight_sparse",
+            epilogue=(MaxPoolStage((2, 2), (2, 2)), KWTAStage(20, (1, 2, 3), "break")))),
+        "conv sparse-sparse": add(ops.SparseConv2D.create(
+            act, const(w_csc, "w_csc", CSC(5 / 27)), bias=b, name="conv_csc", kernel="sparse_sparse", **pad)),
+        "conv act-sparse": add(ops.SparseConv2D.create(
+            act, const(w_dense, "w_act"), bias=b, name="conv_act", kernel="act_sparse", **pad)),
+        "k-WTA global keep": add(ops.KWinners.create(x, k=40, over=(1, 2, 3), name="kwta_global")),
+        "k-WTA local break": add(ops.KWinners.create(x, k=1, over=(1,), ties="break", name="kwta_local")),
+        "max-pool": add(ops.MaxPool2D.create(x, kernel=(2, 2), strides=(2, 2), name="maxpool")),
+        "relu": add(ops.Relu.create(x, name="relu")),
+    }
+    flat = add(ops.Reshape.create(x, shape=(-1, 192), name="flat"))
+    flat_act = add(ops.Reshape.create(act, shape=(-1, 192), name="flat_act"))
+    lb = const(rng.standard_normal(12), "lb")
+    out |= {
+        "linear ell, k-WTA keep": add(ops.SparseLinear.create(
+            flat, const(sparse(12, 192, 20), "l_ell", ELL(20, 20 / 192)), bias=lb, name="linear_ell",
+            kernel="weight_sparse", epilogue=(KWTAStage(4, (1,)),))),
+        "linear sparse-sparse": add(ops.SparseLinear.create(
+            flat_act, const(sparse(12, 192, 16), "l_csc", CSC(16 / 192)), bias=lb, name="linear_csc",
+            kernel="sparse_sparse")),
+        "linear act-sparse": add(ops.SparseLinear.create(
+            flat_act, const(sparse(12, 192, 100), "l_act"), bias=lb, name="linear_act", kernel="act_sparse")),
+        "linear dense, relu": add(ops.SparseLinear.create(
+            flat, const(sparse(12, 192, 100), "l_dense"), bias=lb, name="linear_dense", kernel="dense",
+            epilogue=(ReluStage(),))),
+    }
+    if keep:  # only these families (the other layers are dead code, removed by canonicalize)
+        out = {name: value for name, value in out.items() if name in keep}
+    func.set_outputs(list(out.values()), list(out))
+    module = Module("ieee_families", func)
+    if keep:
+        for p in parse_pipeline("canonicalize"):
+            p.apply(module)
+    verify_module(module)
+    return module
+
+
+#: a NaN with its sign bit set (what x86 forms for 0 * inf or inf - inf)
+NEGATIVE_NAN = np.array([0xFFC00000], np.uint32).view(np.float32)[0]
+
+
+def _special_feeds(module: Module) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Two seeds of special-value samples in one batch, each followed by a copy of its NaN sample whose NaN
+    have the sign bit set (14 samples, each kind twice)."""
+    feeds, kinds = [], []
+    for seed in (1, 2):
+        batch, names = special_value_inputs(module, seed, per_sample=3)
+        x = batch["x"]
+        negative = np.where(np.isnan(x[2]), NEGATIVE_NAN, x[2])[None]
+        feeds.append(np.concatenate([x, negative]))
+        kinds += [*names, "-NaN"]
+    return {"x": np.concatenate(feeds)}, kinds
+
+
+#: what the HLS calls of each family must be (default packing / complementary packing)
+HLS_CALLS = {
+    "none": ["kwta", "conv2d_dense", "conv2d_ell", "conv2d_ell", "conv2d_sparse_sparse", "conv2d_act_sparse",
+             "kwta", "kwta", "maxpool2d", "relu", "linear_ell", "linear_sparse_sparse", "linear_act_sparse",
+             "linear_dense"],
+    "complementary": ["kwta", "conv2d_dense", "conv2d_complementary", "conv2d_complementary",
+                      "conv2d_complementary_sparse", "conv2d_act_sparse", "kwta", "kwta", "maxpool2d", "relu",
+                      "linear_complementary", "linear_complementary_sparse", "linear_act_sparse", "linear_dense"],
+}
+
+
+@pytest.mark.parametrize(("packing", "lanes"), [("none", 4), ("complementary", 1)])
+def test_every_hls_float_kernel_family_gives_the_interpreters_special_values(packing: str, lanes: int,
+                                                                            tmp_path: Path) -> None:
+    """C-simulation (g++, ap_types) of one float design holding every HLS kernel family, on inf, -inf, NaN, -0.0
+    and denormals at random positions: every (family, kind) cell equals the interpreter. Four lanes: banked
+    CSC, input replicas and multi-lane k-WTA."""
+    import re
+
+    from sparsecc.targets import hls
+
+    module = _families()
+    model = hls.compile(module, pipeline="", batch=None, csim_cache=tmp_path, packing=packing, lanes=lanes)
+    body = model.source("firmware/ieee_families.cpp").split("void ieee_families(", 1)[1]
+    calls = re.findall(r"^\s*sparsecc::(\w+)\s*(?:<[^;]*?>)?\(", body, flags=re.MULTILINE)
+    assert [c for c in calls if c not in ("stream_to_array", "array_to_stream", "copy")] == HLS_CALLS[packing]
+    assert ("static constexpr unsigned lanes = 4;" in model.source("firmware/parameters.h")) == (lanes == 4)
+    feeds, kinds = _special_feeds(module)
+    with np.errstate(invalid="ignore", over="ignore"):
+        actual = model.run(None, feeds)
+    names = list(module.func.output_names)
+    cells = _cells(module, names, actual, feeds, kinds)
+    assert not [cell for cell, ok in cells.items() if not ok], [cell for cell, ok in cells.items() if not ok]
+
+
+def test_hls_fast_math_drops_the_ieee_stage_is_recorded_and_differs(tmp_path: Path) -> None:
+    """fast_math: ``ieee = false`` in every layer config, recorded in the manifest; the weight-skipping
+    families then miss 0 * inf (finite where the interpreter gives NaN), so the IEEE stage is what the
+    matrix above tests."""
+    from sparsecc.targets import hls
+
+    module = _families()
+    model = hls.compile(module, pipeline="", batch=None, csim_cache=tmp_path, fast_math=True)
+    assert model.manifest.target_options["fast_math"] is True
+    config = model.source("firmware/parameters.h")
+    assert config.count("static constexpr bool ieee = false;") == 13  # 9 conv/linear, 3 k-WTA, 1 max-pool
+    feeds, kinds = _special_feeds(module)
+    with np.errstate(invalid="ignore", over="ignore"):
+        actual = model.run(None, feeds)
+    cells = _cells(module, list(module.func.output_names), actual, feeds, kinds)
+    wrong = {family for (family, _), ok in cells.items() if not ok}
+    assert {"conv ell, k-WTA local break", "conv sparse-sparse", "linear sparse-sparse"} <= wrong, wrong
+    assert "relu" not in wrong and "linear dense, relu" not in wrong  # exact by construction
+
+
+def test_hls_fast_math_is_refused_for_ap_fixed() -> None:
+    from sparsecc.targets.hls.options import HLSOptions
+
+    with pytest.raises(CompileError, match="fast_math applies to float designs only"):
+        HLSOptions.from_options({"precision": "ap_fixed<16,6>", "fast_math": True})
+    with pytest.raises(CompileError, match="fast_math must be True or False"):
+        HLSOptions.from_options({"fast_math": "yes"})
+
+
+def _cuda_on_cpu(module: Module, fast_math: bool) -> tuple[list[np.ndarray], list[str], dict[str, np.ndarray],
+                                                            list[str]]:
+    """The cuda target's whole lowering (guards, GPU kernels as serial CPU loops, generic exact paths) built for
+    this CPU and run on the special-value feeds: (outputs, kernel and function names, feeds, kinds)."""
+    import tvm
+    from tvm import relax
+
+    from sparsecc.targets.cuda import kernels as K
+    from sparsecc.targets.cuda.lowering import CUDALowering
+    from sparsecc.targets.llvm.cpu import resolve_cpu
+    from sparsecc.targets.relax_lowering import relax_pipeline
+
+    lowering = CUDALowering(module, fast_math=fast_math, flavour=K.CPU)
+    irmod = lowering.build()
+    target = resolve_cpu().tvm_target()
+    vm = relax.VirtualMachine(relax.build(irmod, target=target, relax_pipeline=relax_pipeline(target)), tvm.cpu())
+    feeds, kinds = _special_feeds(module)
+    with np.errstate(invalid="ignore", over="ignore"):
+        outputs = [y.numpy() for y in vm["main"](tvm.runtime.tensor(feeds["x"]))]
+    return outputs, lowering.kernel_names + [gv.name_hint for gv in irmod.functions], feeds, kinds
+
+
+#: the sparsecc GPU kernel families the family module must exercise
+CUDA_FAMILIES = ("conv2d_weight_sparse", "conv2d_sparse_sparse", "conv2d_act_sparse", "linear_weight_sparse",
+                 "linear_sparse_sparse", "linear_act_sparse", "kwta_global", "kwta_local")
+
+
+def test_every_cuda_kernel_family_gives_the_interpreters_special_values() -> None:
+    """The cuda lowering with its IEEE guards, the GPU kernels emulated on the CPU: every (family, kind) cell
+    equals the interpreter; with fast_math (no guards) the weight-skipping and k-WTA families do not."""
+    module = _families()
+    outputs, kernels, feeds, kinds = _cuda_on_cpu(module, fast_math=False)
+    assert all(any(name.startswith(family) for name in kernels) for family in CUDA_FAMILIES), kernels
+    assert sum(name.endswith("_guarded") for name in kernels) == 11  # each layer that calls a sparsecc kernel
+    cells = _cells(module, list(module.func.output_names), outputs, feeds, kinds)
+    assert not [cell for cell, ok in cells.items() if not ok], [cell for cell, ok in cells.items() if not ok]
+
+    # without the guards (fast_math), on the families that show it (a smaller build)
+    shown = ("conv ell, k-WTA local break", "conv sparse-sparse", "linear sparse-sparse", "k-WTA global keep")
+    small = _families(shown)
+    fast, kernels, feeds, kinds = _cuda_on_cpu(small, fast_math=True)
+    assert not any(name.endswith("_guarded") for name in kernels)
+    cells = _cells(small, list(small.func.output_names), fast, feeds, kinds)
+    wrong = {family for (family, _), ok in cells.items() if not ok}
+    assert wrong == set(shown), wrong  # skipped 0 * inf; the k-WTA kernel ranks a negative NaN low
+
+
+def test_cli_fast_math_is_one_flag_for_every_target_and_recorded(tmp_path: Path) -> None:
+    from sparsecc.driver.cli import main as cli_main
+    from sparsecc.runtime import read_manifest
+
+    w = np.where(np.arange(24).reshape(4, 6) % 3 == 0, 1.5, 0.0).astype(np.float32)
+    model = make_model([oh.make_node("Gemm", ["x", "w"], ["y"], transB=1)], [_vi("x", ["n", 6])],
+                       [_vi("y", ["n", 4])], [numpy_helper.from_array(w, "w")])
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    assert cli_main(["compile", str(path), "--target", "hls", "--fast-math", "--csim-cache", str(tmp_path / "csim"),
+                     "-o", str(tmp_path / "hls"), "-q"]) == 0
+    assert read_manifest(tmp_path / "hls").target_options["fast_math"] is True
+    assert cli_main(["compile", str(path), "--target", "llvm", "-o", str(tmp_path / "llvm"), "-q"]) == 0
+    assert read_manifest(tmp_path / "llvm").target_options["fast_math"] is False

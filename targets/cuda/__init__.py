@@ -10,7 +10,8 @@ fat binary with SASS for sm_80 and sm_90 and compute_80 PTX (:mod:`.nvcc`), whic
 Options of :func:`compile`: ``archs`` (default ``("sm_80", "sm_90")``), ``emit_source`` (a directory:
 ``source/kernels.cu`` and ``source/kernels.ptx`` are written there, inside the artifact when it is the
 directory the model is exported to) and ``cuda_graph`` (with a fixed batch: the whole inference is captured in
-a CUDA graph on the first run and replayed after, one launch instead of one per kernel).
+a CUDA graph on the first run and replayed after, one launch instead of one per kernel) and ``fast_math`` (no
+IEEE guards, :mod:`.ieee`: inputs holding inf/NaN may then give finite results where the interpreter gives NaN).
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ from ...compiler.ir.core import Module
 from ...runtime.artifact import Manifest, make_manifest
 from ...runtime.native_stderr import filtered_native_stderr
 from ...runtime.tvm_model import LIBRARY, TVMModel
-from ..relax_lowering import RelaxLowering
+from ..finite_constants import refuse_non_finite_layers
 from ..relax_lowering import relax_pipeline as shared_relax_pipeline
 from .library import pack_imports_with_device_code
-from .lowering import KERNELS
+from .lowering import CUDALowering
 from .nvcc import ARCHS, DeviceBinary, compile_device_code, nvcc_version
 
 #: The architecture TVM generates code for; the fat binary adds SASS for the others in ``archs``.
@@ -152,17 +153,20 @@ def require_device() -> None:
 
 def compile(module: Module, *, pipeline: str, batch: int | None, progress: Callable[[str], None] | None = None,
             emit_source: str | os.PathLike[str] | None = None, archs: Sequence[str] = ARCHS,
-            cuda_graph: bool = False) -> CUDAModel:
+            cuda_graph: bool = False, fast_math: bool = False) -> CUDAModel:
     """Compile an optimised module for NVIDIA GPUs (``archs``); no GPU is needed to compile."""
     archs = tuple(archs)
     if not isinstance(cuda_graph, bool):
         raise CompileError(f"cuda_graph must be True or False, not {cuda_graph!r}")
+    if not isinstance(fast_math, bool):
+        raise CompileError(f"fast_math must be True or False, got {type(fast_math).__name__} {fast_math!r}")
     if cuda_graph and batch is None:
         raise CompileError("cuda_graph=True needs a fixed batch (compile with batch=N): a CUDA graph replays "
                            "fixed shapes")
     version = nvcc_version()  # fail early, in one line, when there is no CUDA toolkit
     target = cuda_target()
-    irmod = RelaxLowering(module, KERNELS, progress).build()
+    refuse_non_finite_layers(module, "cuda")  # the sparse kernels would lose 0 * inf of an infinite weight
+    irmod = CUDALowering(module, progress, fast_math=fast_math).build()
     if progress:
         progress(f"compiling with TVM for cuda ({len(irmod.functions)} functions)")
     compiled: dict[str, DeviceBinary] = {}
@@ -190,7 +194,8 @@ def compile(module: Module, *, pipeline: str, batch: int | None, progress: Calla
 
     manifest = make_manifest(module, "cuda", pipeline, batch, {"library": LIBRARY}, {
         "archs": list(binary.archs), "ptx": f"compute_{binary.archs[0][3:]}", "codegen_arch": CODEGEN_ARCH,
-        "nvcc": version, "host_triple": HOST_TRIPLE, "kernels": kernel_names(source), "cuda_graph": cuda_graph})
+        "nvcc": version, "host_triple": HOST_TRIPLE, "kernels": kernel_names(source), "cuda_graph": cuda_graph,
+        "fast_math": fast_math})
     model = CUDAModel(manifest, executable, binary, source, embedded)
     if emit_source is not None:
         model.request_sources(emit_source)

@@ -16,6 +16,11 @@ max-pool before it are fused into the layer kernel (generic ops for ``dense``), 
 channels at each pixel), which also fuses a following ReLU and max-pool when ties are kept. ``sparse.kwta``
 uses the same k-WTA kernels. Anything else (e.g. k-WTA over other axes, non-constant weights or boost) uses the
 generic lowering.
+
+Unless ``fast_math``, every layer that calls one of these kernels runs behind the IEEE guard of :mod:`.ieee`
+(an exact generic path when its input holds an inf or a NaN). :class:`CUDALowering` carries the kernels'
+:class:`~.kernels.Flavour`: GPU, or the CPU emulation with which the tests run a whole model's lowering on a
+machine without a GPU.
 """
 
 from __future__ import annotations
@@ -34,10 +39,25 @@ from ...compiler.ir.ops.nn import conv2d_output_shape, linear_output_shape
 from ...compiler.ir.ops.sparse import MaxPoolStage, ReluStage
 from ...compiler.ir.types import TensorType
 from ..kernel import Kernel
-from ..relax_lowering import KernelSet, RelaxLowering, conv2d_expr, kwta_expr, linear_expr, pool_expr
+from ..relax_lowering import KernelSet, RelaxLowering, conv2d_expr, kwta_expr, linear_expr, pool_expr, relu_expr
 from . import kernels as K
+from .ieee import guarded
 
 KERNELS = KernelSet()
+
+
+class CUDALowering(RelaxLowering):
+    """The cuda target's lowering: :data:`KERNELS` emitted with ``flavour`` (GPU by default; ``K.CPU`` runs the
+    same kernels as serial loops, for tests on the CPU)."""
+
+    def __init__(self, module: Any, progress: Any = None, fast_math: bool = False, flavour: K.Flavour = K.GPU
+                 ) -> None:
+        super().__init__(module, KERNELS, progress, fast_math=fast_math)
+        self.flavour = flavour
+
+
+def _flavour(lo: RelaxLowering) -> K.Flavour:
+    return getattr(lo, "flavour", K.GPU)
 
 #: Name prefixes of sparsecc's own GPU kernels (the device functions are ``<prefix>_<layer>_kernel``).
 KERNEL_FAMILIES = ("kwta_global", "kwta_local", "conv2d_weight_sparse", "conv2d_sparse_sparse", "conv2d_act_sparse",
@@ -72,7 +92,7 @@ def _generic_stages(lo: RelaxLowering, y: relax.Expr, stages: Sequence[Any]) -> 
     for stage in stages:
         y = lo.emit(y)
         if isinstance(stage, ReluStage):
-            y = relax.op.nn.relu(y)
+            y = relu_expr(y)  # keeps NaN (relax's relu does not)
         elif isinstance(stage, MaxPoolStage):
             y = pool_expr(y, stage.kernel, stage.strides, stage.pads, stage.ceil_mode, "max")
     return lo.emit(y)
@@ -97,11 +117,11 @@ def apply_kwta(lo: RelaxLowering, y: relax.Expr, shape: tuple[int | None, ...], 
         relu = post.relu and ties == "keep"
         pool = post.pool if ties == "keep" and rank == 4 else None
         fused = [s for s in post.stages if (relu and isinstance(s, ReluStage)) or s is pool]
-        kernel = K.kwta_global(group, kwta, Epilogue(rank, tuple(fused)), name)
+        kernel = K.kwta_global(group, kwta, Epilogue(rank, tuple(fused)), name, flavour=_flavour(lo))
         rest = [s for s in post.stages if s not in fused]
     elif over == (1,) and rank >= 3:
         fused = [s for s in post.stages if isinstance(s, ReluStage)]
-        kernel = K.kwta_local(group, kwta, Epilogue(rank, tuple(fused)), name)
+        kernel = K.kwta_local(group, kwta, Epilogue(rank, tuple(fused)), name, flavour=_flavour(lo))
         rest = [s for s in post.stages if s not in fused]
     else:
         out = lo.emit(kwta_expr(lo, y, TensorType(shape), boost, kwta.k, over, ties))
@@ -110,17 +130,35 @@ def apply_kwta(lo: RelaxLowering, y: relax.Expr, shape: tuple[int | None, ...], 
     return _generic_stages(lo, out, rest) if rest else out
 
 
+def _uses_kernels(op: ops.FusedLayer) -> bool:
+    """Whether the fast path of a conv / linear layer calls a sparsecc GPU kernel (dense layers without a k-WTA
+    are generic ops, exact on inf/NaN: no guard)."""
+    return op.kernel not in ("dense", "auto") or Epilogue.of_op(op).kwta is not None
+
+
+def _constant_boost(op: ops.FusedLayer | ops.KWinners) -> bool:
+    return op.boost is None or _constant(op.boost) is not None
+
+
 @KERNELS.register(ops.SparseConv2D)
 def sparse_conv2d(op: ops.SparseConv2D, lo: RelaxLowering) -> list[relax.Expr] | None:
     x, w, b = op.input, op.weight, op.bias
     weight, bias = _constant(w), _constant(b)
-    if weight is None or (b is not None and bias is None) or not _is_f32(x, w, b):
+    if weight is None or (b is not None and bias is None) or not _is_f32(x, w, b) or not _constant_boost(op):
         return None
+    if not _uses_kernels(op):
+        return [_conv2d_fast(op, lo, lo.value(x))]
+    return guarded(lo, op, _conv2d_fast)  # type: ignore[arg-type]
+
+
+def _conv2d_fast(op: ops.SparseConv2D, lo: RelaxLowering, xv: relax.Expr) -> relax.Expr:
+    x = op.input
+    weight, bias = _constant(op.weight), _constant(op.bias)
+    assert weight is not None
     epilogue = Epilogue.of_op(op)
     pre, kwta, post = epilogue.before_kwta, epilogue.kwta, epilogue.after_kwta
     kind = op.kernel
     name = op.result.name or "conv"
-    xv = lo.value(x)
     shape = conv2d_output_shape(op)
     if kind in ("dense", "auto"):
         y = _generic_stages(lo, conv2d_expr(lo, xv, op), pre.stages)
@@ -128,49 +166,62 @@ def sparse_conv2d(op: ops.SparseConv2D, lo: RelaxLowering) -> list[relax.Expr] |
         geometry = ConvGeometry.of_op(op)
         kernel = None
         if kind in ("sparse_sparse", "act_sparse"):
-            kernel = K.conv2d_scatter(geometry, weight, bias, pre, name, kind=f"conv2d_{kind}")
+            kernel = K.conv2d_scatter(geometry, weight, bias, pre, name, kind=f"conv2d_{kind}",
+                                      flavour=_flavour(lo))
         if kernel is None:
-            kernel = K.conv2d_gather(geometry, weight, bias, pre, name)
+            kernel = K.conv2d_gather(geometry, weight, bias, pre, name, flavour=_flavour(lo))
         y = _call(lo, kernel, xv, x.type.shape[0])
     if pre.pool is not None:
         shape = _pool_shape(shape, pre.pool)
     if kwta is None:
-        return [y]
-    return [apply_kwta(lo, y, shape, kwta, op.boost, post, name)]
+        return y
+    return apply_kwta(lo, y, shape, kwta, op.boost, post, name)
 
 
 @KERNELS.register(ops.SparseLinear)
 def sparse_linear(op: ops.SparseLinear, lo: RelaxLowering) -> list[relax.Expr] | None:
     x, w, b = op.input, op.weight, op.bias
     weight, bias = _constant(w), _constant(b)
-    if weight is None or (b is not None and bias is None) or not _is_f32(x, w, b):
+    if weight is None or (b is not None and bias is None) or not _is_f32(x, w, b) or not _constant_boost(op):
         return None
+    if not _uses_kernels(op):
+        return [_linear_fast(op, lo, lo.value(x))]
+    return guarded(lo, op, _linear_fast)  # type: ignore[arg-type]
+
+
+def _linear_fast(op: ops.SparseLinear, lo: RelaxLowering, xv: relax.Expr) -> relax.Expr:
+    x = op.input
+    weight, bias = _constant(op.weight), _constant(op.bias)
+    assert weight is not None
     epilogue = Epilogue.of_op(op)
     pre, kwta, post = epilogue.before_kwta, epilogue.kwta, epilogue.after_kwta
     kind = op.kernel
     name = op.result.name or "linear"
-    xv = lo.value(x)
     if kind in ("dense", "auto"):
         y = _generic_stages(lo, linear_expr(lo, xv, op), pre.stages)
     else:
         geometry = LinearGeometry.of_op(op)
         kernel = None
         if kind in ("sparse_sparse", "act_sparse"):
-            kernel = K.linear_scatter(geometry, weight, bias, pre, name, kind=f"linear_{kind}")
+            kernel = K.linear_scatter(geometry, weight, bias, pre, name, kind=f"linear_{kind}",
+                                      flavour=_flavour(lo))
         if kernel is None:
-            kernel = K.linear_gather(geometry, weight, bias, pre, name)
+            kernel = K.linear_gather(geometry, weight, bias, pre, name, flavour=_flavour(lo))
         y = _call(lo, kernel, xv, x.type.shape[0])
     if kwta is None:
-        return [y]
-    shape = linear_output_shape(op)
-    return [apply_kwta(lo, y, shape, kwta, op.boost, post, name)]
+        return y
+    return apply_kwta(lo, y, linear_output_shape(op), kwta, op.boost, post, name)
 
 
 @KERNELS.register(ops.KWinners)
 def kwinners(op: ops.KWinners, lo: RelaxLowering) -> list[relax.Expr] | None:
     x = op.input
-    if not _is_f32(x) or any(d is None for d in x.type.shape[1:]):
+    if not _is_f32(x) or any(d is None for d in x.type.shape[1:]) or not _constant_boost(op):
         return None
-    name = op.result.name or "kwta"
-    return [apply_kwta(lo, lo.value(x), x.type.shape, Kwta.of_op(op), op.boost, Epilogue(x.type.rank),
-                       name)]
+    return guarded(lo, op, _kwinners_fast)  # type: ignore[arg-type]
+
+
+def _kwinners_fast(op: ops.KWinners, lo: RelaxLowering, xv: relax.Expr) -> relax.Expr:
+    x = op.input
+    return apply_kwta(lo, xv, x.type.shape, Kwta.of_op(op), op.boost, Epilogue(x.type.rank),
+                      op.result.name or "kwta")

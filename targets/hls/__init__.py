@@ -28,6 +28,7 @@ from sparsecc.compiler.errors import ArtifactError, CompileError
 from sparsecc.compiler.ir.core import Module
 from sparsecc.runtime.artifact import MANIFEST, CompiledModel, Manifest, make_manifest, read_manifest, write_artifact
 
+from ..finite_constants import refuse_non_finite_layers
 from .design import Design
 from .estimate import estimate as estimate_design
 from .estimate import measured_stage_cycles, profile_markdown, stage_cycles
@@ -159,6 +160,7 @@ def compile(module: Module, *, pipeline: str, batch: int | None, progress: Calla
 
     parsed = HLSOptions.from_options(options)
     _check_signature(module)
+    refuse_non_finite_layers(module, "hls")  # the sparse kernels would lose 0 * inf of an infinite weight
     design = _lower(module, parsed, parsed.dense)
     twin = _lower(module, parsed, True) if not parsed.dense and design.layers else None
     if parsed.csim_stack_mib is None:

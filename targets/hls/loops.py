@@ -62,6 +62,7 @@ class LoopModel:
     pack_size: int = 0
     in_channels: int = 1  # C of a conv's input
     scan: bool = False  # the kernel compacts its input (sparse-input kernels)
+    ieee_scan: bool = False  # float IEEE design, weight-skipping kernel: one pass over x counting inf/NaN (ieee.h)
     replicate: bool = True  # a gather fills ceil(L / 2) input replicas when L > 2 (not linear_dense: x is banked)
     pointwise: int = 0  # elements through pointwise loops
     pointwise_entries: int = 0
@@ -123,6 +124,9 @@ class LoopModel:
             hits = self.density * self.in_channels * sum(self.tap_hits) if self.taps else active
             out["mac"] = (self.outputs + hits * self.groups, 1 + hits)
         if self.scan:
+            previous = out.get("scan", (0, 0))
+            out["scan"] = (previous[0] + self.inputs, previous[1] + 1)
+        if self.ieee_scan:
             previous = out.get("scan", (0, 0))
             out["scan"] = (previous[0] + self.inputs, previous[1] + 1)
         if self.pointwise:

@@ -21,6 +21,8 @@ target_fps         (none)                      fewest lanes per layer that reach
 budget             (none)                      ``zcu104`` or ``u250``: the fastest lanes that fit that part
 layer_lanes        ``""``                      per-layer lanes ``"NAME:L;NAME:L"`` (after the choices above)
 dense              ``False``                   generate the dense twin (every conv / linear dense)
+fast_math          ``False``                   float designs: drop the IEEE stage, NaN-aware k-WTA keys and
+                                               max-pool (``ieee = false`` in every layer config; README)
 csim_cache         ``~/.cache/sparsecc/hls``   where C-simulation builds are cached (API only; never in a
                                                manifest: a loaded project takes it from its caller)
 csim_stack_mib     derived from the buffers    stack of the C-simulation thread (feature maps are locals)
@@ -37,6 +39,7 @@ from typing import Any
 from sparsecc.compiler.errors import CompileError
 
 from ..options import HLSTargetOptions, option_specs
+from .cpp import ConfigStruct
 from .precision import FLOAT, Precision, parse_layer_precisions, parse_precision
 
 _DECLARED = {spec.name: spec for spec in option_specs(HLSTargetOptions)}
@@ -74,6 +77,7 @@ class HLSOptions:
     budget: str | None = None
     layer_lanes: tuple[tuple[str, int], ...] = ()
     dense: bool = False
+    fast_math: bool = False
 
     @staticmethod
     def from_options(options: dict[str, Any]) -> HLSOptions:
@@ -136,8 +140,17 @@ class HLSOptions:
                     raise CompileError(f"dense must be true or false, got '{dense}'")
                 dense = dense.lower() in ("true", "1")
             values["dense"] = bool(dense)
+        if options.get("fast_math") is not None:
+            fast = options["fast_math"]
+            if isinstance(fast, str) and fast.lower() in ("true", "false", "1", "0"):
+                fast = fast.lower() in ("true", "1")
+            if not isinstance(fast, bool):
+                raise CompileError(f"fast_math must be True or False, got {type(fast).__name__} {fast!r}")
+            values["fast_math"] = fast
         result = HLSOptions(**values)
         result.check_mixing()
+        if result.fast_math and not result.precision.is_float:
+            raise CompileError("fast_math applies to float designs only (ap_fixed designs have no inf or NaN)")
         return result
 
     @property
@@ -190,7 +203,20 @@ class HLSOptions:
             out["layer_lanes"] = ";".join(f"{n}:{v}" for n, v in self.layer_lanes)
         if self.dense:
             out["dense"] = True
+        if self.fast_math:
+            out["fast_math"] = True
         return out
+
+    @property
+    def ieee(self) -> bool:
+        """Whether the design follows the IEEE rules on inf/NaN inputs (float data, no fast math; ieee.h)."""
+        return self.precision.is_float and not self.fast_math
+
+    def mark_fast_math(self, config: ConfigStruct) -> None:
+        """``ieee = false`` in a layer config of a fast-math float design (nothing otherwise: the headers'
+        default, IEEE for float data, holds, and ap_fixed configs stay as they were)."""
+        if self.fast_math and self.precision.is_float:
+            config.constant("ieee", False, "bool", "fast math: no IEEE stage (README, 'IEEE special values')")
 
 
 def _layer_lanes(value: Any) -> dict[str, int]:

@@ -458,6 +458,23 @@ class ProjectWriter:
             "exit",
             ""])
 
+    def _numerics(self) -> str:
+        """The README's paragraph on inf / NaN (sparsecc README, 'IEEE special values')."""
+        opts = self.options
+        if not opts.precision.is_float:
+            return ("This design is fixed point: it has no inf or NaN. The input port's ap_fixed conversion decides "
+                    "what becomes of them (AP_WRAP: 0; AP_SAT: the range's ends; -0.0 and denormals: 0).")
+        if opts.fast_math:
+            return ("Fast math (`ieee = false` in every layer config): sparse kernels form only the products of "
+                    "stored (non-zero) weights, so the dense product's 0 x inf = NaN is not formed (such units stay "
+                    "finite where onnxruntime gives NaN); k-WTA keys rank NaN by its bits and max-pool may drop it.")
+        return ("Float inputs holding inf or NaN give the reference interpreter's results: the weight-skipping "
+                "kernels (ELL, banked CSC, complementary) run an IEEE stage after their MAC stage (one pass over "
+                "the layer input counting inf/NaN, in the estimate's scan cycles; only when one is found, the "
+                "outputs whose zero weights meet one become NaN, as in the dense sum: "
+                "`firmware/sparsecc/ieee.h`); k-WTA ranks NaN above +inf and a window holding NaN max-pools to "
+                "NaN. `fast_math` drops this.")
+
     def readme(self, report: dict) -> str:
         design = self.design
         opts = self.options
@@ -532,11 +549,7 @@ class ProjectWriter:
             "",
             "## Numerics",
             "",
-            "Sparse kernels form only the products of stored (non-zero) weights: ELL padding and the empty "
-            "entries of banked CSC and complementary packings are skipped, so a +-inf input yields +-inf wherever "
-            "the dense product does. The dense product's 0 x inf = NaN for a unit whose weight on an infinite "
-            "input is zero is not formed here (such units stay finite where onnxruntime gives NaN); fixed-point "
-            "designs have no inf or NaN.",
+            self._numerics(),
             "",
             "## Estimates",
             "",

@@ -31,6 +31,7 @@ from ...compiler.ir.core import Operation, Value
 from ...compiler.ir.ops.nn import conv2d_output_shape, linear_output_shape
 from ...compiler.ir.ops.sparse import KWTAStage, MaxPoolStage, ReluStage
 from ...compiler.ir.types import TensorType
+from ..finite_constants import refuse_non_finite_constants as refuse_constants
 from ..relax_lowering import (
     KernelSet,
     RelaxLowering,
@@ -104,13 +105,7 @@ def needs_guard(op: Operation, family: str | None) -> bool:
 def refuse_non_finite_constants(op: ops.FusedLayer | ops.KWinners) -> None:
     """The specialised kernels skip zero activations, so ``0 * inf`` of an infinite weight would be lost:
     weights, biases and boost factors holding inf or NaN are a CompileError naming the layer."""
-    operands = {"boost": op.boost} if isinstance(op, ops.KWinners) else \
-        {"weight": op.weight, "bias": op.bias, "boost": op.boost}
-    for name, value in operands.items():
-        if value is not None and isinstance(value.owner, ops.Constant) and not np.all(
-                np.isfinite(np.asarray(value.owner.value))):
-            raise CompileError(f"the {name} of %{op.result.name} holds inf or NaN; the llvm target compiles finite "
-                               "constants only", op_type=op.name)
+    refuse_constants(op, "llvm")
 
 
 def guarded_call(lo: RelaxLowering, op: ops.FusedLayer | ops.KWinners, prim_func: tirx.PrimFunc, name: str,

@@ -56,6 +56,12 @@ def kernel_function(kernel: str, storage: str) -> str:
     return {"ell": "ell", "csc": "sparse_sparse"}[storage]
 
 
+def skips_zero_weights(function: str) -> bool:
+    """Whether a conv2d_* / linear_* kernel never forms ``0 * x`` for its zero weights (a float IEEE design then
+    runs the kernel's IEEE stage, runtime/hls/include/sparsecc/ieee.h)."""
+    return function.split("_", 1)[1] in ("ell", "sparse_sparse", "complementary", "complementary_sparse")
+
+
 def mac_kind(function: str) -> str:
     """The MAC loop kind (loops.py) of a conv2d_* / linear_* kernel."""
     suffix = function.split("_", 1)[1]
@@ -81,6 +87,16 @@ class LayerCommon:
         layer.rams.append(("accumulator", acc_size, accum.bits, acc_banks, 2))
         if kind == GATHER and lanes > 2 and layer.loops.replicate:
             layer.rams.append(("input replicas", source.size, source.precision.bits, 1, (lanes + 1) // 2))
+
+    def _ieee_stage(self, layer: Layer, function: str, units: int, pixels: int) -> None:
+        """The IEEE stage of a weight-skipping kernel in a float design (ieee.h): its scan cycles, and its
+        memory: the per-pixel window counters (ELL) or the unit mask (column formats)."""
+        layer.loops.ieee_scan = self.options.ieee and skips_zero_weights(function)
+        if layer.loops.ieee_scan:
+            if function.endswith("_ell"):
+                layer.rams.append(("IEEE stage: window counters", pixels, 32, 1, 1))
+            else:
+                layer.rams.append(("IEEE stage: unit mask", units, 1, 1, 1))
 
     def _chw(self, buffer: Buffer) -> tuple[int, int, int]:
         if len(buffer.shape) == 3:

@@ -51,6 +51,7 @@ class ConvLowering:
                                                                            "boost", "col_ptr", "row_idx"))
         config = ConfigStruct(f"{ident}_config", "sparsecc::conv2d_defaults")
         config.constant("layer", index)
+        self.options.mark_fast_math(config)
         config.constant("lanes", lanes, note="MAC lanes: UNROLL factor of the MAC loop, partition factor of its "
                                              "arrays")
         config.constant(["in_channels", "in_height", "in_width"], [c, h, w])
@@ -93,6 +94,7 @@ class ConvLowering:
                                 support=matrix != 0 if kind == SCATTER else None,
                                 groups=members.get("n_groups", 0), pack_size=members.get("pack_size", 0),
                                 in_channels=c, scan=kind in (SCATTER, COLUMN, PACKED_SCATTER))
+        self._ieee_stage(layer, function, o, oh * ow)
         if kind == COLUMN:
             layer.loops.support = np.ones((o, c * kh * kw), dtype=bool)
         self._epilogue_loops(layer, (o, oh, ow), kwta, pool, pool_first, relu)

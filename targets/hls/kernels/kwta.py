@@ -25,6 +25,7 @@ class KwtaLowering:
         ident, data, constants, _, output = self._layer(op, suffixes=("config", "boost"))
         config = ConfigStruct(f"{ident}_config", "sparsecc::kwta_defaults")
         config.constant("layer", index)
+        self.options.mark_fast_math(config)
         config.constant("lanes", lanes, note="values counted / selected per cycle (global k-WTA)")
         config.constant(["channels", "height", "width"], [c, h, w])
         config.constant("k", op.k)

@@ -36,6 +36,7 @@ class LinearLowering:
                                                                            "boost", "col_ptr", "row_idx"))
         config = ConfigStruct(f"{ident}_config", "sparsecc::linear_defaults")
         config.constant("layer", index)
+        self.options.mark_fast_math(config)
         config.constant("lanes", lanes, note="MAC lanes: UNROLL factor of the MAC loop, partition factor of its "
                                              "arrays")
         config.constant(["in_features", "out_features"], [i, o])
@@ -69,6 +70,7 @@ class LinearLowering:
                                 groups=members.get("n_groups", 0), pack_size=members.get("pack_size", 0),
                                 scan=kind in (SCATTER, COLUMN, PACKED_SCATTER),
                                 replicate=function != "linear_dense")
+        self._ieee_stage(layer, function, o, 1)
         if kind == COLUMN:
             layer.loops.support = np.ones((o, i), dtype=bool)
         self._epilogue_loops(layer, (o, 1, 1), kwta, None, False, relu)

@@ -86,6 +86,8 @@ class PointwiseLowering:
         config = ConfigStruct("", f"sparsecc::pool2d<{', '.join(map(str, window))}>")
         config.constant(["channels", "in_height", "in_width"], [c, h, w])
         average = isinstance(op, ops.AvgPool2D)
+        if not average:
+            self.options.mark_fast_math(config)
         if average:
             _, _, accum, _ = self._precision(op)
             config.typedef(accum.ctype(), "accum_t")

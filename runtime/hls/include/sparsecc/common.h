@@ -144,6 +144,7 @@ struct kwta_defaults {
     static constexpr bool boost = false;        // true: select on x * boost[c] (boost array is per channel)
     static constexpr unsigned radix_bits = 4;   // digit width of the radix select, 1..8 (1 = bitwise search)
     typedef float boost_t;                      // element type of the boost array
+    static constexpr bool ieee = true;          // float data: NaN ranks above +inf (false: fast math, see ieee.h)
 };
 
 /// Pooling window (no padding, floor mode): a fused epilogue max-pools with it; the configs of the standalone
@@ -156,6 +157,7 @@ struct pool2d {
     static constexpr unsigned kernel_w = KW;
     static constexpr unsigned stride_h = SH;
     static constexpr unsigned stride_w = SW;
+    static constexpr bool ieee = true;     // float data: a window holding NaN pools to NaN (false: fast math)
 };
 
 /// The fused epilogue of a conv/linear layer: acc (+bias, done by the kernel) -> [affine] -> [relu]
@@ -170,6 +172,8 @@ struct epilogue_defaults {
     typedef float scale_t;                  // element type of the scale / shift arrays (may be a word<>)
     static constexpr bool pool_before_kwta = false;   // true: max-pool first, k-WTA over the pooled values
     static constexpr bool relu_after_kwta = false;    // true: ReLU on the k-WTA winners (not before k-WTA)
+    static constexpr bool ieee = true;      // float data: the dense sum's inf/NaN results, NaN-aware k-WTA and
+                                            // max-pool (ieee.h); false: fast math
 };
 
 /// Size of a pooled dimension (no padding, floor mode).

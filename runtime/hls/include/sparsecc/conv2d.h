@@ -33,6 +33,7 @@
 #include "common.h"
 #include "epilogue.h"
 #include "formats.h"
+#include "ieee.h"
 
 namespace sparsecc {
 
@@ -394,6 +395,8 @@ void conv2d_ell(const data_t x[detail::conv_geometry<CONFIG>::IN_SIZE], res_t y[
 #pragma HLS DATAFLOW
     typename CONFIG::accum_t acc[1][detail::conv_geometry<CONFIG>::OUT_SIZE];
     detail::conv_ell_acc<CONFIG>(x, idx, val, bias, acc);
+    detail::ieee_fix<detail::conv_geometry<CONFIG>, CONFIG, ieee_on<CONFIG, data_t>::value>::template rows<1>(
+        x, idx, val, acc);
     SPARSECC_CONV2D_EPILOGUE(1);
 }
 
@@ -427,6 +430,8 @@ void conv2d_sparse_sparse(const data_t x[detail::conv_geometry<CONFIG>::IN_SIZE]
     typename CONFIG::accum_t acc[CONFIG::lanes][detail::conv_geometry<CONFIG>::OUT_SIZE / CONFIG::lanes];
     compact_nonzero<detail::conv_geometry<CONFIG>::IN_SIZE, CONFIG::layer>(x, active);
     detail::conv_scatter_acc<CONFIG>(active, col_ptr, row_idx, val, bias, acc);
+    detail::ieee_fix<detail::conv_geometry<CONFIG>, CONFIG, ieee_on<CONFIG, data_t>::value>::template csc<
+        CONFIG::lanes>(x, col_ptr, row_idx, acc);
     SPARSECC_CONV2D_EPILOGUE(CONFIG::lanes);
 }
 
@@ -441,6 +446,8 @@ void conv2d_complementary(const data_t x[detail::conv_geometry<CONFIG>::IN_SIZE]
 #pragma HLS DATAFLOW
     typename CONFIG::accum_t acc[1][detail::conv_geometry<CONFIG>::OUT_SIZE];
     detail::conv_packed_acc<CONFIG>(x, packed_val, packed_slot, group_rows, bias, acc);
+    detail::ieee_fix<detail::conv_geometry<CONFIG>, CONFIG, ieee_on<CONFIG, data_t>::value>::packed(
+        x, packed_val, packed_slot, group_rows, acc);
     SPARSECC_CONV2D_EPILOGUE(1);
 }
 
@@ -459,6 +466,8 @@ void conv2d_complementary_sparse(const data_t x[detail::conv_geometry<CONFIG>::I
     typename CONFIG::accum_t acc[1][detail::conv_geometry<CONFIG>::OUT_SIZE];
     compact_nonzero<detail::conv_geometry<CONFIG>::IN_SIZE, CONFIG::layer>(x, active);
     detail::conv_packed_scatter_acc<CONFIG>(active, packed_val, packed_slot, group_rows, bias, acc);
+    detail::ieee_fix<detail::conv_geometry<CONFIG>, CONFIG, ieee_on<CONFIG, data_t>::value>::packed(
+        x, packed_val, packed_slot, group_rows, acc);
     SPARSECC_CONV2D_EPILOGUE(1);
 }
 

@@ -7,7 +7,7 @@
 
 namespace sparsecc {
 
-/// y = max(x, 0) over N elements.
+/// y = max(x, 0) over N elements (NaN stays NaN, as in the interpreter).
 template <unsigned N, unsigned ID, class data_t, class res_t>
 void relu(const data_t x[N], res_t y[N]) {
     SPARSECC_ENTER(ID, instrument::POINTWISE);
@@ -15,7 +15,7 @@ relu_loop:
     for (unsigned i = 0; i < N; i++) {
 #pragma HLS PIPELINE II = 1
         SPARSECC_COUNT(ID, instrument::POINTWISE, 1);
-        y[i] = x[i] > data_t(0) ? res_t(x[i]) : res_t(0);
+        y[i] = x[i] < data_t(0) ? res_t(0) : res_t(x[i]);
     }
 }
 

@@ -89,7 +89,7 @@ struct select_pool<CONFIG, C, H, W, true, false, false> {
     static void run(const res_t act[C * H * W], res_t y[C * H * W],
                     const typename CONFIG::kwta_config::boost_t* boost) {
 #pragma HLS INLINE
-        kwta_apply<typename CONFIG::kwta_config, C, H * W>(act, y, boost);
+        kwta_apply<typename CONFIG::kwta_config, C, H * W, CONFIG::ieee>(act, y, boost);
     }
 };
 
@@ -100,7 +100,7 @@ struct select_pool<CONFIG, C, H, W, false, true, false> {
     static void run(const res_t act[C * H * W], res_t y[epilogue_output<CONFIG, C, H, W>::size],
                     const typename CONFIG::kwta_config::boost_t* /*boost*/) {
 #pragma HLS INLINE
-        maxpool_apply<typename CONFIG::pool_config, C, H, W, CONFIG::layer>(act, y);
+        maxpool_apply<typename CONFIG::pool_config, C, H, W, CONFIG::layer, CONFIG::ieee>(act, y);
     }
 };
 
@@ -112,8 +112,8 @@ struct select_pool<CONFIG, C, H, W, true, true, false> {
                     const typename CONFIG::kwta_config::boost_t* boost) {
 #pragma HLS INLINE
         res_t winners[C * H * W];
-        kwta_apply<typename CONFIG::kwta_config, C, H * W>(act, winners, boost);
-        maxpool_apply<typename CONFIG::pool_config, C, H, W, CONFIG::layer>(winners, y);
+        kwta_apply<typename CONFIG::kwta_config, C, H * W, CONFIG::ieee>(act, winners, boost);
+        maxpool_apply<typename CONFIG::pool_config, C, H, W, CONFIG::layer, CONFIG::ieee>(winners, y);
     }
 };
 
@@ -126,8 +126,8 @@ struct select_pool<CONFIG, C, H, W, true, true, true> {
 #pragma HLS INLINE
         typedef epilogue_output<CONFIG, C, H, W> out;
         res_t pooled[out::size];
-        maxpool_apply<typename CONFIG::pool_config, C, H, W, CONFIG::layer>(act, pooled);
-        kwta_apply<typename CONFIG::kwta_config, C, out::height * out::width>(pooled, y, boost);
+        maxpool_apply<typename CONFIG::pool_config, C, H, W, CONFIG::layer, CONFIG::ieee>(act, pooled);
+        kwta_apply<typename CONFIG::kwta_config, C, out::height * out::width, CONFIG::ieee>(pooled, y, boost);
     }
 };
 

@@ -33,13 +33,16 @@
 // GSC layer 1 (N = 50176, float, R = 4): ~9 x 50176 = 0.45 M cycles at one lane. With U = KCFG::lanes
 // (global selection) the count and select loops handle U values per cycle (x and y partitioned cyclic by U,
 // U histograms summed in the scan): P * (ceil(N / U) + 2^R) + ceil(N / U) cycles.
-// NaN values are not supported.
+// IEEE (float data, KCFG::ieee or the fused layer's ieee, see ieee.h): every NaN gets the largest key, so NaN
+// ranks above +inf and all NaN tie (lower index first with break_ties); with ties kept, a group holding k or
+// more NaN has a NaN threshold and keeps every unit (nothing is below NaN). One comparator per key.
 #ifndef SPARSECC_KWTA_H
 #define SPARSECC_KWTA_H
 
 #include <type_traits>
 
 #include "common.h"
+#include "ieee.h"
 
 namespace sparsecc {
 
@@ -129,6 +132,14 @@ struct selection_value<true, data_t, boost_t> {
     }
 };
 
+/// The k-WTA key of a selection value (order_key); with IEEE every NaN maps to the largest key (above +inf).
+template <bool IEEE, class value_t>
+inline typename order_key<value_t>::type selection_key(const value_t& v) {
+#pragma HLS INLINE
+    typedef typename order_key<value_t>::type key_t;
+    return (IEEE && is_nan(v)) ? key_t(~key_t(0)) : order_key<value_t>::of(v);
+}
+
 /// Digit `shift / R` (R bits) of a key.
 template <unsigned R, class key_t>
 inline unsigned key_digit(const key_t& key, unsigned shift) {
@@ -162,7 +173,7 @@ struct kwta_lanes {
 /// Exact radix select in one group: the key of the K-th largest selection value (`threshold`) and how
 /// many elements equal to it are needed to make K winners (`ties_needed`, >= 1). U = kwta_lanes lanes
 /// each count into their own histogram (registers); the bin scan adds the U counts of a bin.
-template <class KCFG, unsigned C, unsigned HW, class data_t, class boost_t>
+template <class KCFG, unsigned C, unsigned HW, bool IEEE, class data_t, class boost_t>
 void kwta_threshold(const data_t x[C * HW], const boost_t* boost, unsigned g,
                     typename order_key<typename selection_value<KCFG::boost, data_t, boost_t>::type>::type& threshold,
                     unsigned& ties_needed) {
@@ -205,7 +216,7 @@ kwta_passes:
                 const unsigned j = s * U + u;
                 if (j < N) {
                     const unsigned i = groups::index(g, j);
-                    const key_t key = keys::of(sel::of(x[i], boost, groups::channel(g, j)));
+                    const key_t key = selection_key<IEEE>(sel::of(x[i], boost, groups::channel(g, j)));
                     if ((key & known) == prefix) hist[u][key_digit<R>(key, shift)]++;
                 }
             }
@@ -244,9 +255,11 @@ kwta_passes:
 
 /// k-WTA over a C x (H*W) sample; the kernel behind `kwta<>` and the fused epilogue. With U lanes, x and y
 /// are read / written U consecutive elements per cycle (partition them cyclic by U).
-template <class KCFG, unsigned C, unsigned HW, class data_t, class res_t, class boost_t>
+template <class KCFG, unsigned C, unsigned HW, bool IEEE_CONFIG = KCFG::ieee, class data_t, class res_t,
+          class boost_t>
 void kwta_apply(const data_t x[C * HW], res_t y[C * HW], const boost_t* boost) {
     typedef selection_value<KCFG::boost, data_t, boost_t> sel;
+    static const bool IEEE = IEEE_CONFIG && std::is_floating_point<typename sel::type>::value;
     typedef order_key<typename sel::type> keys;
     typedef typename keys::type key_t;
     typedef kwta_groups<C, HW, KCFG::local> groups;
@@ -262,7 +275,9 @@ kwta_groups_loop:
     for (unsigned g = 0; g < groups::count; g++) {
         key_t threshold = 0;
         unsigned ties_needed = 0;
-        kwta_threshold<KCFG, C, HW>(x, boost, g, threshold, ties_needed);
+        kwta_threshold<KCFG, C, HW, IEEE>(x, boost, g, threshold, ties_needed);
+        // IEEE, ties kept: a NaN threshold (k or more NaN) keeps every unit
+        const bool keep_all = IEEE && !KCFG::break_ties && threshold == key_t(~key_t(0));
         unsigned ties_taken = 0;
         SPARSECC_ENTER(KCFG::layer, instrument::KWTA);
     kwta_select:
@@ -276,8 +291,8 @@ kwta_groups_loop:
                 const unsigned j = s * U + u;
                 if (j < groups::size) {
                     const unsigned i = groups::index(g, j);
-                    const key_t key = keys::of(sel::of(x[i], boost, groups::channel(g, j)));
-                    bool keep = key > threshold;
+                    const key_t key = selection_key<IEEE>(sel::of(x[i], boost, groups::channel(g, j)));
+                    bool keep = key > threshold || keep_all;
                     if (key == threshold) {
                         keep = !KCFG::break_ties || ties_taken + equal_before < ties_needed;
                         equal_before++;

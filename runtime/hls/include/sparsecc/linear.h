@@ -26,6 +26,7 @@
 #include "common.h"
 #include "epilogue.h"
 #include "formats.h"
+#include "ieee.h"
 
 namespace sparsecc {
 
@@ -287,6 +288,8 @@ void linear_ell(const data_t x[CONFIG::in_features], res_t y[linear_output_size<
     static_assert(!CONFIG::pool_config::enabled, "linear layers have no pooling epilogue");
     typename CONFIG::accum_t acc[1][CONFIG::out_features];
     detail::linear_ell_acc<CONFIG>(x, idx, val, bias, acc);
+    typedef detail::ieee_fix<detail::linear_geometry<CONFIG>, CONFIG, ieee_on<CONFIG, data_t>::value> ieee;
+    ieee::template rows<1>(x, idx, val, acc);
     SPARSECC_LINEAR_EPILOGUE(1);
 }
 
@@ -319,6 +322,8 @@ void linear_sparse_sparse(const data_t x[CONFIG::in_features], res_t y[linear_ou
     typename CONFIG::accum_t acc[CONFIG::lanes][CONFIG::out_features / CONFIG::lanes];
     compact_nonzero<CONFIG::in_features, CONFIG::layer>(x, active);
     detail::linear_scatter_acc<CONFIG>(active, col_ptr, row_idx, val, bias, acc);
+    typedef detail::ieee_fix<detail::linear_geometry<CONFIG>, CONFIG, ieee_on<CONFIG, data_t>::value> ieee;
+    ieee::template csc<CONFIG::lanes>(x, col_ptr, row_idx, acc);
     SPARSECC_LINEAR_EPILOGUE(CONFIG::lanes);
 }
 
@@ -333,6 +338,8 @@ void linear_complementary(const data_t x[CONFIG::in_features], res_t y[linear_ou
     static_assert(!CONFIG::pool_config::enabled, "linear layers have no pooling epilogue");
     typename CONFIG::accum_t acc[1][CONFIG::out_features];
     detail::linear_packed_acc<CONFIG>(x, packed_val, packed_slot, group_rows, bias, acc);
+    typedef detail::ieee_fix<detail::linear_geometry<CONFIG>, CONFIG, ieee_on<CONFIG, data_t>::value> ieee;
+    ieee::packed(x, packed_val, packed_slot, group_rows, acc);
     SPARSECC_LINEAR_EPILOGUE(1);
 }
 
@@ -351,6 +358,8 @@ void linear_complementary_sparse(const data_t x[CONFIG::in_features], res_t y[li
     typename CONFIG::accum_t acc[1][CONFIG::out_features];
     compact_nonzero<CONFIG::in_features, CONFIG::layer>(x, active);
     detail::linear_packed_scatter_acc<CONFIG>(active, packed_val, packed_slot, group_rows, bias, acc);
+    typedef detail::ieee_fix<detail::linear_geometry<CONFIG>, CONFIG, ieee_on<CONFIG, data_t>::value> ieee;
+    ieee::packed(x, packed_val, packed_slot, group_rows, acc);
     SPARSECC_LINEAR_EPILOGUE(1);
 }
 

@@ -6,6 +6,7 @@
 #define SPARSECC_POOL_H
 
 #include "common.h"
+#include "ieee.h"
 
 namespace sparsecc {
 
@@ -16,7 +17,7 @@ namespace detail {
 /// a row of running maxima (one per output column) is updated and each window's maximum written when its
 /// last element arrives (one read of x and one read-modify-write of the row per cycle). Overlapping windows
 /// read the window of each output: KH*KW reads from a dual-port buffer, II = ceil(KH*KW / 2).
-template <class PCFG, unsigned C, unsigned H, unsigned W, unsigned ID,
+template <class PCFG, unsigned C, unsigned H, unsigned W, unsigned ID, bool IEEE,
           bool OVERLAP = (PCFG::stride_h < PCFG::kernel_h || PCFG::stride_w < PCFG::kernel_w)>
 struct maxpool_impl {
     static const unsigned OH = pooled_dim(H, PCFG::kernel_h, PCFG::stride_h);
@@ -34,7 +35,7 @@ struct maxpool_impl {
             const unsigned ox = ix / PCFG::stride_w, rx = ix % PCFG::stride_w;
             if (ry < PCFG::kernel_h && rx < PCFG::kernel_w && oy < OH && ox < OW) {
                 const data_t v = x[i];
-                const data_t m = (ry == 0 && rx == 0) ? v : (v > row[ox] ? v : row[ox]);
+                const data_t m = (ry == 0 && rx == 0) ? v : pool_max<IEEE>(row[ox], v);
                 row[ox] = m;
                 if (ry == PCFG::kernel_h - 1 && rx == PCFG::kernel_w - 1) y[(c * OH + oy) * OW + ox] = res_t(m);
             }
@@ -42,8 +43,8 @@ struct maxpool_impl {
     }
 };
 
-template <class PCFG, unsigned C, unsigned H, unsigned W, unsigned ID>
-struct maxpool_impl<PCFG, C, H, W, ID, true> {
+template <class PCFG, unsigned C, unsigned H, unsigned W, unsigned ID, bool IEEE>
+struct maxpool_impl<PCFG, C, H, W, ID, IEEE, true> {
     static const unsigned OH = pooled_dim(H, PCFG::kernel_h, PCFG::stride_h);
     static const unsigned OW = pooled_dim(W, PCFG::kernel_w, PCFG::stride_w);
     static const unsigned II = (PCFG::kernel_h * PCFG::kernel_w + 1) / 2;
@@ -62,19 +63,20 @@ struct maxpool_impl<PCFG, C, H, W, ID, true> {
         pool_window:
             for (unsigned t = 1; t < PCFG::kernel_h * PCFG::kernel_w; t++) {
                 const data_t v = x[base + (t / PCFG::kernel_w) * W + t % PCFG::kernel_w];
-                if (v > m) m = v;
+                m = pool_max<IEEE>(m, v);
             }
             y[o] = res_t(m);
         }
     }
 };
 
-/// Max pooling of a C x H x W sample (see maxpool_impl).
-template <class PCFG, unsigned C, unsigned H, unsigned W, unsigned ID, class data_t, class res_t>
+/// Max pooling of a C x H x W sample (see maxpool_impl); IEEE (float data): a window holding NaN gives NaN.
+template <class PCFG, unsigned C, unsigned H, unsigned W, unsigned ID, bool IEEE_CONFIG = PCFG::ieee, class data_t,
+          class res_t>
 void maxpool_apply(const data_t x[C * H * W],
                    res_t y[C * pooled_dim(H, PCFG::kernel_h, PCFG::stride_h) *
                            pooled_dim(W, PCFG::kernel_w, PCFG::stride_w)]) {
-    maxpool_impl<PCFG, C, H, W, ID>::run(x, y);
+    maxpool_impl<PCFG, C, H, W, ID, IEEE_CONFIG && std::is_floating_point<data_t>::value>::run(x, y);
 }
 
 }  // namespace detail

@@ -7,6 +7,7 @@
 // common.h       configuration building blocks (kwta_defaults, pool2d, epilogue_defaults), helpers,
 //                stored constants (word<T, S>: an ap_fixed ROM word as raw bits; value_of)
 // formats.h      weight storage formats: dense, ELL, CSC, complementary packing
+// ieee.h         float designs: the IEEE stage of weight-skipping kernels (0 * inf), NaN-aware helpers
 // kwta.h         k-winners-take-all unit (exact radix select)
 // pool.h         maxpool2d, avgpool2d, global_avgpool
 // elementwise.h  relu, affine (batch norm), copy / flatten, concat_channels, softmax, log_softmax
@@ -62,6 +63,7 @@
 #include "elementwise.h"
 #include "epilogue.h"
 #include "formats.h"
+#include "ieee.h"
 #include "io.h"
 #include "kwta.h"
 #include "linear.h"
