@@ -41,7 +41,7 @@ from ...compiler.ir.types import TensorType
 from ..kernel import Kernel
 from ..relax_lowering import KernelSet, RelaxLowering, conv2d_expr, kwta_expr, linear_expr, pool_expr, relu_expr
 from . import kernels as K
-from .ieee import guarded
+from .ieee import FastPath, guarded
 
 KERNELS = KernelSet()
 
@@ -140,15 +140,22 @@ def _constant_boost(op: ops.FusedLayer | ops.KWinners) -> bool:
     return op.boost is None or _constant(op.boost) is not None
 
 
-@KERNELS.register(ops.SparseConv2D)
-def sparse_conv2d(op: ops.SparseConv2D, lo: RelaxLowering) -> list[relax.Expr] | None:
+def _lower_layer(op: ops.SparseConv2D | ops.SparseLinear, lo: RelaxLowering,
+                 fast: FastPath) -> list[relax.Expr] | None:
+    """Lower a conv/linear layer with constant float32 weights through ``fast``, behind the IEEE guard when it
+    calls a sparsecc GPU kernel; None (the generic lowering) for any other layer."""
     x, w, b = op.input, op.weight, op.bias
     weight, bias = _constant(w), _constant(b)
     if weight is None or (b is not None and bias is None) or not _is_f32(x, w, b) or not _constant_boost(op):
         return None
     if not _uses_kernels(op):
-        return [_conv2d_fast(op, lo, lo.value(x))]
-    return guarded(lo, op, _conv2d_fast)  # type: ignore[arg-type]
+        return [fast(op, lo, lo.value(x))]
+    return guarded(lo, op, fast)
+
+
+@KERNELS.register(ops.SparseConv2D)
+def sparse_conv2d(op: ops.SparseConv2D, lo: RelaxLowering) -> list[relax.Expr] | None:
+    return _lower_layer(op, lo, _conv2d_fast)  # type: ignore[arg-type]
 
 
 def _conv2d_fast(op: ops.SparseConv2D, lo: RelaxLowering, xv: relax.Expr) -> relax.Expr:
@@ -180,13 +187,7 @@ def _conv2d_fast(op: ops.SparseConv2D, lo: RelaxLowering, xv: relax.Expr) -> rel
 
 @KERNELS.register(ops.SparseLinear)
 def sparse_linear(op: ops.SparseLinear, lo: RelaxLowering) -> list[relax.Expr] | None:
-    x, w, b = op.input, op.weight, op.bias
-    weight, bias = _constant(w), _constant(b)
-    if weight is None or (b is not None and bias is None) or not _is_f32(x, w, b) or not _constant_boost(op):
-        return None
-    if not _uses_kernels(op):
-        return [_linear_fast(op, lo, lo.value(x))]
-    return guarded(lo, op, _linear_fast)  # type: ignore[arg-type]
+    return _lower_layer(op, lo, _linear_fast)  # type: ignore[arg-type]
 
 
 def _linear_fast(op: ops.SparseLinear, lo: RelaxLowering, xv: relax.Expr) -> relax.Expr:
