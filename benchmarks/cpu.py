@@ -11,8 +11,10 @@ are set before either starts), and for each zoo model and batch size it times, o
   user gets from TVM without tuning), batch fixed;
 * **sparsecc**: the llvm target with the default pipeline, batch fixed.
 
-Each time is the median of repeated runs after a warm-up (repeats adapt so that each measurement takes about
-``--seconds``); the machine is noisy, so the table reports ratios measured in the same run. sparsecc's
+onnxruntime and sparsecc are timed in alternating rounds (each round runs both, ~20 ms each; the medians over
+rounds are reported; both get about ``--seconds`` each), so that the slow phases of a shared machine, which last
+seconds, hit both alike; TVM dense is timed on its own (median of repeated runs). The table reports ratios
+measured in the same run. sparsecc's
 outputs are compared with onnxruntime's (tie-aware) before it is timed: a wrong kernel is never reported.
 Results go to ``cpu-ISA.md`` (table), ``cpu-ISA.json`` (raw numbers) and ``cpu-ISA.png`` (chart) in ``--out``,
 one set per ISA class of the generated code (``--mcpu haswell`` on an AVX-512 host measures the AVX2 code).
@@ -54,6 +56,30 @@ def cpu_model() -> str:
 
     llvm_cpu = str(tvm.target.codegen.llvm_get_system_cpu())
     return f"{name} (LLVM: {llvm_cpu}), {os.cpu_count()} cores"
+
+
+def interleaved_medians(runners: dict[str, Callable[[], object]], budget: float,
+                        round_seconds: float = 0.02) -> dict[str, tuple[float, int]]:
+    """Median seconds per call of each runner, timed in alternating rounds: each round calls every runner
+    (as many times as fill ``round_seconds``, at least once) and records its time per call, so slow phases of a
+    shared machine (they last seconds: other tenants, clocks) hit every engine alike. Rounds: as many as fit in
+    ``budget`` seconds (3..200). Returns name -> (median seconds, calls made)."""
+    first = {}
+    for name, fn in runners.items():
+        start = time.perf_counter()
+        fn()  # warm-up, and the first estimate of its time
+        first[name] = max(time.perf_counter() - start, 1e-6)
+    calls = {name: max(1, int(round_seconds / t)) for name, t in first.items()}
+    per_round = sum(calls[name] * first[name] for name in runners)
+    rounds = int(min(200, max(3, budget / per_round)))
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, fn in runners.items():
+            start = time.perf_counter()
+            for _ in range(calls[name]):
+                fn()
+            times[name].append((time.perf_counter() - start) / calls[name])
+    return {name: (float(np.median(times[name])), rounds * calls[name]) for name in runners}
 
 
 def median_seconds(fn: Callable[[], object], budget: float) -> tuple[float, int]:
@@ -142,14 +168,16 @@ def _measure(path: Path, name: str, batch: int, threads: int, budget: float, ref
     check = compare_outputs(compiled.run(None, feeds), onnxruntime_session(path).run(None, feeds), near)
     if not check.ok:
         raise RuntimeError(f"{name} batch {batch}: sparsecc disagrees with onnxruntime: {check.summary()}")
-    runners = {
+    # onnxruntime and sparsecc alternate round by round (their ratio is the result); TVM's untuned dense build,
+    # 10-100x slower, is timed on its own
+    paired = interleaved_medians({
         "onnxruntime": _ort_runner(path, threads, feeds),
-        "tvm_dense": _tvm_dense_runner(path, feeds, cpu),
         "sparsecc": lambda compiled=compiled, feeds=feeds: compiled.run(None, feeds),
-    }
-    for engine, run in runners.items():
-        seconds, repeats = median_seconds(run, budget)
+    }, 2 * budget)
+    for engine, (seconds, repeats) in paired.items():
         row[engine] = {"ms": seconds * 1e3, "repeats": repeats}
+    seconds, repeats = median_seconds(_tvm_dense_runner(path, feeds, cpu), budget)
+    row["tvm_dense"] = {"ms": seconds * 1e3, "repeats": repeats}
     print(f"  {name} batch {batch} threads {threads}: " + ", ".join(
         f"{e} {row[e]['ms']:.3f} ms" for e in ENGINES), file=sys.stderr, flush=True)
     return row
@@ -168,7 +196,8 @@ def write_report(rows: list[dict[str, Any]], out: Path, machine: str, isa: str) 
         "# CPU benchmark: sparsecc (llvm) vs onnxruntime vs TVM dense",
         "",
         f"Machine: {machine}; code generated for the {isa} ISA class. Produced by `sparsecc bench`; each time is",
-        "the median of repeated runs after a warm-up, all engines measured in the same run on the same input.",
+        "a median after a warm-up, all engines measured in the same run on the same input (onnxruntime and",
+        "sparsecc in alternating rounds).",
         "Speedups are onnxruntime time / engine time. MAC reduction is the theoretical dense / sparse-sparse MAC",
         "ratio (`sparsecc stats`); effective GMAC/s counts only the non-zero (sparse-sparse) MACs.",
         "",
