@@ -4,7 +4,7 @@ the kernel function of a (kernel, storage) pair.
 
 from __future__ import annotations
 
-from typing import overload
+from typing import Any, NamedTuple, overload
 
 import numpy as np
 
@@ -12,6 +12,7 @@ from sparsecc.compiler.errors import CompileError
 from sparsecc.compiler.ir import ops
 from sparsecc.compiler.ir.core import Operation, Value
 
+from ..cpp import ConfigStruct
 from ..design import Buffer, Layer, Work, element_bits
 from ..loops import COLUMN, GATHER, PACKED, PACKED_SCATTER, SCATTER
 from ..precision import Precision
@@ -69,12 +70,50 @@ def mac_kind(function: str) -> str:
             "complementary": PACKED, "complementary_sparse": PACKED_SCATTER}[suffix]
 
 
+class LayerStart(NamedTuple):
+    """What a conv or linear layer's emitter decides before its own geometry: kernel and storage (after
+    packing), the kernel function, layer index and lanes, identifiers and precisions, and its config struct."""
+
+    kernel: str
+    storage: str
+    packed: Any
+    packing_note: str
+    function: str
+    index: int
+    lanes: int
+    ident: str
+    data: Precision
+    constants: Precision
+    accum: Precision
+    output: Buffer
+    config: ConfigStruct
+
+
 class LayerCommon:
     """Methods of :class:`~sparsecc.targets.hls.lowering.Lowering` (see the module docstring)."""
 
     def _layer_lanes(self, op: Operation, storage: str) -> int:
         lanes = self.lanes.get(op.results[0].name or "", 1)
         return 1 if storage == "complementary" else lanes
+
+    def _weighted_layer_start(self, op: ops.WeightedLayer, matrix: np.ndarray, family: str) -> LayerStart:
+        """Kernel, storage and packing of a conv/linear layer (``family`` ``conv2d`` or ``linear``) whose weight is
+        ``matrix``, its identifiers and precisions, and its config struct holding layer index, fast-math mark
+        and lanes."""
+        kernel, storage = self._kernel_choice(op)
+        storage, packed, packing_note = self._packing(kernel, storage, matrix, op.weight.type.encoding)
+        function = f"{family}_" + kernel_function(kernel, storage)
+        index = self._next_index()
+        lanes = self._layer_lanes(op, storage)
+        ident, data, constants, accum, output = self._layer(op, suffixes=("config", "w", "idx", "val", "bias",
+                                                                           "boost", "col_ptr", "row_idx"))
+        config = ConfigStruct(f"{ident}_config", f"sparsecc::{family}_defaults")
+        config.constant("layer", index)
+        self.options.mark_fast_math(config)
+        config.constant("lanes", lanes, note="MAC lanes: UNROLL factor of the MAC loop, partition factor of its "
+                                             "arrays")
+        return LayerStart(kernel, storage, packed, packing_note, function, index, lanes, ident, data, constants,
+                          accum, output, config)
 
     def _fill_work(self, layer: Layer, macs: float, kind: str, source: Buffer, acc_size: int,
                    accum: Precision) -> None:

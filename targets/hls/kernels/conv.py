@@ -11,10 +11,9 @@ from sparsecc.compiler.ir import ops
 from sparsecc.compiler.ir.layer import ConvGeometry
 from sparsecc.runtime.hls import formats
 
-from ..cpp import ConfigStruct
 from ..design import Layer
 from ..loops import COLUMN, GATHER, PACKED_SCATTER, SCATTER, LoopModel
-from .common import constant_operand, kernel_function, mac_kind
+from .common import constant_operand, mac_kind
 
 
 def conv_tap_hits(ky: int, kx: int, size: tuple[int, int], out: tuple[int, int], strides: tuple[int, ...],
@@ -42,18 +41,8 @@ class ConvLowering:
         oh, ow = geometry.out_hw
         matrix = formats.weight_matrix(weight.astype(np.float32))
         encoding = op.weight.type.encoding
-        kernel, storage = self._kernel_choice(op)
-        storage, packed, packing_note = self._packing(kernel, storage, matrix, encoding)
-        function = "conv2d_" + kernel_function(kernel, storage)
-        index = self._next_index()
-        lanes = self._layer_lanes(op, storage)
-        ident, data, constants, accum, output = self._layer(op, suffixes=("config", "w", "idx", "val", "bias",
-                                                                           "boost", "col_ptr", "row_idx"))
-        config = ConfigStruct(f"{ident}_config", "sparsecc::conv2d_defaults")
-        config.constant("layer", index)
-        self.options.mark_fast_math(config)
-        config.constant("lanes", lanes, note="MAC lanes: UNROLL factor of the MAC loop, partition factor of its "
-                                             "arrays")
+        (kernel, storage, packed, packing_note, function, index, lanes, ident, data, constants, accum, output,
+         config) = self._weighted_layer_start(op, matrix, "conv2d")
         config.constant(["in_channels", "in_height", "in_width"], [c, h, w])
         config.constant(["out_channels", "out_height", "out_width"], [o, oh, ow])
         config.constant(["kernel_h", "kernel_w"], [kh, kw])

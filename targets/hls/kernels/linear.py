@@ -9,10 +9,9 @@ from sparsecc.compiler.cost_model import activation_density
 from sparsecc.compiler.errors import CompileError
 from sparsecc.compiler.ir import ops
 
-from ..cpp import ConfigStruct
 from ..design import Layer
 from ..loops import COLUMN, GATHER, PACKED_SCATTER, SCATTER, LoopModel
-from .common import constant_operand, kernel_function, mac_kind
+from .common import constant_operand, mac_kind
 
 
 class LinearLowering:
@@ -27,18 +26,8 @@ class LinearLowering:
         o, i = weight.shape
         matrix = np.ascontiguousarray(weight.astype(np.float32))
         encoding = op.weight.type.encoding
-        kernel, storage = self._kernel_choice(op)
-        storage, packed, packing_note = self._packing(kernel, storage, matrix, encoding)
-        function = "linear_" + kernel_function(kernel, storage)
-        index = self._next_index()
-        lanes = self._layer_lanes(op, storage)
-        ident, data, constants, accum, output = self._layer(op, suffixes=("config", "w", "idx", "val", "bias",
-                                                                           "boost", "col_ptr", "row_idx"))
-        config = ConfigStruct(f"{ident}_config", "sparsecc::linear_defaults")
-        config.constant("layer", index)
-        self.options.mark_fast_math(config)
-        config.constant("lanes", lanes, note="MAC lanes: UNROLL factor of the MAC loop, partition factor of its "
-                                             "arrays")
+        (kernel, storage, packed, packing_note, function, index, lanes, ident, data, constants, accum, output,
+         config) = self._weighted_layer_start(op, matrix, "linear")
         config.constant(["in_features", "out_features"], [i, o])
         arrays, weight_args, members, description, stored = self._weight_arrays(
             ident, matrix, storage, constants, encoding.mnemonic if encoding else "dense", op.results[0].name or "",
