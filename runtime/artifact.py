@@ -14,6 +14,7 @@ empty directory or an intact sparsecc artifact (see :mod:`.artifact_files`), und
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -308,13 +309,19 @@ class CompiledModel:
 
     def check_feeds(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Validate names, dtypes and shapes; returns the inputs in signature order."""
-        return check_feeds([(t.name, t.shape, DTYPES[t.dtype]) for t in self.manifest.inputs], feeds)
+        return check_feeds(self._signature, feeds)
+
+    @functools.cached_property
+    def _signature(self) -> list[tuple[str, tuple[int | None, ...], np.dtype]]:
+        return [(t.name, t.shape, DTYPES[t.dtype]) for t in self.manifest.inputs]
 
     def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run on ``feeds`` (name -> array); returns the requested outputs (all when None) in order."""
+        if output_names is None:  # the common case, kept short: it runs on every call
+            return self._execute(self.check_feeds(feeds))
         if isinstance(output_names, str | bytes):
             raise InputError(f"output_names must be a list of names or None, got the string {output_names!r}")
-        wanted = self.output_names if output_names is None else list(output_names)
+        wanted = list(output_names)
         unknown = [n for n in wanted if n not in self.output_names]
         if unknown:
             raise InputError(f"unknown output(s) {unknown}; the model has {self.output_names}")
