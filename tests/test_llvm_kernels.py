@@ -423,3 +423,30 @@ def test_sparse_sparse_linear_scatters_only_active_inputs(batch: int, kwta: Kwta
         expected = ref_kwta(expected, kwta.k, kwta.boost)
     got = run(linear_scatter(LinearGeometry(83, 37), weight, bias, Epilogue.fused(2, kwta=kwta)), x, (batch, 37))
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize(("units", "index"), [(37, np.uint16), (70_000, np.int32)])
+def test_scatter_row_indices_are_16_bit_where_the_units_fit(units: int, index: type) -> None:
+    """The CSC row stream is uint16 up to 65536 output units (half its cache footprint) and int32 past that;
+    both give the exact sums."""
+    rng = np.random.default_rng(12)
+    weight = ints(rng, (units, 24), density=0.05)
+    bias = ints(rng, (units,))
+    x = ints(rng, (2, 24), density=0.5)
+    kern = linear_scatter(LinearGeometry(24, units), weight, bias)
+    assert kern.constants[1].dtype == index
+    np.testing.assert_array_equal(run(kern, x, (2, units)), x @ weight.T + bias)
+
+
+@pytest.mark.parametrize(("size", "index"), [(14, np.uint16), (180, np.int32)])
+def test_weight_sparse_conv_tap_offsets_fit_the_block_scratch(size: int, index: type) -> None:
+    """Tap offsets index the scratch of one channel block: 16-bit unless one channel's planes pass 64 K floats
+    (a 180 x 180 map), and exact either way."""
+    rng = np.random.default_rng(13)
+    channels = 64 if size < 100 else 1
+    w = sparse_filters(rng, (4, channels, 3, 3), 5)
+    b = ints(rng, 4)
+    x = ints(rng, (2, channels, size, size), density=0.5)
+    kern = conv2d_weight_sparse(ConvGeometry((channels, size, size), w.shape), w, b)
+    assert kern.constants[1].dtype == index
+    np.testing.assert_array_equal(run(kern, x, (2, 4, size - 2, size - 2)), ref_conv(x, w, b))

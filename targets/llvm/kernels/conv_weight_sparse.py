@@ -1,15 +1,16 @@
 """Weight-sparse conv2d (dense input x fixed-fan-in sparse filters) with the fused layer epilogue.
 
 Layout and loop nest. Every filter o keeps its non-zero taps as lists per block of input channels
-(:func:`pack_tap_lists`: ``tap_off`` = offset of tap (c, ky, kx) in the per-sample input scratch, ``tap_w``
+(:func:`pack_tap_lists`: ``tap_off`` = offset of tap (c, ky, kx) in the input scratch of its block, ``tap_w``
 = its weight, ``tap_ptr[o, cb]`` = start of the list of filter o in channel block cb). The kernel vectorizes
 along output x (16 lanes), keeps a register tile of ``rows x chunks`` output vectors of one filter, and for
 each tap does one broadcast of the weight and one input load + FMA per tile vector — the inner loop is dense
 vector FMAs and its work is ``nnz(W) * Ho * ceil(Wo / 16)`` vector FMAs, i.e. proportional to the weight
-density. Channel blocks are sized so that their input planes stay in L1 while all filters sweep them;
-partial sums of a filter's tile are kept in a small scratch between blocks.
+density. Channel blocks are sized so that their input planes stay in L1 while all filters sweep them; the
+scratch holds one block at a time (each block's input is copied in just before its taps run), and partial
+sums of a filter's tile are kept in a small scratch between blocks.
 
-Stride 1 (the fast path): per sample the input is copied into ``KW`` zero-padded, pre-shifted planes
+Stride 1 (the fast path): the block's input is copied into ``KW`` zero-padded, pre-shifted planes
 ``xs[kx, c, y, x] = xpad[c, y, x + kx]`` with rows padded to a multiple of 16 floats, so every input vector
 the FMAs read is a 64-byte-aligned load (unaligned zmm loads split cache lines and halve the FMA rate).
 Output rows are 16-lane chunks at x0 = 16 i; the last partial chunk is a masked store.
@@ -34,6 +35,7 @@ from .common import (
     copy_run,
     for_each_sample,
     fused_epilogue,
+    index_dtype,
     isa_scoped,
     make_kernel,
     masked_store,
@@ -51,13 +53,14 @@ def pack_tap_lists(
 
     Returns ``ptr`` int32 (O, NCB + 1) (absolute start of each list; list (o, cb) is
     ``ptr[o, cb] : ptr[o, cb + 1]``), ``offsets`` int32 (nnz,) and ``weights`` float32 (nnz,). The offset
-    of tap (c, ky, kx) is ``c * chan_pitch + ky * row_pitch + kx * col_pitch``.
+    of tap (c, ky, kx) is ``(c % channel_block) * chan_pitch + ky * row_pitch + kx * col_pitch``: its place in
+    the scratch that holds the input of one channel block at a time.
     """
     o_ch, i_ch, kh, kw = weight.shape
     ncb = ceil_div(i_ch, channel_block)
     flat = weight.reshape(o_ch, -1)
     c, ky, kx = np.unravel_index(np.arange(i_ch * kh * kw), (i_ch, kh, kw))
-    tap_offset = (c * chan_pitch + ky * row_pitch + kx * col_pitch).astype(np.int32)
+    tap_offset = (c % channel_block * chan_pitch + ky * row_pitch + kx * col_pitch).astype(np.int32)
     ptr = np.zeros((o_ch, ncb + 1), np.int32)
     offs: list[np.ndarray] = []
     vals: list[np.ndarray] = []
@@ -146,22 +149,22 @@ def conv2d_weight_sparse(
         chunks = 1
         wp = wo
         planes = kw
-        col_pitch = c_in * hp * wp
     elif shifted:
         chunks = ceil_div(wo, lanes)
         wp = chunks * lanes  # row pitch of the shifted planes
-        planes = kw
-        col_pitch = c_in * hp * wp  # kx selects the pre-shifted plane
+        planes = kw  # kx selects the pre-shifted plane
     else:
         chunks = ceil_div(wo, lanes) if wo >= lanes else 1
         wp = max(w_in + pl + pr, (lanes - 1) * sw + kw)
         planes = 1
-        col_pitch = 1
     total = ho * wo
     out_rows = ceil_div(total, lanes) if flat else ho  # flat: "rows" are the vectors of the flat plane
     chan_bytes = planes * hp * wp * 4
     cblock = max(1, min(c_in, L1_INPUT_BYTES // chan_bytes))
     ncb = ceil_div(c_in, cblock)
+    # the scratch holds one channel block at a time (copied in just before its taps run): GSC conv2's 64 x 5
+    # pre-shifted planes would take 179 KB of the 512 KB L2 at batch 1, one block takes 31 KB
+    col_pitch = cblock * hp * wp if planes > 1 else 1
     tap_ptr, tap_off, tap_w = pack_tap_lists(weight, hp * wp, wp, col_pitch, cblock)
     nnz = tap_off.size
     bias_arr = np.zeros(o_ch, np.float32) if bias is None else np.asarray(bias, np.float32).reshape(o_ch)
@@ -172,7 +175,8 @@ def conv2d_weight_sparse(
         # tiles never overlap (an overlapped vector would add a channel block's partial sum twice): the last
         # tile runs past the plane, on input slack and with masked stores
         out_rows = n_tiles * rows
-    xs_size = planes * c_in * hp * wp + (out_rows * lanes - total if flat else 0)
+    xs_size = planes * cblock * hp * wp + (out_rows * lanes - total if flat else 0)
+    tap_off = tap_off.astype(index_dtype(xs_size))  # 16-bit where the scratch allows: half the stream's cache
     n_out = o_ch * ho * wo
     boost_arr, mode = epilogue_boost(kwta, o_ch, (ho // pool) * (wo // pool) if (pool and pool_first) else ho * wo)
     nb = 1 if boost_arr is None else boost_arr.size
@@ -235,12 +239,13 @@ def conv2d_weight_sparse(
                 else:
                     T.buffer_store(dst, v, [T.ramp(o * total + (y0 + r) * lanes, 1, lanes)])
 
-    def emit_input_copy(xp, xs_, c, yy) -> None:
-        """Copy input row (c, yy) into the padded (and, for stride 1, pre-shifted) scratch."""
+    def emit_input_copy(xp, xs_, c, cl, yy) -> None:
+        """Copy input row (c, yy) into the padded (and, for stride 1, pre-shifted) scratch, as channel ``cl``
+        of the block held there."""
         for kx in range(planes):
             shift = kx if shifted else 0
             xd0, xd1 = max(0, pl - shift), min(wp, w_in + pl - shift)
-            dst = (kx * c_in * hp + c * hp + yy + pt) * wp + xd0
+            dst = (kx * cblock * hp + cl * hp + yy + pt) * wp + xd0
             src = (c * h_in + yy) * w_in + xd0 + shift - pl
             copy_run(xp, dst, xs_, src, xd1 - xd0, lanes)
 
@@ -262,10 +267,10 @@ def conv2d_weight_sparse(
             xp[T.ramp(i0 * lanes, 1, lanes)] = T.broadcast(T.float32(0), lanes)
         for i in range(xs_size - xs_size // lanes * lanes):
             xp[xs_size // lanes * lanes + i] = T.float32(0)
-        for c in range(c_in):
-            for yy in range(h_in):
-                emit_input_copy(xp, xs, c, yy)
         for cb in range(ncb):
+            for cl in range(T.min(cblock, c_in - cb * cblock)):
+                for yy in range(h_in):
+                    emit_input_copy(xp, xs, cb * cblock + cl, cl, yy)
             for o in range(o_ch):
                 for tile in range(n_tiles):
                     y0 = T.meta_var(tile * rows if flat else T.min(tile * rows, out_rows - rows))
@@ -274,7 +279,7 @@ def conv2d_weight_sparse(
                     else:
                         emit_load_partial(acc, partial, o, y0)
                     for t in range(ptr_buf[o, cb + 1] - ptr_buf[o, cb]):
-                        emit_fma(acc, xp, off_buf[ptr_buf[o, cb] + t], w_buf[ptr_buf[o, cb] + t], y0)
+                        emit_fma(acc, xp, T.Cast("int32", off_buf[ptr_buf[o, cb] + t]), w_buf[ptr_buf[o, cb] + t], y0)
                     if cb < ncb - 1:
                         emit_save_partial(acc, partial, o, y0)
                     elif fused:
@@ -290,7 +295,7 @@ def conv2d_weight_sparse(
     def conv(
         x_handle: T.handle,
         ptr_buf: T.Buffer((o_ch, ncb + 1), "int32"),
-        off_buf: T.Buffer((nnz,), "int32"),
+        off_buf: T.Buffer((nnz,), str(tap_off.dtype)),
         w_buf: T.Buffer((nnz,), "float32"),
         bias_buf: T.Buffer((o_ch,), "float32"),
         boost_buf: T.Buffer((nb,), "float32"),

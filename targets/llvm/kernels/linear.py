@@ -35,6 +35,7 @@ from .common import (
     for_each_sample,
     fused_epilogue,
     gather_window,
+    index_dtype,
     isa_scoped,
     kernel_isa,
     make_kernel,
@@ -480,6 +481,7 @@ def linear_scatter(
     relu, kwta, _, _ = fused_epilogue(epilogue)
     o_units, op, bias_arr, boost_arr, mode, nb = _layer_consts(in_features, weight, bias, kwta)
     colptr, rows, vals = csc_arrays(np.asarray(weight, np.float32))
+    rows = rows.astype(index_dtype(op))
     pairptr, pcols, pvals = pack_row_pairs(np.asarray(weight, np.float32))
     nnz, plen, npairs = rows.size, pcols.shape[1], pairptr.size - 1
     glob = kwta is not None
@@ -495,7 +497,8 @@ def linear_scatter(
             span[0] = colptr_buf[i]
             span[1] = colptr_buf[i + 1]
             for p in T.serial(span[0], span[1]):
-                acc[rows_buf[p]] = acc[rows_buf[p]] + xv[0] * vals_buf[p]
+                r = T.Cast("int32", rows_buf[p])
+                acc[r] = acc[r] + xv[0] * vals_buf[p]
 
     @T.macro
     def sample(X, Y, colptr_buf, rows_buf, vals_buf, bias_buf, boost_buf, b):
@@ -522,7 +525,7 @@ def linear_scatter(
     def linear(
         x_handle: T.handle,
         colptr_buf: T.Buffer((in_features + 1,), "int32"),
-        rows_buf: T.Buffer((nnz,), "int32"),
+        rows_buf: T.Buffer((nnz,), str(rows.dtype)),
         vals_buf: T.Buffer((nnz,), "float32"),
         pairptr_buf: T.Buffer((npairs + 1,), "int32"),
         pcols_buf: T.Buffer((2, plen), "int32"),
