@@ -43,6 +43,11 @@ from .common import (
 DIGIT_BITS = 11
 
 
+def group_sum(hist, start):
+    """Sum of the 16 histogram bins from ``start`` (read at 0 when ``start`` is negative: no bins there)."""
+    return T.call_llvm_pure_intrin("int32", "llvm.vector.reduce.add", vec(hist, T.max(start, 0)))
+
+
 @T.macro
 def radix_select(src, count, rank, lo, nbits, hist, thr, table):
     """k-th largest (``rank``, 1-based) of ``src[0:count]``; all keys lie in ``[lo, lo + 2**nbits)``.
@@ -69,8 +74,14 @@ def radix_select(src, count, rank, lo, nbits, hist, thr, table):
             for i in range(m[0]):
                 d = T.meta_var(T.Cast("int32", T.shift_right(src[i] - b0, ushift)))
                 hist[d] = hist[d] + 1
-            j[0] = nbins - 1
+            # scan from the top bin for the one holding rank kk: whole groups of 16 bins first (one vector sum
+            # each; the keys of a float group cluster in a few bins, so most of the 2048 are empty), then bins
             above[0] = 0
+            j[0] = nbins - LANES  # the group being looked at (negative: fewer than 16 bins, no group scan)
+            while j[0] >= 0 and above[0] + group_sum(hist, j[0]) < kk[0]:
+                above[0] = above[0] + group_sum(hist, j[0])
+                j[0] = j[0] - LANES
+            j[0] = j[0] + LANES - 1
             while above[0] + hist[j[0]] < kk[0]:
                 above[0] = above[0] + hist[j[0]]
                 j[0] = j[0] - 1
