@@ -40,7 +40,8 @@ def check_feeds(signature: Sequence[InputSpec], feeds: Mapping[str, Any]) -> lis
         if array.dtype != dtype:
             raise InputError(f"input '{name}' has dtype {array.dtype}, expected {dtype}")
         got = array.shape
-        if got != shape and (len(got) != len(shape) or any(d is not None and d != n for d, n in zip(shape, got))):
+        if got != shape and (len(got) != len(shape)
+                             or any(d is not None and d != n for d, n in zip(shape, got, strict=True))):
             want = ["?" if d is None else d for d in shape]
             raise InputError(f"input '{name}' has shape {list(got)}, expected {want}")
         if shape and shape[0] is None:

@@ -25,8 +25,10 @@ machine without a GPU.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -153,65 +155,63 @@ def _lower_layer(op: ops.SparseConv2D | ops.SparseLinear, lo: RelaxLowering,
     return guarded(lo, op, fast)
 
 
-@KERNELS.register(ops.SparseConv2D)
-def sparse_conv2d(op: ops.SparseConv2D, lo: RelaxLowering) -> list[relax.Expr] | None:
-    return _lower_layer(op, lo, _conv2d_fast)  # type: ignore[arg-type]
+@dataclasses.dataclass(frozen=True)
+class _LayerFamily:
+    """What differs between the conv and the linear fast path: the name of an unnamed result, the generic
+    (cuDNN-free TVM) expression, the geometry, the two GPU kernel generators and the output shape."""
+
+    default_name: str
+    generic: Callable[..., relax.Expr]
+    geometry: Callable[[Any], Any]
+    scatter: Callable[..., Kernel | None]
+    gather: Callable[..., Kernel]
+    prefix: str
+    output_shape: Callable[[Any], tuple[Any, ...]]
 
 
-def _conv2d_fast(op: ops.SparseConv2D, lo: RelaxLowering, xv: relax.Expr) -> relax.Expr:
-    x = op.input
+def _layer_fast(family: _LayerFamily, op: ops.SparseConv2D | ops.SparseLinear, lo: RelaxLowering,
+                xv: relax.Expr) -> relax.Expr:
+    """The unguarded lowering of a conv / linear layer: a generic dense expression, or the scatter kernel (for
+    sparse-sparse and activation-sparse layers, where it applies) else the gather kernel; then the k-WTA."""
     weight, bias = _constant(op.weight), _constant(op.bias)
     assert weight is not None
     epilogue = Epilogue.of_op(op)
     pre, kwta, post = epilogue.before_kwta, epilogue.kwta, epilogue.after_kwta
     kind = op.kernel
-    name = op.result.name or "conv"
-    shape = conv2d_output_shape(op)
+    name = op.result.name or family.default_name
     if kind in ("dense", "auto"):
-        y = _generic_stages(lo, conv2d_expr(lo, xv, op), pre.stages)
+        y = _generic_stages(lo, family.generic(lo, xv, op), pre.stages)
     else:
-        geometry = ConvGeometry.of_op(op)
+        geometry = family.geometry(op)
         kernel = None
         if kind in ("sparse_sparse", "act_sparse"):
-            kernel = K.conv2d_scatter(geometry, weight, bias, pre, name, kind=f"conv2d_{kind}",
-                                      flavour=_flavour(lo))
+            kernel = family.scatter(geometry, weight, bias, pre, name, kind=f"{family.prefix}_{kind}",
+                                    flavour=_flavour(lo))
         if kernel is None:
-            kernel = K.conv2d_gather(geometry, weight, bias, pre, name, flavour=_flavour(lo))
-        y = _call(lo, kernel, xv, x.type.shape[0])
-    if pre.pool is not None:
-        shape = _pool_shape(shape, pre.pool)
+            kernel = family.gather(geometry, weight, bias, pre, name, flavour=_flavour(lo))
+        y = _call(lo, kernel, xv, op.input.type.shape[0])
     if kwta is None:
         return y
+    shape = family.output_shape(op)
+    if pre.pool is not None:
+        shape = _pool_shape(shape, pre.pool)
     return apply_kwta(lo, y, shape, kwta, op.boost, post, name)
+
+
+_CONV = _LayerFamily("conv", conv2d_expr, ConvGeometry.of_op, K.conv2d_scatter, K.conv2d_gather, "conv2d",
+                     conv2d_output_shape)
+_LINEAR = _LayerFamily("linear", linear_expr, LinearGeometry.of_op, K.linear_scatter, K.linear_gather, "linear",
+                       linear_output_shape)
+
+
+@KERNELS.register(ops.SparseConv2D)
+def sparse_conv2d(op: ops.SparseConv2D, lo: RelaxLowering) -> list[relax.Expr] | None:
+    return _lower_layer(op, lo, functools.partial(_layer_fast, _CONV))  # type: ignore[arg-type]
 
 
 @KERNELS.register(ops.SparseLinear)
 def sparse_linear(op: ops.SparseLinear, lo: RelaxLowering) -> list[relax.Expr] | None:
-    return _lower_layer(op, lo, _linear_fast)  # type: ignore[arg-type]
-
-
-def _linear_fast(op: ops.SparseLinear, lo: RelaxLowering, xv: relax.Expr) -> relax.Expr:
-    x = op.input
-    weight, bias = _constant(op.weight), _constant(op.bias)
-    assert weight is not None
-    epilogue = Epilogue.of_op(op)
-    pre, kwta, post = epilogue.before_kwta, epilogue.kwta, epilogue.after_kwta
-    kind = op.kernel
-    name = op.result.name or "linear"
-    if kind in ("dense", "auto"):
-        y = _generic_stages(lo, linear_expr(lo, xv, op), pre.stages)
-    else:
-        geometry = LinearGeometry.of_op(op)
-        kernel = None
-        if kind in ("sparse_sparse", "act_sparse"):
-            kernel = K.linear_scatter(geometry, weight, bias, pre, name, kind=f"linear_{kind}",
-                                      flavour=_flavour(lo))
-        if kernel is None:
-            kernel = K.linear_gather(geometry, weight, bias, pre, name, flavour=_flavour(lo))
-        y = _call(lo, kernel, xv, x.type.shape[0])
-    if kwta is None:
-        return y
-    return apply_kwta(lo, y, linear_output_shape(op), kwta, op.boost, post, name)
+    return _lower_layer(op, lo, functools.partial(_layer_fast, _LINEAR))  # type: ignore[arg-type]
 
 
 @KERNELS.register(ops.KWinners)
