@@ -25,6 +25,7 @@ import numpy as np
 import sparsecc
 from sparsecc.compiler.compare import compare_outputs, find_near_ties, onnxruntime_session
 from sparsecc.compiler.cost_model import format_stats
+from sparsecc.compiler.errors import SparseccError
 from sparsecc.compiler.feeds import random_inputs
 from sparsecc.examples.models import zoo
 
@@ -76,5 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if ok else 1
 
 
+def run_demo(argv: list[str] | None = None) -> int:
+    """``main`` with sparsecc's errors (a bad output path, a model it refuses) as one line and exit status 2."""
+    try:
+        return main(argv)
+    except SparseccError as error:
+        print(f"demo: error: {error}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_demo())

@@ -225,8 +225,8 @@ def _check_path_shape(path: str | os.PathLike[str]) -> Path:
 
 def check_output_path(path: str | os.PathLike[str]) -> Path:
     """Whether an artifact may be written to ``path``; raises ArtifactError (before anything is written)
-    unless ``path`` is new, an empty directory, or an intact sparsecc artifact whose every file its
-    manifest lists. Returns the path."""
+    unless ``path`` is new, an empty directory, or an intact sparsecc artifact (or one of an older format)
+    whose every file its manifest lists. Returns the path."""
     dest = _check_path_shape(path)
     if not dest.exists():
         return dest
@@ -236,16 +236,45 @@ def check_output_path(path: str | os.PathLike[str]) -> Path:
         return dest
     if not (dest / MANIFEST).is_file():
         raise ArtifactError(f"output path {dest} exists and is not a sparsecc artifact; refusing to overwrite it")
-    try:
-        manifest = read_manifest(dest)
-    except ArtifactError as error:
-        raise ArtifactError(f"output path {dest} exists and is not an intact sparsecc artifact ({error.message}); "
-                            "refusing to overwrite it") from None
-    unlisted = [n for n in tree_files(dest) if n != MANIFEST and n not in manifest.contents]
+    listed = _listed_files(dest, verify=True)
+    unlisted = [n for n in tree_files(dest) if n != MANIFEST and n not in listed]
     if unlisted:
         raise ArtifactError(f"output path {dest} holds files that are not part of its artifact "
                             f"({', '.join(unlisted[:3])}); refusing to overwrite it")
     return dest
+
+
+def _listed_files(dest: Path, *, verify: bool) -> list[str]:
+    """The files (besides the manifest) of the artifact at ``dest``: those its manifest lists, checked with
+    ``verify``; for an artifact an older sparsecc wrote (a lower ``format_version``, no digests), the files it
+    names by role — what a user recompiling into the same path expects to be replaced. ArtifactError otherwise."""
+    try:
+        return list(read_manifest(dest, verify=verify).contents)
+    except ArtifactError as error:
+        older = _older_artifact_files(dest)
+        if older is None:
+            raise ArtifactError(f"output path {dest} exists and is not an intact sparsecc artifact "
+                                f"({error.message}); refusing to overwrite it") from None
+        return older
+
+
+def _older_artifact_files(root: Path) -> list[str] | None:
+    """The files an artifact of an older format lists under ``files`` (plain names in ``root``), or None when
+    ``root`` holds no such manifest."""
+    try:
+        data = _load_json(root)
+    except ArtifactError:
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return None
+    version, files = data.get("format_version"), data.get("files")
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < FORMAT_VERSION:
+        return None
+    if not isinstance(files, dict) or not all(
+            isinstance(n, str) and n not in ("", ".", "..", MANIFEST) and "/" not in n and "\\" not in n
+            for n in files.values()):
+        return None
+    return sorted(set(files.values()))
 
 
 def write_artifact(path: str | os.PathLike[str], manifest: Manifest, write_files: Callable[[Path], None]) -> Path:
@@ -282,7 +311,7 @@ def _replace(new: Path, dest: Path) -> None:
     if not dest.exists() or not any(dest.iterdir()):
         os.rename(new, dest)  # onto an empty directory: fails (ENOTEMPTY) if something appeared in it meanwhile
         return
-    listed = [*read_manifest(dest, verify=False).contents, MANIFEST]
+    listed = [*_listed_files(dest, verify=False), MANIFEST]
     old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
     os.rename(dest, old)  # replaces the empty directory ``old``
     try:

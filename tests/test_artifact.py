@@ -128,6 +128,35 @@ def test_export_replaces_an_intact_artifact_and_leaves_no_temporaries(artifact: 
     assert [p.name for p in artifact.parent.iterdir()] == ["art"]
 
 
+def as_format_1(data: dict) -> None:
+    """What sparsecc 0.1's first artifacts wrote: format_version 1, files by role, no digests."""
+    data["format_version"] = 1
+    del data["contents"]
+
+
+def test_export_replaces_an_artifact_of_an_older_format(artifact: Path, built: dict[str, Path]) -> None:
+    edit_manifest(artifact, as_format_1)
+    with pytest.raises(ArtifactError, match="format 1.*recompile"):
+        sparsecc.load(artifact)
+    sparsecc.load(built["b"]).export(artifact)  # recompiling into the same path, as the error says
+    assert sparsecc.load(artifact).manifest.outputs[0].shape == (None, 6)
+    assert [p.name for p in artifact.parent.iterdir()] == ["art"]
+
+
+@pytest.mark.parametrize("extra", ["user file", "name outside"])
+def test_export_refuses_an_older_artifact_that_holds_more_than_its_files(artifact: Path, built: dict[str, Path],
+                                                                        extra: str) -> None:
+    if extra == "user file":
+        edit_manifest(artifact, as_format_1)
+        (artifact / "results.csv").write_text("hours of work")
+    else:
+        edit_manifest(artifact, lambda d: (as_format_1(d), d["files"].update(library="../model.so")))
+    before = snapshot(artifact)
+    with pytest.raises(ArtifactError, match="refusing to overwrite"):
+        sparsecc.load(built["b"]).export(artifact)
+    assert snapshot(artifact) == before
+
+
 def test_export_into_an_empty_directory(built: dict[str, Path], tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     sparsecc.load(built["a"]).export(tmp_path / "empty")
