@@ -259,8 +259,8 @@ def _listed_files(dest: Path, *, verify: bool) -> list[str]:
 
 
 def _older_artifact_files(root: Path) -> list[str] | None:
-    """The files an artifact of an older format lists under ``files`` (plain names in ``root``), or None when
-    ``root`` holds no such manifest."""
+    """The files an artifact of an older format lists under ``files`` (names inside ``root``, as
+    :func:`~.artifact_files.safe_name` checks them), or None when ``root`` holds no such manifest."""
     try:
         data = _load_json(root)
     except ArtifactError:
@@ -270,11 +270,13 @@ def _older_artifact_files(root: Path) -> list[str] | None:
     version, files = data.get("format_version"), data.get("files")
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < FORMAT_VERSION:
         return None
-    if not isinstance(files, dict) or not all(
-            isinstance(n, str) and n not in ("", ".", "..", MANIFEST) and "/" not in n and "\\" not in n
-            for n in files.values()):
+    if not isinstance(files, dict):
         return None
-    return sorted(set(files.values()))
+    try:
+        names = {safe_name(name, "a listed file") for name in files.values()}
+    except ArtifactError:
+        return None
+    return None if MANIFEST in names else sorted(names)
 
 
 def write_artifact(path: str | os.PathLike[str], manifest: Manifest, write_files: Callable[[Path], None]) -> Path:
