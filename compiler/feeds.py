@@ -50,7 +50,7 @@ def check_feeds(signature: Sequence[InputSpec], feeds: Mapping[str, Any]) -> lis
             if batch is not None and got[0] != batch:
                 raise InputError(f"inputs disagree on the batch size ({batch} vs {got[0]})")
             batch = got[0]
-        arrays.append(array if array.flags.c_contiguous else np.ascontiguousarray(array))
+        arrays.append(np.ascontiguousarray(array))
     return arrays
 
 
