@@ -321,9 +321,14 @@ def gather_window(buf: Any, start: Any, index: Any, isa: str, lanes: int = LANES
     return tirx.Shuffle(loads, const)
 
 
+def reduce_add(value: Any) -> Any:
+    """Horizontal sum of an int32 vector."""
+    return tirx.call_llvm_pure_intrin("int32", "llvm.vector.reduce.add", value)
+
+
 def mask_count(mask: Any, lanes: int = LANES) -> Any:
     """Number of true lanes of a boolean vector (kmov + popcnt)."""
-    return tirx.call_llvm_pure_intrin("int32", "llvm.vector.reduce.add", tirx.Cast(f"int32x{lanes}", mask))
+    return reduce_add(tirx.Cast(f"int32x{lanes}", mask))
 
 
 def compress_table_size() -> int:

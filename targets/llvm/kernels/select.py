@@ -34,6 +34,7 @@ from .common import (
     fill_compress_table,
     float_key,
     key_value,
+    reduce_add,
     reduce_max,
     reduce_min,
     vec,
@@ -41,11 +42,6 @@ from .common import (
 
 #: widest radix digit (2^11 histogram bins)
 DIGIT_BITS = 11
-
-
-def group_sum(hist, start):
-    """Sum of the 16 histogram bins from ``start`` (read at 0 when ``start`` is negative: no bins there)."""
-    return T.call_llvm_pure_intrin("int32", "llvm.vector.reduce.add", vec(hist, T.max(start, 0)))
 
 
 @T.macro
@@ -58,6 +54,7 @@ def radix_select(src, count, rank, lo, nbits, hist, thr, table):
     bits = T.alloc_buffer((1,), "int32")
     j = T.alloc_buffer((1,), "int32")
     above = T.alloc_buffer((1,), "int32")
+    group = T.alloc_buffer((1,), "int32")
     w = T.alloc_buffer((1,), "int32")
     m[0] = count
     kk[0] = rank
@@ -77,10 +74,14 @@ def radix_select(src, count, rank, lo, nbits, hist, thr, table):
             # scan from the top bin for the one holding rank kk: whole groups of 16 bins first (one vector sum
             # each; the keys of a float group cluster in a few bins, so most of the 2048 are empty), then bins
             above[0] = 0
-            j[0] = nbins - LANES  # the group being looked at (negative: fewer than 16 bins, no group scan)
-            while j[0] >= 0 and above[0] + group_sum(hist, j[0]) < kk[0]:
-                above[0] = above[0] + group_sum(hist, j[0])
+            # j: the group being looked at (negative: fewer than 16 bins, no group scan); group: its sum (read at
+            # bin 0 when j is negative, and then unused)
+            j[0] = nbins - LANES
+            group[0] = reduce_add(vec(hist, T.max(j[0], 0)))
+            while j[0] >= 0 and above[0] + group[0] < kk[0]:
+                above[0] = above[0] + group[0]
                 j[0] = j[0] - LANES
+                group[0] = reduce_add(vec(hist, T.max(j[0], 0)))
             j[0] = j[0] + LANES - 1
             while above[0] + hist[j[0]] < kk[0]:
                 above[0] = above[0] + hist[j[0]]
@@ -187,7 +188,7 @@ def select_sampled(source, keys, n, k, samples, rank_hi, rank_lo, cand, hist, th
         inside = T.meta_var(T.bitwise_and(v >= lo_v, v <= hi_v))
         compress_store(cand, m, T.reinterpret(f"uint32x{LANES}", v), inside, table, "uint32")
     c_gt = T.alloc_buffer((1,), "int32")
-    c_gt[0] = T.call_llvm_pure_intrin("int32", "llvm.vector.reduce.add", gt[T.ramp(0, 1, LANES)])
+    c_gt[0] = reduce_add(gt[T.ramp(0, 1, LANES)])
     for i in range(n - n // LANES * LANES):
         v = T.meta_var(source[1](n // LANES * LANES + i))
         c_gt[0] = c_gt[0] + T.Cast("int32", T.Not(v <= bounds[1]))
@@ -218,7 +219,7 @@ def count_greater(keys, n, thr, out):
         acc[T.ramp(0, 1, LANES)] = acc[T.ramp(0, 1, LANES)] + T.Cast(
             f"int32x{LANES}", vec(keys, i0 * LANES) > T.broadcast(thr, LANES)
         )
-    out[0] = T.call_llvm_pure_intrin("int32", "llvm.vector.reduce.add", acc[T.ramp(0, 1, LANES)])
+    out[0] = reduce_add(acc[T.ramp(0, 1, LANES)])
     for i in range(n - n // LANES * LANES):
         out[0] = out[0] + T.Cast("int32", keys[n // LANES * LANES + i] > thr)
 
@@ -241,6 +242,6 @@ def select_bisect(keys, n, k, thr):
         tail[0] = 0
         for i in range(n - n // LANES * LANES):
             tail[0] = tail[0] + T.Cast("int32", keys[n // LANES * LANES + i] >= cand_t)
-        if T.call_llvm_pure_intrin("int32", "llvm.vector.reduce.add", cnt[T.ramp(0, 1, LANES)]) + tail[0] >= k:
+        if reduce_add(cnt[T.ramp(0, 1, LANES)]) + tail[0] >= k:
             t[0] = cand_t
     thr[0] = t[0]
